@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI). Validates specs, writes rows, publishes job ids by task name."""

@@ -1,0 +1,36 @@
+"""The app factory: settings, database, publisher, routers. Nothing else lives here."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import sessionmaker
+
+from api.errors import install_error_handlers
+from api.routes import checkpoints, datasets, health, jobs, metrics
+from core.db import make_engine
+from core.queue import make_celery
+from core.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="traindock",
+        version="0.1.0",
+        description="Train neural networks described as data. Submit a JobSpec to "
+        "`POST /v1/jobs`; read its state, metrics and checkpoints back.",
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings)
+    app.state.sessionmaker = sessionmaker(app.state.engine, expire_on_commit=False)
+    app.state.celery = make_celery(settings, name="traindock-api")
+    install_error_handlers(app)
+    for module in (jobs, metrics, checkpoints, datasets, health):
+        app.include_router(module.router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return app

@@ -1,0 +1,122 @@
+"""/v1/jobs: submit, validate, list, read, cancel."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
+from sqlalchemy.exc import IntegrityError
+
+from api.deps import JobDep, PublisherDep, SessionDep, SettingsDep
+from api.schemas import EXAMPLE_SPEC, JobOut, JobPage, ValidationOut
+from core.jobspec import JobSpec, ValidatedJob, validate_job
+from core.queue import publish_job
+from core.repo import jobs as job_repo
+from core.tables import JOB_STATES
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+SpecBody = Annotated[
+    JobSpec, Body(openapi_examples={"digits-mlp": {"summary": "an MLP on digits",
+                                                   "value": EXAMPLE_SPEC}})
+]
+
+
+@router.post("/validate", response_model=ValidationOut)
+def validate(spec: SpecBody, settings: SettingsDep) -> ValidationOut:
+    """Dry run: build the network on the meta device and report shapes and parameters."""
+    checked = validate_job(spec, settings)
+    return ValidationOut(model=checked.model.as_dict(), dataset=dataclasses.asdict(checked.dataset),
+                         warnings=checked.warnings)
+
+
+@router.post("", status_code=201, response_model=JobOut)
+def submit(
+    spec: SpecBody,
+    session: SessionDep,
+    settings: SettingsDep,
+    publisher: PublisherDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobOut:
+    """Queue a job. With an `Idempotency-Key` header, the same key and body return the same
+    job (200) and the same key with another body is a 409."""
+    checked = validate_job(spec, settings)
+    document = spec.model_dump(mode="json")
+    if idempotency_key:
+        existing = job_repo.get_job_by_idempotency_key(session, idempotency_key)
+        if existing is not None:
+            return _replay(existing, document, response)
+    job = _create(session, checked, document, settings.max_attempts, idempotency_key)
+    if job is None:  # lost a race on the same key
+        session.rollback()
+        existing = job_repo.get_job_by_idempotency_key(session, idempotency_key or "")
+        return _replay(existing, document, response)
+    publish_job(publisher, str(job.id), settings)
+    return JobOut.of(job)
+
+
+def _create(session, checked: ValidatedJob, document: dict, default_attempts: int,
+            key: str | None):
+    try:
+        job = job_repo.create_job(
+            session,
+            name=checked.spec.display_name,
+            spec=document,
+            max_attempts=checked.spec.max_attempts or default_attempts,
+            model_summary=checked.model_report(),
+            total_steps=checked.estimated_steps,
+            idempotency_key=key,
+        )
+        session.commit()
+        return job
+    except IntegrityError:
+        if key is None:
+            raise
+        return None
+
+
+def _replay(existing, document: dict, response: Response) -> JobOut:
+    if existing.spec != document:
+        raise HTTPException(
+            409, "this Idempotency-Key was used with a different job spec; use a new key"
+        )
+    response.status_code = 200
+    return JobOut.of(existing)
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    session: SessionDep,
+    state: Annotated[Literal[JOB_STATES] | None, Query()] = None,  # type: ignore[valid-type]
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> JobPage:
+    """Newest first. Pass `next_cursor` back as `cursor` for the next page."""
+    after = None
+    if cursor:
+        try:
+            after = job_repo.Cursor.decode(cursor)
+        except ValueError:
+            raise HTTPException(422, "cursor: not a cursor returned by this API") from None
+    rows, following = job_repo.list_jobs(session, state=state, limit=limit, after=after)
+    return JobPage(items=[JobOut.of(j) for j in rows],
+                   next_cursor=following.encode() if following else None)
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job: JobDep) -> JobOut:
+    return JobOut.of(job)
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobOut)
+def cancel(job: JobDep, session: SessionDep) -> JobOut:
+    """Queued jobs end at once; a running job is stopped by its worker within about a second."""
+    state = job_repo.request_cancel(session, job.id)
+    session.commit()
+    if state is None:
+        raise HTTPException(409, f"job {job.id} has already ended ({job.state}); nothing to cancel")
+    session.refresh(job)
+    return JobOut.of(job)
+

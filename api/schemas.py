@@ -1,0 +1,86 @@
+"""Response bodies. Request bodies are the JobSpec itself (core/jobspec.py)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from core.tables import Job
+
+EXAMPLE_SPEC: dict[str, Any] = json.loads(
+    (Path(__file__).resolve().parent / "example_spec.json").read_text()
+)
+
+
+class LayerOut(BaseModel):
+    name: str
+    type: str
+    output_shape: list[int]
+    params: int
+
+
+class ModelOut(BaseModel):
+    input_shape: list[int]
+    output_shape: list[int]
+    layers: list[LayerOut]
+    total_params: int
+
+
+class ValidationOut(BaseModel):
+    model: ModelOut
+    dataset: dict[str, Any]
+    warnings: list[str]
+
+
+class JobBrief(BaseModel):
+    id: uuid.UUID
+    name: str
+    state: str
+    attempt: int
+    progress: dict[str, Any]
+    summary: dict[str, Any]
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobBrief:
+        return cls.model_validate(job, from_attributes=True)
+
+
+class JobOut(JobBrief):
+    max_attempts: int
+    cancel_requested: bool
+    spec: dict[str, Any]
+    model: dict[str, Any]
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls(**JobBrief.of(job).model_dump(), max_attempts=job.max_attempts,
+                   cancel_requested=job.cancel_requested, spec=job.spec, model=job.model_summary)
+
+
+class JobPage(BaseModel):
+    items: list[JobBrief]
+    next_cursor: str | None
+
+
+class CheckpointOut(BaseModel):
+    id: int
+    step: int
+    epoch: int
+    sha256: str
+    size: int
+    metrics: dict[str, Any]
+    created_at: datetime
+
+
+class MetricsOut(BaseModel):
+    series: dict[str, dict[str, list]]
+    next_since_step: int | None

@@ -1,0 +1,1 @@
+"""The `traindock` console script."""

@@ -1,0 +1,224 @@
+"""The JobSpec: everything a job needs, as data. Unknown fields are rejected everywhere.
+
+`validate_job` checks what pydantic alone cannot: shapes (the network is built on the meta
+device against the dataset's input shape), the loss against the task, and the limits in
+the settings. Every failure names the field path and says what to change.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from core import datasets
+from core.settings import Settings
+from models.build import ModelSummary, SpecError, summarize
+from models.spec import ModelSpec, StrictModel
+
+
+class DatasetSpec(StrictModel):
+    name: str = Field(description="a built-in dataset: digits, spirals, moons, blobs or sine")
+    val_fraction: float = Field(
+        0.1, ge=0.0, le=0.5, description="share of the training split held out for validation"
+    )
+    normalize: Literal["standardize", "none"] = Field(
+        "standardize",
+        description="standardize: per-feature mean and std from the training split only",
+    )
+    n_samples: int | None = Field(None, ge=20, le=1_000_000, description="synthetic sets only")
+    noise: float | None = Field(None, ge=0.0, le=10.0, description="synthetic sets only")
+    classes: int | None = Field(None, ge=2, le=100, description="spirals and blobs only")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="generation and split seed")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in datasets.BUILTINS:
+            known = ", ".join(sorted(datasets.BUILTINS))
+            raise ValueError(f"unknown dataset {value!r}; the built-in datasets are: {known}")
+        return value
+
+    @model_validator(mode="after")
+    def _options_apply(self) -> DatasetSpec:
+        tunable = datasets.BUILTINS[self.name].tunable
+        for option in ("n_samples", "noise", "classes"):
+            if getattr(self, option) is not None and option not in tunable:
+                raise ValueError(f"{self.name} takes no {option}; remove it")
+        return self
+
+    def options(self) -> datasets.Options:
+        return datasets.Options(self.n_samples, self.noise, self.classes, self.seed)
+
+
+class CrossEntropyLoss(StrictModel):
+    type: Literal["cross_entropy"]
+
+
+class MSELoss(StrictModel):
+    type: Literal["mse"]
+
+
+LossSpec = Annotated[CrossEntropyLoss | MSELoss, Field(discriminator="type")]
+
+LearningRate = Annotated[float, Field(gt=0.0, le=10.0, description="learning rate, > 0")]
+WeightDecay = Annotated[float, Field(0.0, ge=0.0, le=1.0, description="L2 penalty, >= 0")]
+
+
+class SGDSpec(StrictModel):
+    type: Literal["sgd"]
+    lr: LearningRate = 0.01
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: WeightDecay = 0.0
+
+
+class AdamSpec(StrictModel):
+    type: Literal["adam"]
+    lr: LearningRate = 0.001
+    betas: tuple[
+        Annotated[float, Field(ge=0.0, lt=1.0)], Annotated[float, Field(ge=0.0, lt=1.0)]
+    ] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0.0, le=1.0)
+    weight_decay: WeightDecay = 0.0
+
+
+OptimizerSpec = Annotated[SGDSpec | AdamSpec, Field(discriminator="type")]
+
+
+class ConstantSchedule(StrictModel):
+    type: Literal["constant"] = "constant"
+
+
+class TrainingSpec(StrictModel):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="initialisation, shuffling, dropout")
+    checkpoint_every_epochs: int = Field(
+        1, ge=0, description="0: only the final checkpoint"
+    )
+    log_every_steps: int | None = Field(
+        None, ge=1, description="per-step train_loss interval; default ~50 points per epoch"
+    )
+
+
+class ResourcesSpec(StrictModel):
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when the worker has it, else CPU"
+    )
+
+
+class JobSpec(StrictModel):
+    name: str = Field("", max_length=200, description="a label; defaults to the dataset's name")
+    dataset: DatasetSpec
+    model: ModelSpec
+    loss: LossSpec = Field(default_factory=lambda: CrossEntropyLoss(type="cross_entropy"))
+    optimizer: OptimizerSpec = Field(default_factory=lambda: AdamSpec(type="adam"))
+    schedule: ConstantSchedule = Field(default_factory=ConstantSchedule)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    max_attempts: int | None = Field(None, ge=1, le=20, description="default from settings")
+
+    @property
+    def display_name(self) -> str:
+        return self.name or f"{self.dataset.name}-job"
+
+
+@dataclass
+class ValidatedJob:
+    spec: JobSpec
+    dataset: datasets.DatasetInfo
+    model: ModelSummary
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_train(self) -> int:
+        held_out = 1 - self.spec.dataset.val_fraction
+        return int((self.dataset.n_samples - self.dataset.n_test) * held_out)
+
+    @property
+    def estimated_steps(self) -> int:
+        """Optimizer steps for the whole job (the worker reports the exact number)."""
+        return math.ceil(self.n_train / self.spec.training.batch_size) * self.spec.training.epochs
+
+    def model_report(self) -> dict:
+        return {**self.model.as_dict(), "warnings": self.warnings}
+
+
+def validate_job(spec: JobSpec, settings: Settings) -> ValidatedJob:
+    """Check shapes, loss and limits; raises SpecError naming the field to change."""
+    _check_limits(spec, settings)
+    info = datasets.describe(spec.dataset.name, spec.dataset.options())
+    summary = summarize(spec.model, info.input_shape)
+    if summary.total_params > settings.max_params:
+        raise SpecError(
+            "model",
+            f"the network has {summary.total_params:,} parameters; this server allows at most "
+            f"{settings.max_params:,}: use fewer or smaller layers",
+        )
+    _check_output(spec, info, summary)
+    checked = ValidatedJob(spec, info, summary)
+    checked.warnings = _warnings(checked)
+    return checked
+
+
+def _check_limits(spec: JobSpec, settings: Settings) -> None:
+    if spec.training.epochs > settings.max_epochs:
+        raise SpecError("training.epochs", f"at most {settings.max_epochs} on this server")
+    if spec.training.batch_size > settings.max_batch_size:
+        raise SpecError("training.batch_size", f"at most {settings.max_batch_size} on this server")
+    if len(spec.model.layers) > settings.max_layers:
+        raise SpecError("model.layers", f"at most {settings.max_layers} layers on this server")
+
+
+def _check_output(spec: JobSpec, info: datasets.DatasetInfo, summary: ModelSummary) -> None:
+    last = len(spec.model.layers) - 1
+    where = f"model.layers[{last}] ({spec.model.layers[last].type})"
+    out = summary.output_shape
+    if spec.loss.type == "cross_entropy":
+        if info.task != "classification":
+            raise SpecError(
+                "loss.type",
+                f"cross_entropy needs a classification dataset; {info.name} is regression: "
+                "use mse",
+            )
+        if out != (info.num_classes,):
+            fix = (
+                f"end with a linear layer with out_features {info.num_classes}"
+                if len(out) == 1
+                else f"add a flatten layer and a linear layer with out_features "
+                f"{info.num_classes}"
+            )
+            raise SpecError(
+                where,
+                f"the network's output is {out} but {info.name} has {info.num_classes} "
+                f"classes; {fix}",
+            )
+    elif spec.loss.type == "mse":
+        if info.task != "regression":
+            raise SpecError(
+                "loss.type",
+                f"mse needs a regression dataset; {info.name} is classification: "
+                "use cross_entropy",
+            )
+        if out != info.target_shape:
+            raise SpecError(
+                where,
+                f"the network's output is {out} but {info.name}'s targets are "
+                f"{info.target_shape}; end with a linear layer with out_features "
+                f"{info.target_shape[0]}",
+            )
+
+
+def _warnings(checked: ValidatedJob) -> list[str]:
+    spec, n_train = checked.spec, checked.n_train
+    notes = []
+    if spec.training.batch_size > n_train:
+        notes.append(
+            f"training.batch_size {spec.training.batch_size} exceeds the training split "
+            f"({n_train} samples): each epoch is a single step"
+        )
+    if spec.dataset.val_fraction == 0:
+        notes.append("dataset.val_fraction is 0: no validation metrics will be recorded")
+    return notes

@@ -1,0 +1,86 @@
+"""Task names, queue names and the Celery configuration shared by the publisher and the worker.
+
+The API publishes by task *name* and never imports worker code; the message carries only
+the job id. The database is the record of a job: a lost or duplicated message is harmless
+because the worker's claim is atomic.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from core.settings import Settings
+
+TRAIN_TASK = "traindock.train_job"
+DEFAULT_QUEUE = "traindock"
+
+log = logging.getLogger(__name__)
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "task_default_queue": DEFAULT_QUEUE,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # Long jobs: take one message at a time, acknowledge after the task returns so that
+        # a message held by a worker that dies is delivered again (the claim deduplicates).
+        "worker_prefetch_multiplier": 1,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_hijack_root_logger": False,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {},
+    }
+    if settings.broker_url.startswith("filesystem://"):
+        folder = settings.broker_dir / "queue"
+        processed = settings.broker_dir / "processed"
+        folder.mkdir(parents=True, exist_ok=True)
+        processed.mkdir(parents=True, exist_ok=True)
+        config["broker_transport_options"] = {
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            "processed_folder": str(processed),
+            "store_processed": False,
+            "polling_interval": 0.1,
+        }
+    else:
+        config["broker_transport_options"] = {
+            "socket_connect_timeout": settings.publish_timeout_s,
+            "socket_timeout": settings.publish_timeout_s,
+            # Jobs run for hours; redelivery is deduplicated by the claim anyway.
+            "visibility_timeout": 24 * 3600,
+        }
+    return config
+
+
+def make_celery(settings: Settings, name: str = "traindock") -> Celery:
+    app = Celery(name)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def publish_job(app: Celery, job_id: str, settings: Settings) -> bool:
+    """Send the wake-up message for a job. Returns False (and logs) when the broker is down:
+    the job row stays queued and is published again later, so the caller never fails."""
+    try:
+        app.send_task(
+            TRAIN_TASK,
+            args=[job_id],
+            queue=DEFAULT_QUEUE,
+            retry=True,
+            retry_policy={
+                "max_retries": 1,
+                "interval_start": 0,
+                "interval_step": 0.2,
+                "interval_max": 0.5,
+            },
+        )
+        return True
+    except Exception as exc:  # the broker's error types vary by transport
+        log.warning("could not publish job %s: %s", job_id, exc)
+        return False

@@ -1,0 +1,98 @@
+"""The one settings object. Every knob is an environment variable with the TRAINDOCK_ prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
+BROKER_SCHEMES = ("redis://", "rediss://", "filesystem://")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRAINDOCK_", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/traindock"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    data_dir: Path = Path("./traindock-data")
+
+    # Jobs
+    lease_ttl_s: float = Field(30.0, description="a running job's lease; renewed every ttl/3")
+    max_attempts: int = Field(3, ge=1, le=20)
+    cancel_poll_s: float = Field(0.25, gt=0, le=1.0)
+    metric_flush_s: float = Field(1.0, gt=0, le=10.0)
+
+    # Limits on what one job may ask for
+    max_epochs: int = Field(10_000, ge=1)
+    max_batch_size: int = Field(65_536, ge=1)
+    max_params: int = Field(500_000_000, ge=1)
+    max_layers: int = Field(256, ge=1)
+    max_spec_bytes: int = Field(256 * 1024, ge=1024)
+    keep_checkpoints: int = Field(3, ge=1, le=100)
+
+    # Broker publishing must never hang a request.
+    publish_timeout_s: float = Field(2.0, gt=0, le=30)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if not value.startswith(POSTGRES_SCHEMES):
+            raise ValueError(
+                "TRAINDOCK_DATABASE_URL must be a PostgreSQL URL "
+                "(postgresql://user@host:port/db); traindock has no SQLite path"
+            )
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        if not value.startswith(BROKER_SCHEMES):
+            raise ValueError(
+                "TRAINDOCK_BROKER_URL must start with redis://, rediss:// or filesystem://"
+            )
+        return value
+
+    @field_validator("lease_ttl_s")
+    @classmethod
+    def _sane_lease(cls, value: float) -> float:
+        if not 3.0 <= value <= 3600.0:
+            raise ValueError(
+                "TRAINDOCK_LEASE_TTL_S must be between 3 and 3600 seconds: shorter leases expire "
+                "under ordinary load, longer ones leave a lost job unnoticed for too long"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_data_dir(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if self.data_dir == Path("/"):
+            raise ValueError("TRAINDOCK_DATA_DIR must not be the filesystem root")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the psycopg 3 driver named, as SQLAlchemy wants it."""
+        for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+            if self.database_url.startswith(prefix):
+                return "postgresql+psycopg://" + self.database_url[len(prefix):]
+        return self.database_url
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.data_dir / "checkpoints"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Alembic migrations: one static, revertable file per change, named by date and slug."""

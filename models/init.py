@@ -1,0 +1,37 @@
+"""Weight initialisation schemes for linear and conv layers."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.spec import InitName
+
+
+def init_weights(module: nn.Module, scheme: InitName, nonlinearity: str = "linear") -> None:
+    """Initialise a linear or conv layer in place.
+
+    `nonlinearity` is the activation that follows the layer ("relu", "tanh", "sigmoid" or
+    "linear"); He and Xavier take their gain from it. Biases start at zero except with
+    torch_default, which keeps PyTorch's own initialisation for weight and bias alike.
+    """
+    if scheme == "torch_default":
+        return
+    weight = module.weight
+    with torch.no_grad():
+        if scheme == "normal":
+            nn.init.normal_(weight, mean=0.0, std=0.01)
+        elif scheme == "zeros":
+            nn.init.zeros_(weight)
+        elif scheme == "xavier_uniform":
+            nn.init.xavier_uniform_(weight, gain=nn.init.calculate_gain(nonlinearity))
+        elif scheme == "xavier_normal":
+            nn.init.xavier_normal_(weight, gain=nn.init.calculate_gain(nonlinearity))
+        elif scheme == "he_uniform":
+            nn.init.kaiming_uniform_(weight, nonlinearity=nonlinearity)
+        elif scheme == "he_normal":
+            nn.init.kaiming_normal_(weight, nonlinearity=nonlinearity)
+        else:  # pragma: no cover - the spec's Literal rules this out
+            raise ValueError(f"unknown init scheme {scheme!r}")
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)

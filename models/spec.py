@@ -1,0 +1,137 @@
+"""Pydantic specs for the network: one class per layer type, discriminated by `type`.
+
+Users give only output sizes (`out_features`, `out_channels`); input sizes are inferred
+from the dataset when the network is built (models/build.py).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Size1d = Annotated[int, Field(gt=0, le=4096)]
+Size2d = Size1d | tuple[Size1d, Size1d]
+Padding = Annotated[int, Field(ge=0, le=1024)] | Literal["same", "valid"]
+
+InitName = Literal[
+    "torch_default", "normal", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "zeros"
+]
+
+
+class StrictModel(BaseModel):
+    """Every spec object rejects fields it does not know: a typo must not pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Layer(StrictModel):
+    name: str | None = Field(None, max_length=100, description="optional label for summaries")
+
+
+class LinearSpec(_Layer):
+    type: Literal["linear"]
+    out_features: Annotated[int, Field(gt=0, le=1_000_000)]
+    bias: bool = True
+    init: InitName | None = Field(None, description="overrides model.init for this layer")
+
+
+class _ConvSpec(_Layer):
+    out_channels: Annotated[int, Field(gt=0, le=65_536)]
+    kernel_size: Size2d = 3
+    stride: Size2d = 1
+    padding: Padding = 0
+    bias: bool = True
+    init: InitName | None = Field(None, description="overrides model.init for this layer")
+
+
+class Conv1dSpec(_ConvSpec):
+    type: Literal["conv1d"]
+    kernel_size: Size1d = 3
+    stride: Size1d = 1
+
+
+class Conv2dSpec(_ConvSpec):
+    type: Literal["conv2d"]
+
+
+class MaxPool1dSpec(_Layer):
+    type: Literal["maxpool1d"]
+    kernel_size: Size1d = 2
+    stride: Size1d | None = Field(None, description="defaults to kernel_size")
+
+
+class MaxPool2dSpec(_Layer):
+    type: Literal["maxpool2d"]
+    kernel_size: Size2d = 2
+    stride: Size2d | None = Field(None, description="defaults to kernel_size")
+
+
+class FlattenSpec(_Layer):
+    type: Literal["flatten"]
+
+
+class ReshapeSpec(_Layer):
+    type: Literal["reshape"]
+    shape: list[int] = Field(
+        min_length=1, max_length=4, description="per-sample shape; one entry may be -1"
+    )
+
+    @field_validator("shape")
+    @classmethod
+    def _one_free_dim(cls, value: list[int]) -> list[int]:
+        if sum(d == -1 for d in value) > 1:
+            raise ValueError("at most one dimension may be -1")
+        if any(d == 0 or d < -1 for d in value):
+            raise ValueError("dimensions must be positive, or -1 for the one inferred")
+        return value
+
+
+class DropoutSpec(_Layer):
+    type: Literal["dropout"]
+    p: float = Field(0.5, ge=0.0, lt=1.0, description="probability of zeroing an element")
+
+
+class BatchNormSpec(_Layer):
+    type: Literal["batchnorm"]
+    momentum: float = Field(0.1, gt=0.0, le=1.0)
+    eps: float = Field(1e-5, gt=0.0, le=1.0)
+
+
+class ReluSpec(_Layer):
+    type: Literal["relu"]
+
+
+class SigmoidSpec(_Layer):
+    type: Literal["sigmoid"]
+
+
+class TanhSpec(_Layer):
+    type: Literal["tanh"]
+
+
+LayerSpec = Annotated[
+    LinearSpec
+    | Conv1dSpec
+    | Conv2dSpec
+    | MaxPool1dSpec
+    | MaxPool2dSpec
+    | FlattenSpec
+    | ReshapeSpec
+    | DropoutSpec
+    | BatchNormSpec
+    | ReluSpec
+    | SigmoidSpec
+    | TanhSpec,
+    Field(discriminator="type"),
+]
+
+
+class ModelSpec(StrictModel):
+    init: InitName = Field(
+        "torch_default",
+        description="weight initialisation for linear and conv layers; biases start at zero "
+        "unless torch_default",
+    )
+    layers: list[LayerSpec] = Field(min_length=1, max_length=256)

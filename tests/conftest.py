@@ -1,0 +1,185 @@
+"""Real parts: a fresh PostgreSQL database per test session, Redis, and the API and the
+Celery worker as real processes talking over real HTTP and a real broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+from core.migrate import upgrade
+from core.settings import Settings
+
+PG_ADMIN_URL = os.environ.get("TRAINDOCK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TRAINDOCK_TEST_REDIS", "redis://127.0.0.1:6379/0")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url_for(name: str) -> str:
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+def create_database(name: str) -> str:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return database_url_for(name)
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    name = f"traindock_test_{uuid.uuid4().hex[:8]}"
+    url = create_database(name)
+    upgrade(Settings(database_url=url).sqlalchemy_url)
+    yield url
+    drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> str:
+    """A Redis database of its own, emptied first, so that stale messages cannot leak in."""
+    base = REDIS_URL.rsplit("/", 1)[0]
+    url = f"{base}/{7 + os.getpid() % 8}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, broker_url: str, data_dir: Path) -> Settings:
+    return Settings(database_url=database_url, broker_url=broker_url, data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def service_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINDOCK_")}
+    env.update(
+        TRAINDOCK_DATABASE_URL=settings.database_url,
+        TRAINDOCK_BROKER_URL=settings.broker_url,
+        TRAINDOCK_DATA_DIR=str(settings.data_dir),
+        TRAINDOCK_LEASE_TTL_S="6",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+class Service:
+    """A child process with its output in a log file, stopped and reaped at teardown."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self.log_file = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            args, env=env, cwd=ROOT, stdout=self.log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"process exited early:\n{self.log()[-3000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{text!r} not seen in {timeout}s:\n{self.log()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log_file.close()
+
+
+def start_worker(env: dict[str, str], log_dir: Path, name: str = "w1") -> Service:
+    service = Service([sys.executable, "-m", "cli.main", "worker", "--name", f"{name}@test"],
+                      env, log_dir / f"worker-{name}.log")
+    service.wait_for_log("ready.", timeout=60)
+    return service
+
+
+@pytest.fixture(scope="session")
+def api_url(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    logs = tmp_path_factory.mktemp("logs")
+    service = Service([sys.executable, "-m", "cli.main", "api", "--port", str(port)],
+                      service_env, logs / "api.log")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or service.proc.poll() is not None:
+            service.stop()
+            raise RuntimeError(f"API did not become healthy:\n{service.log()[-3000:]}")
+        time.sleep(0.2)
+    yield url
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Service]:
+    service = start_worker(service_env, tmp_path_factory.mktemp("worker-logs"))
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def client(api_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=30) as http:
+        yield http
+
+
+def load_example(name: str) -> dict:
+    import json
+
+    return json.loads((ROOT / "examples" / f"{name}.json").read_text())
+
+
+def wait_for_state(client: httpx.Client, job_id: str, states: set[str], timeout: float = 120
+                   ) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] in states:
+            return job
+        time.sleep(0.2)
+    raise TimeoutError(f"job {job_id} still {job['state']} after {timeout}s: {job}")

@@ -1,0 +1,1 @@
+"""The Celery worker: claims jobs, supervises a training child process per job."""

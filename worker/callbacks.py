@@ -1,0 +1,181 @@
+"""Persistence for the training loop: metric points and progress to PostgreSQL, checkpoints
+to disk. Every write is guarded by (job_id, attempt): when another attempt owns the job,
+the sink raises LeaseLost and the child stops."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from core.repo import checkpoints as checkpoint_repo
+from core.repo import jobs as job_repo
+from core.repo import metrics as metric_repo
+from worker.checkpoints import checkpoint_path, checkpoint_state, write_atomically
+from worker.train import LoopState, Point
+
+log = logging.getLogger(__name__)
+
+MAX_BUFFERED_POINTS = 1_000_000  # ~100 MB; past it the job fails rather than lose data
+
+
+class LeaseLost(RuntimeError):
+    """Another attempt owns the job now (this one was reaped or cancelled)."""
+
+
+def _better(name: str) -> str | None:
+    if "accuracy" in name:
+        return "max"
+    if name.endswith("loss") or name.endswith("rmse"):
+        return "min"
+    return None
+
+
+class Summary:
+    """Latest and best value of every epoch metric, and the test metrics at the end."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, float] = {}
+        self.best: dict[str, dict[str, Any]] = {}
+        self.test: dict[str, float] = {}
+
+    def add(self, point: Point) -> None:
+        if point.name.endswith("_step"):
+            return
+        if point.name.startswith("test_"):
+            self.test[point.name] = point.value
+            return
+        self.latest[point.name] = point.value
+        mode = _better(point.name)
+        current = self.best.get(point.name)
+        if mode and (
+            current is None
+            or (mode == "min" and point.value < current["value"])
+            or (mode == "max" and point.value > current["value"])
+        ):
+            self.best[point.name] = {"value": point.value, "step": point.step,
+                                     "epoch": point.epoch}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"latest": self.latest, "best": self.best, "test": self.test}
+
+
+class MetricSink:
+    """Buffers points and flushes them with COPY at most every `flush_s` seconds, together
+    with the job's progress and summary in the same transaction."""
+
+    def __init__(self, engine: Engine, job_id: uuid.UUID, attempt: int, flush_s: float) -> None:
+        self.engine = engine
+        self.job_id = job_id
+        self.attempt = attempt
+        self.flush_s = flush_s
+        self.buffer: list[metric_repo.Point] = []
+        self.summary = Summary()
+        self.progress: dict[str, Any] = {}
+        self.key_ids: dict[str, int] = {}
+        self.last_flush = time.monotonic()
+
+    def on_points(self, state: LoopState, points: list[Point]) -> None:
+        now = datetime.now(UTC)
+        for p in points:
+            self.buffer.append(metric_repo.Point(p.name, p.step, p.value, p.epoch, now))
+            self.summary.add(p)
+        self.progress = {"epoch": state.epoch, "epochs": state.epochs, "step": state.step,
+                         "total_steps": state.total_steps}
+        if time.monotonic() - self.last_flush >= self.flush_s:
+            self.flush()
+
+    def on_epoch_end(self, state: LoopState, metrics: dict[str, float]) -> None:
+        pass
+
+    def on_train_end(self, state: LoopState, metrics: dict[str, float]) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        self.last_flush = time.monotonic()
+        points, self.buffer = self.buffer, []
+        try:
+            with self.engine.begin() as conn:
+                missing = {p.name for p in points} - self.key_ids.keys()
+                if missing:
+                    self.key_ids.update(metric_repo.metric_key_ids(conn, sorted(missing)))
+                if points:
+                    metric_repo.write_points(conn, self.job_id, self.attempt, points,
+                                             self.key_ids)
+                owned = job_repo.record_progress(
+                    Session(bind=conn), self.job_id, self.attempt, self.progress,
+                    self.summary.as_dict(),
+                )
+        except OperationalError as exc:
+            # The database is away: keep the points and try again at the next flush.
+            self.buffer = points + self.buffer
+            if len(self.buffer) > MAX_BUFFERED_POINTS:
+                raise RuntimeError(
+                    f"the database has been unreachable for too long ({len(self.buffer)} "
+                    "metric points buffered)"
+                ) from exc
+            log.warning("metric flush failed, %d points kept: %s", len(self.buffer), exc)
+            return
+        if not owned:
+            raise LeaseLost(f"attempt {self.attempt} no longer owns job {self.job_id}")
+
+
+class CheckpointSink:
+    """Writes a checkpoint every N epochs and at the end; keeps the last K and the best."""
+
+    def __init__(
+        self, engine: Engine, root: Path, job_id: uuid.UUID, attempt: int, spec: dict[str, Any],
+        normalization: dict[str, torch.Tensor], every_epochs: int, keep: int,
+        monitor: str = "val_loss",
+    ) -> None:
+        self.engine = engine
+        self.root = root
+        self.job_id = job_id
+        self.attempt = attempt
+        self.spec = spec
+        self.normalization = normalization
+        self.every_epochs = every_epochs
+        self.keep = keep
+        self.monitor = monitor
+
+    def on_points(self, state: LoopState, points: list[Point]) -> None:
+        pass
+
+    def on_epoch_end(self, state: LoopState, metrics: dict[str, float]) -> None:
+        last = state.epoch == state.epochs  # the final checkpoint is written with test metrics
+        if self.every_epochs and state.epoch % self.every_epochs == 0 and not last:
+            self.save(state, metrics)
+
+    def on_train_end(self, state: LoopState, metrics: dict[str, float]) -> None:
+        self.save(state, metrics)
+
+    def save(self, state: LoopState, metrics: dict[str, float]) -> None:
+        path = checkpoint_path(self.root, str(self.job_id), state.step)
+        payload = checkpoint_state(state, self.spec, self.normalization, metrics)
+        sha256, size = write_atomically(payload, path)
+        with Session(self.engine) as session, session.begin():
+            added = checkpoint_repo.add_checkpoint(
+                session, job_id=self.job_id, attempt=self.attempt, step=state.step,
+                epoch=state.epoch, path=str(path), sha256=sha256, size=size, metrics=metrics,
+            )
+            if added is None:
+                raise LeaseLost(f"attempt {self.attempt} no longer owns job {self.job_id}")
+            doomed = self._beyond_retention(checkpoint_repo.list_checkpoints(session, self.job_id))
+            checkpoint_repo.delete_checkpoints(session, self.job_id, [c.id for c in doomed])
+        for checkpoint in doomed:
+            Path(checkpoint.path).unlink(missing_ok=True)
+
+    def _beyond_retention(self, rows: list) -> list:
+        keep = {row.id for row in rows[-self.keep:]}
+        scored = [r for r in rows if self.monitor in (r.metrics or {})]
+        if scored:
+            keep.add(min(scored, key=lambda r: r.metrics[self.monitor]).id)
+        return [row for row in rows if row.id not in keep]

@@ -1,0 +1,80 @@
+"""Checkpoint files: everything needed to resume or evaluate, written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from worker.train import LoopState
+
+FORMAT_VERSION = 1
+
+
+def checkpoint_state(
+    state: LoopState, spec: dict[str, Any], normalization: dict[str, torch.Tensor],
+    metrics: dict[str, float],
+) -> dict[str, Any]:
+    """The checkpoint dict. Only tensors, numbers, strings and containers of them, so that
+    it loads with torch.load(weights_only=True)."""
+    np_state = np.random.get_state()
+    return {
+        "format": FORMAT_VERSION,
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": None,
+        "scaler": None,
+        "step": state.step,
+        "epoch": state.epoch,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "shuffle": state.shuffle.get_state(),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
+                      *np_state[2:]],
+            "python": random.getstate(),
+        },
+        "normalization": {k: v.cpu() for k, v in normalization.items()},
+        "spec": spec,
+        "metrics": metrics,
+    }
+
+
+def write_atomically(payload: dict[str, Any], path: Path) -> tuple[str, int]:
+    """Write to a temp file, fsync, rename, fsync the folder. Returns (sha256, size)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as handle:
+        torch.save(payload, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    digest = sha256_of(tmp)
+    size = tmp.stat().st_size
+    os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    return digest, size
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def checkpoint_path(root: Path, job_id: str, step: int) -> Path:
+    return root / job_id / f"step-{step}.pt"
