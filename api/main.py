@@ -7,6 +7,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import sessionmaker
 
 from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
 from api.routes import checkpoints, datasets, health, jobs, metrics
 from core.db import make_engine
 from core.queue import make_celery
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = sessionmaker(app.state.engine, expire_on_commit=False)
     app.state.celery = make_celery(settings, name="traindock-api")
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_spec_bytes)
     for module in (jobs, metrics, checkpoints, datasets, health):
         app.include_router(module.router)
 

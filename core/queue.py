@@ -37,14 +37,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {},
     }
     if settings.broker_url.startswith("filesystem://"):
-        folder = settings.broker_dir / "queue"
-        processed = settings.broker_dir / "processed"
-        folder.mkdir(parents=True, exist_ok=True)
-        processed.mkdir(parents=True, exist_ok=True)
+        folder, processed, control = (
+            settings.broker_dir / "queue", settings.broker_dir / "processed",
+            settings.broker_dir / "control",
+        )
+        for path in (folder, processed, control):
+            path.mkdir(parents=True, exist_ok=True)
         config["broker_transport_options"] = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
             "processed_folder": str(processed),
+            # Without this the transport writes its control exchange into the cwd.
+            "control_folder": str(control),
             "store_processed": False,
             "polling_interval": 0.1,
         }

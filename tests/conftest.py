@@ -95,7 +95,7 @@ class Service:
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
-        self.log_file = open(log_path, "wb")
+        self.log_file = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             args, env=env, cwd=ROOT, stdout=self.log_file, stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -1,0 +1,53 @@
+"""Migrations up and down on a fresh PostgreSQL database, and in step with core/tables.py."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+
+from core.migrate import downgrade, upgrade
+from core.settings import Settings
+from core.tables import Base
+from tests.conftest import create_database, drop_database
+
+TABLES = {"job", "metric", "metric_key", "checkpoint"}
+
+
+@pytest.fixture
+def fresh_url():
+    name = f"traindock_migr_{uuid.uuid4().hex[:8]}"
+    url = Settings(database_url=create_database(name)).sqlalchemy_url
+    yield url
+    drop_database(name)
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade(fresh_url):
+    upgrade(fresh_url)
+    assert _tables(fresh_url) == TABLES
+    downgrade(fresh_url, "base")
+    assert _tables(fresh_url) == set()
+    upgrade(fresh_url)
+    assert _tables(fresh_url) == TABLES
+
+
+def test_migrations_match_the_table_definitions(fresh_url):
+    upgrade(fresh_url)
+    engine = create_engine(fresh_url)
+    try:
+        with engine.connect() as conn:
+            differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    finally:
+        engine.dispose()
+    assert differences == []
