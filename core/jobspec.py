@@ -31,7 +31,10 @@ class DatasetSpec(StrictModel):
     n_samples: int | None = Field(None, ge=20, le=1_000_000, description="synthetic sets only")
     noise: float | None = Field(None, ge=0.0, le=10.0, description="synthetic sets only")
     classes: int | None = Field(None, ge=2, le=100, description="spirals and blobs only")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="generation and split seed")
+    seed: int = Field(
+        0, ge=0, le=2**31 - 1,
+        description="generation and validation-split seed; the test split is fixed",
+    )
 
     @field_validator("name")
     @classmethod

@@ -92,10 +92,15 @@ def _explain_torch_error(layer, shape: Shape, exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if "padding='same'" in text:
         return "padding 'same' needs stride 1; give a number for padding instead"
-    if layer_type in ("conv1d", "conv2d", "maxpool1d", "maxpool2d"):
+    if layer_type in ("conv1d", "conv2d"):
         return (
             f"input {shape} is smaller than the kernel; lower kernel_size, add padding, or "
             f"remove a pooling layer before it ({text})"
+        )
+    if layer_type in ("maxpool1d", "maxpool2d"):
+        return (
+            f"input {shape} is smaller than the pooling window; lower kernel_size or remove "
+            f"a pooling layer before it ({text})"
         )
     if layer_type == "reshape":
         return (

@@ -83,8 +83,17 @@ def _check_finite(value: float, step: int, lr: float) -> None:
         )
 
 
+def batch_bounds(n_train: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, end) of each batch of an epoch. A last batch of a single sample is merged into
+    the one before: batchnorm cannot train on one sample, and its gradient is mostly noise."""
+    starts = list(range(0, n_train, batch_size))
+    if len(starts) > 1 and n_train - starts[-1] == 1:
+        starts.pop()
+    return [(s, e) for s, e in zip(starts, [*starts[1:], n_train], strict=True)]
+
+
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    return math.ceil(n_train / batch_size)
+    return len(batch_bounds(n_train, batch_size))
 
 
 def train(
@@ -98,8 +107,9 @@ def train(
     """Train for spec.training.epochs and return the final metrics (test ones included)."""
     cfg = spec.training
     n = len(data.x_train)
-    per_epoch = steps_per_epoch(n, cfg.batch_size)
-    log_every = cfg.log_every_steps or max(1, per_epoch // 50)
+    bounds = batch_bounds(n, cfg.batch_size)
+    per_epoch = len(bounds)
+    log_every = cfg.log_every_steps or max(1, math.ceil(per_epoch / 50))
     classification = data.task == "classification"
     device = data.x_train.device
     state = LoopState(model, optimizer, torch.Generator().manual_seed(cfg.seed),
@@ -115,8 +125,8 @@ def train(
         window_loss = torch.zeros((), device=device)
         window_count = 0
         correct = torch.zeros((), device=device, dtype=torch.long)
-        for b in range(per_epoch):
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+        for b, (start, end) in enumerate(bounds):
+            idx = order[start:end]
             xb, yb = data.x_train[idx], data.y_train[idx]
             out = model(xb)
             loss = loss_fn(out, yb)
