@@ -17,6 +17,18 @@ EXAMPLE_SPEC: dict[str, Any] = json.loads(
 )
 
 
+class FieldError(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ValidationErrorOut(BaseModel):
+    """A 422: one entry per problem; `message` starts with the field's path."""
+
+    detail: list[FieldError]
+
+
 class LayerOut(BaseModel):
     name: str
     type: str

@@ -34,7 +34,8 @@ def _layer_label(loc: Sequence[Any], data: Any) -> str | None:
         i = list(loc).index("layers")
         index = loc[i + 1]
         layer = data["model"]["layers"][index]
-        return f"model.layers[{index}] ({layer.get('type')})"
+        kind = layer.get("type")
+        return f"model.layers[{index}] ({kind})" if kind else None
     except (ValueError, IndexError, KeyError, TypeError, AttributeError):
         return None
 

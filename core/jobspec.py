@@ -113,7 +113,7 @@ class ResourcesSpec(StrictModel):
 
 
 class JobSpec(StrictModel):
-    name: str = Field("", max_length=200, description="a label; defaults to the dataset's name")
+    name: str = Field("", max_length=200, description="a label; defaults to '<dataset>-job'")
     dataset: DatasetSpec
     model: ModelSpec
     loss: LossSpec = Field(default_factory=lambda: CrossEntropyLoss(type="cross_entropy"))

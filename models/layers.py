@@ -73,7 +73,16 @@ def _conv2d_hint(shape: Shape) -> str:
 
 def _pool_hint(kind: str, wanted: int) -> Callable[[Shape], str]:
     layout = "(channels, length)" if wanted == 2 else "(channels, height, width)"
-    return lambda shape: f"{kind} needs a {wanted}-D input {layout} but the input is {_dims(shape)}"
+    other = "maxpool2d" if wanted == 2 else "maxpool1d"
+
+    def hint(shape: Shape) -> str:
+        if len(shape) == 1:
+            fix = "pooling needs a spatial input: remove it, or add a reshape layer first"
+        else:
+            fix = f"use {other} for this input"
+        return f"{kind} needs a {wanted}-D input {layout} but the input is {_dims(shape)}; {fix}"
+
+    return hint
 
 
 def _conv_padding(spec: s._ConvSpec) -> int | str | tuple[int, int]:

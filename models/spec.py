@@ -23,7 +23,7 @@ InitName = Literal[
 class StrictModel(BaseModel):
     """Every spec object rejects fields it does not know: a typo must not pass silently."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class _Layer(StrictModel):

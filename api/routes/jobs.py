@@ -9,13 +9,16 @@ from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import JobDep, PublisherDep, SessionDep, SettingsDep
-from api.schemas import EXAMPLE_SPEC, JobOut, JobPage, ValidationOut
+from api.schemas import EXAMPLE_SPEC, JobOut, JobPage, ValidationErrorOut, ValidationOut
 from core.jobspec import JobSpec, ValidatedJob, validate_job
 from core.queue import publish_job
 from core.repo import jobs as job_repo
 from core.tables import JOB_STATES
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(
+    prefix="/v1/jobs", tags=["jobs"],
+    responses={422: {"model": ValidationErrorOut, "description": "the field to change"}},
+)
 
 SpecBody = Annotated[
     JobSpec, Body(openapi_examples={"digits-mlp": {"summary": "an MLP on digits",
@@ -99,7 +102,10 @@ def list_jobs(
         try:
             after = job_repo.Cursor.decode(cursor)
         except ValueError:
-            raise HTTPException(422, "cursor: not a cursor returned by this API") from None
+            raise HTTPException(422, [{
+                "field": "cursor", "type": "value_error",
+                "message": "cursor: not a cursor returned by this API; pass next_cursor as is",
+            }]) from None
     rows, following = job_repo.list_jobs(session, state=state, limit=limit, after=after)
     return JobPage(items=[JobOut.of(j) for j in rows],
                    next_cursor=following.encode() if following else None)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import FINAL_STATES, Job
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _lease_end(ttl_s: float) -> ColumnElement:
@@ -57,12 +59,15 @@ class Cursor:
     id: uuid.UUID
 
     def encode(self) -> str:
-        return f"{self.created_at.isoformat()}_{self.id}"
+        """URL-safe: microseconds since the epoch, then the id."""
+        micros = (self.created_at - EPOCH) // timedelta(microseconds=1)
+        return f"{micros}_{self.id.hex}"
 
     @classmethod
     def decode(cls, value: str) -> Cursor:
-        stamp, _, ident = value.rpartition("_")
-        return cls(datetime.fromisoformat(stamp), uuid.UUID(ident))
+        micros, _, ident = value.partition("_")
+        stamp = EPOCH + timedelta(microseconds=int(micros))
+        return cls(stamp, uuid.UUID(hex=ident))
 
 
 def list_jobs(

@@ -61,7 +61,8 @@ def read_series(
 ) -> tuple[dict[str, dict[str, list]], int | None]:
     """Points with step > since_step, at most max_points per series, in step order.
 
-    Returns the series and, when any series was cut short, the since_step to ask next.
+    When a series is cut short, every series is cut at the same step, so that asking again
+    with the returned since_step yields each point exactly once.
     """
     query = (
         select(MetricKey.name, Metric.step, Metric.value, Metric.epoch)
@@ -82,4 +83,10 @@ def read_series(
         entry["step"].append(step)
         entry["value"].append(value)
         entry["epoch"].append(epoch)
+    if next_since is not None:
+        for entry in series.values():
+            keep = sum(1 for step in entry["step"] if step <= next_since)
+            for column in entry.values():
+                del column[keep:]
+        series = {name: entry for name, entry in series.items() if entry["step"]}
     return series, next_since
