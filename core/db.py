@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings, get_settings
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def make_engine(settings: Settings, pool_size: int = 5) -> Engine:
@@ -44,3 +51,20 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def retry_database(action: Callable[[], T], what: str, budget_s: float) -> T:
+    """Run `action`, retrying with exponential backoff (0.5 s up to 10 s) while the database
+    is unreachable, for at most `budget_s` seconds; then the last error is raised."""
+    deadline = time.monotonic() + budget_s
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: database unreachable, retrying in %.1fs (%s)", what, delay,
+                        str(exc).splitlines()[0])
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)

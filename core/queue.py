@@ -7,7 +7,9 @@ because the worker's claim is atomic.
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -75,6 +77,8 @@ def publish_job(app: Celery, job_id: str, settings: Settings) -> bool:
         app.send_task(
             TRAIN_TASK,
             args=[job_id],
+            # The task id is the job id, so that the reaper can tell which jobs have a message.
+            task_id=job_id,
             queue=DEFAULT_QUEUE,
             retry=True,
             retry_policy={
@@ -88,3 +92,59 @@ def publish_job(app: Celery, job_id: str, settings: Settings) -> bool:
     except Exception as exc:  # the broker's error types vary by transport
         log.warning("could not publish job %s: %s", job_id, exc)
         return False
+
+
+REDIS_PRIORITY_SEPARATOR = "\x06\x16"
+REDIS_PRIORITY_STEPS = (0, 3, 6, 9)  # kombu's defaults
+
+
+def pending_job_ids(settings: Settings) -> set[str] | None:
+    """Job ids that have a message in the broker: waiting in the queue or delivered and not
+    yet acknowledged. None when the broker cannot be read (then nothing is re-published)."""
+    try:
+        if settings.broker_url.startswith("filesystem://"):
+            return _pending_in_folder(settings.broker_dir / "queue")
+        return _pending_in_redis(settings)
+    except Exception as exc:  # the broker is down or unreadable: decide nothing
+        log.warning("cannot read the broker's queue: %s", exc)
+        return None
+
+
+def _message_task_id(raw: bytes | str) -> str | None:
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(payload, list):  # unacked entries: [message, exchange, routing_key]
+        payload = payload[0] if payload else {}
+    headers = payload.get("headers") if isinstance(payload, dict) else None
+    return headers.get("id") if isinstance(headers, dict) else None
+
+
+def _pending_in_redis(settings: Settings) -> set[str]:
+    import redis
+
+    client = redis.Redis.from_url(settings.broker_url, socket_timeout=settings.publish_timeout_s,
+                                  socket_connect_timeout=settings.publish_timeout_s)
+    try:
+        raws: list[bytes] = []
+        for step in REDIS_PRIORITY_STEPS:
+            suffix = f"{REDIS_PRIORITY_SEPARATOR}{step}" if step else ""
+            name = f"{DEFAULT_QUEUE}{suffix}"
+            raws.extend(client.lrange(name, 0, -1))
+        raws.extend(client.hvals("unacked"))
+    finally:
+        client.close()
+    return {tid for tid in map(_message_task_id, raws) if tid}
+
+
+def _pending_in_folder(folder: Path) -> set[str]:
+    ids = set()
+    for path in folder.glob("*.msg"):
+        try:
+            tid = _message_task_id(path.read_bytes())
+        except OSError:  # consumed while we looked
+            continue
+        if tid:
+            ids.add(tid)
+    return ids

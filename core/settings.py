@@ -25,6 +25,22 @@ class Settings(BaseSettings):
     cancel_poll_s: float = Field(0.25, gt=0, le=1.0)
     metric_flush_s: float = Field(1.0, gt=0, le=10.0)
 
+    # Recovery (the reaper runs in every worker; an advisory lock makes one pass at a time)
+    reaper_interval_s: float = Field(5.0, gt=0, le=600)
+    republish_after_s: float = Field(
+        30.0, ge=0, le=86_400,
+        description="a queued job with no message in the broker for this long is published again",
+    )
+    preempt_grace_s: float = Field(
+        30.0, gt=0, le=3600,
+        description="on worker shutdown, time the training child gets to checkpoint and exit",
+    )
+    worker_heartbeat_s: float = Field(5.0, gt=0, le=300)
+    db_retry_s: float = Field(
+        600.0, gt=0, le=86_400,
+        description="how long a training child keeps retrying the database before it gives up",
+    )
+
     # Limits on what one job may ask for
     max_epochs: int = Field(10_000, ge=1)
     max_batch_size: int = Field(65_536, ge=1)

@@ -51,13 +51,20 @@ class Job(Base):
         # Newest-first listing with keyset pagination, optionally per state.
         Index("ix_job_created_at_id", "created_at", "id"),
         Index("ix_job_state_created_at_id", "state", "created_at", "id"),
+        # The reaper's scan: running jobs by lease expiry.
+        Index(
+            "ix_job_running_lease", "lease_expires_at", postgresql_where=text("state = 'running'")
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(200))
     spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
     state: Mapped[str] = mapped_column(String(16), server_default="queued")
+    # `attempt` is the fencing token: it only grows. Graceful stops (a worker shutting down)
+    # are counted in `preemptions` and do not spend one of `max_attempts`.
     attempt: Mapped[int] = mapped_column(Integer, server_default="0")
+    preemptions: Mapped[int] = mapped_column(Integer, server_default="0")
     max_attempts: Mapped[int] = mapped_column(Integer, server_default="3")
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -73,6 +80,24 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Worker(Base):
+    """A worker process, as it last reported itself."""
+
+    __tablename__ = "worker"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    devices: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    current_job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class MetricKey(Base):

@@ -14,7 +14,7 @@ from core.settings import Settings
 from core.tables import Base
 from tests.conftest import create_database, drop_database
 
-TABLES = {"job", "metric", "metric_key", "checkpoint"}
+TABLES = {"job", "metric", "metric_key", "checkpoint", "worker"}
 
 
 @pytest.fixture
@@ -38,6 +38,14 @@ def test_upgrade_downgrade_upgrade(fresh_url):
     assert _tables(fresh_url) == TABLES
     downgrade(fresh_url, "base")
     assert _tables(fresh_url) == set()
+    upgrade(fresh_url)
+    assert _tables(fresh_url) == TABLES
+
+
+def test_each_revision_reverts_on_its_own(fresh_url):
+    upgrade(fresh_url)
+    downgrade(fresh_url, "0001_initial")
+    assert _tables(fresh_url) == TABLES - {"worker"}
     upgrade(fresh_url)
     assert _tables(fresh_url) == TABLES
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import torch
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from core.db import retry_database
 from core.repo import checkpoints as checkpoint_repo
 from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
@@ -67,18 +68,30 @@ class Summary:
     def as_dict(self) -> dict[str, Any]:
         return {"latest": self.latest, "best": self.best, "test": self.test}
 
+    @classmethod
+    def rebuilt(cls, history: list[tuple[str, int, float, int]]) -> Summary:
+        """The summary as it stood at a checkpoint, from the points kept up to it."""
+        summary = cls()
+        for name, step, value, epoch in history:
+            summary.add(Point(name, value, step, epoch))
+        return summary
+
 
 class MetricSink:
     """Buffers points and flushes them with COPY at most every `flush_s` seconds, together
     with the job's progress and summary in the same transaction."""
 
-    def __init__(self, engine: Engine, job_id: uuid.UUID, attempt: int, flush_s: float) -> None:
+    def __init__(
+        self, engine: Engine, job_id: uuid.UUID, attempt: int, flush_s: float,
+        retry_s: float, summary: Summary | None = None,
+    ) -> None:
         self.engine = engine
         self.job_id = job_id
         self.attempt = attempt
         self.flush_s = flush_s
+        self.retry_s = retry_s
         self.buffer: list[metric_repo.Point] = []
-        self.summary = Summary()
+        self.summary = summary or Summary()
         self.progress: dict[str, Any] = {}
         self.key_ids: dict[str, int] = {}
         self.last_flush = time.monotonic()
@@ -97,9 +110,29 @@ class MetricSink:
         pass
 
     def on_train_end(self, state: LoopState, metrics: dict[str, float]) -> None:
-        self.flush()
+        self.flush_all()
+
+    def on_preempt(self, state: LoopState) -> None:
+        self.flush_all()
+
+    def flush_all(self) -> None:
+        """Write every buffered point, waiting out a database outage (up to retry_s)."""
+        retry_database(self._write, "metric flush", self.retry_s)
 
     def flush(self) -> None:
+        """Write what is buffered; while the database is away, keep it for the next flush."""
+        try:
+            self._write()
+        except (OperationalError, InterfaceError) as exc:
+            if len(self.buffer) > MAX_BUFFERED_POINTS:
+                raise RuntimeError(
+                    f"the database has been unreachable for too long ({len(self.buffer)} "
+                    "metric points buffered)"
+                ) from exc
+            log.warning("metric flush failed, %d points kept: %s", len(self.buffer),
+                        str(exc).splitlines()[0])
+
+    def _write(self) -> None:
         self.last_flush = time.monotonic()
         points, self.buffer = self.buffer, []
         try:
@@ -114,16 +147,9 @@ class MetricSink:
                     Session(bind=conn), self.job_id, self.attempt, self.progress,
                     self.summary.as_dict(),
                 )
-        except OperationalError as exc:
-            # The database is away: keep the points and try again at the next flush.
-            self.buffer = points + self.buffer
-            if len(self.buffer) > MAX_BUFFERED_POINTS:
-                raise RuntimeError(
-                    f"the database has been unreachable for too long ({len(self.buffer)} "
-                    "metric points buffered)"
-                ) from exc
-            log.warning("metric flush failed, %d points kept: %s", len(self.buffer), exc)
-            return
+        except BaseException:
+            self.buffer = points + self.buffer  # nothing was committed: keep every point
+            raise
         if not owned:
             raise LeaseLost(f"attempt {self.attempt} no longer owns job {self.job_id}")
 
@@ -134,7 +160,7 @@ class CheckpointSink:
     def __init__(
         self, engine: Engine, root: Path, job_id: uuid.UUID, attempt: int, spec: dict[str, Any],
         normalization: dict[str, torch.Tensor], every_epochs: int, keep: int,
-        monitor: str = "val_loss",
+        metrics: MetricSink, monitor: str = "val_loss",
     ) -> None:
         self.engine = engine
         self.root = root
@@ -144,6 +170,7 @@ class CheckpointSink:
         self.normalization = normalization
         self.every_epochs = every_epochs
         self.keep = keep
+        self.metrics = metrics
         self.monitor = monitor
 
     def on_points(self, state: LoopState, points: list[Point]) -> None:
@@ -157,10 +184,26 @@ class CheckpointSink:
     def on_train_end(self, state: LoopState, metrics: dict[str, float]) -> None:
         self.save(state, metrics)
 
+    def on_preempt(self, state: LoopState) -> None:
+        self.save(state, {})
+
     def save(self, state: LoopState, metrics: dict[str, float]) -> None:
         path = checkpoint_path(self.root, str(self.job_id), state.step)
         payload = checkpoint_state(state, self.spec, self.normalization, metrics)
         sha256, size = write_atomically(payload, path)
+
+        def record() -> list:
+            # Every point up to this step is stored before the checkpoint is: a resume from
+            # it must find the history complete.
+            self.metrics.flush_all()
+            return self._record(state, metrics, path, sha256, size)
+
+        doomed = retry_database(record, "checkpoint", self.metrics.retry_s)
+        for checkpoint in doomed:
+            Path(checkpoint.path).unlink(missing_ok=True)
+
+    def _record(self, state: LoopState, metrics: dict[str, float], path: Path, sha256: str,
+                size: int) -> list:
         with Session(self.engine) as session, session.begin():
             added = checkpoint_repo.add_checkpoint(
                 session, job_id=self.job_id, attempt=self.attempt, step=state.step,
@@ -170,8 +213,7 @@ class CheckpointSink:
                 raise LeaseLost(f"attempt {self.attempt} no longer owns job {self.job_id}")
             doomed = self._beyond_retention(checkpoint_repo.list_checkpoints(session, self.job_id))
             checkpoint_repo.delete_checkpoints(session, self.job_id, [c.id for c in doomed])
-        for checkpoint in doomed:
-            Path(checkpoint.path).unlink(missing_ok=True)
+        return doomed
 
     def _beyond_retention(self, rows: list) -> list:
         keep = {row.id for row in rows[-self.keep:]}

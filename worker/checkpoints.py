@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worker.train import LoopState
+from worker.train import EpochProgress, LoopState
 
 FORMAT_VERSION = 1
 
@@ -31,6 +31,7 @@ def checkpoint_state(
         "scaler": None,
         "step": state.step,
         "epoch": state.epoch,
+        "loop": state.in_epoch.as_dict(),
         "rng": {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -78,6 +79,34 @@ def sha256_of(path: Path) -> str:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def restore_loop_state(
+    payload: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    device: torch.device,
+) -> LoopState:
+    """Put model, optimizer and every random generator back as they were when `payload` was
+    written, and return the loop's position, so that training continues exactly."""
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    rng = payload["rng"]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    kind, keys, *rest = rng["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(_as_tuple(rng["python"]))
+    shuffle = torch.Generator()
+    shuffle.set_state(rng["shuffle"])
+    return LoopState(
+        model, optimizer, shuffle, epoch=payload["epoch"], step=payload["step"],
+        in_epoch=EpochProgress.from_dict(payload.get("loop", {}), device),
+    )
+
+
+def _as_tuple(value: Any) -> Any:
+    """Python's RNG state is nested tuples; a checkpoint may hand lists back."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 def checkpoint_path(root: Path, job_id: str, step: int) -> Path:

@@ -8,27 +8,33 @@ records a message for the user in the job's `error`.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import traceback
 import uuid
+from pathlib import Path
 
 import torch
 from sqlalchemy.orm import Session
 
-from core.db import make_engine
+from core.db import make_engine, retry_database
 from core.jobspec import JobSpec
+from core.repo import checkpoints as checkpoint_repo
 from core.repo import jobs as job_repo
+from core.repo import metrics as metric_repo
 from core.settings import get_settings
 from models.build import build_model
-from worker.callbacks import CheckpointSink, LeaseLost, MetricSink
+from worker.callbacks import CheckpointSink, LeaseLost, MetricSink, Summary
+from worker.checkpoints import load_checkpoint, restore_loop_state, sha256_of
 from worker.data import prepare_data
 from worker.optim import build_loss, build_optimizer
-from worker.train import TrainingDiverged, train
+from worker.train import LoopState, Preempted, TrainingDiverged, train
 
 EXIT_OK = 0
 EXIT_TRAINING_ERROR = 3  # the job's spec or data made training fail: error recorded
 EXIT_LEASE_LOST = 4  # another attempt owns the job: nothing to record
 EXIT_CRASH = 5  # an unexpected exception: traceback recorded
+EXIT_PREEMPTED = 6  # stopped on SIGTERM after writing a checkpoint: the job goes back to the queue
 
 log = logging.getLogger("traindock.child")
 
@@ -48,11 +54,30 @@ def pick_device(wanted: str) -> torch.device:
     return torch.device("cpu")
 
 
+class StopFlag:
+    """Set by SIGTERM: the loop checkpoints at the next step and the child exits."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
 def run(job_id: uuid.UUID, attempt: int) -> int:
+    stop = StopFlag()
     settings = get_settings()
     engine = make_engine(settings, pool_size=2)
-    with Session(engine) as session:
-        job = job_repo.get_job(session, job_id)
+
+    def read_job():
+        with Session(engine) as session:
+            return job_repo.get_job(session, job_id)
+
+    job = retry_database(read_job, "reading the job", settings.db_retry_s)
     if job is None or job.attempt != attempt or job.state != "running":
         return EXIT_LEASE_LOST
     try:
@@ -62,15 +87,23 @@ def run(job_id: uuid.UUID, attempt: int) -> int:
         data = prepare_data(spec, device)
         model, _ = build_model(spec.model, data.input_shape)
         model.to(device)
+        optimizer = build_optimizer(spec, model)
+        resume, summary = _resume_point(engine, settings, job_id, model, optimizer, device)
+        metric_sink = MetricSink(engine, job_id, attempt, settings.metric_flush_s,
+                                 settings.db_retry_s, summary)
         callbacks = [
-            MetricSink(engine, job_id, attempt, settings.metric_flush_s),
+            metric_sink,
             CheckpointSink(
                 engine, settings.checkpoint_dir, job_id, attempt, job.spec, data.normalization,
-                spec.training.checkpoint_every_epochs, settings.keep_checkpoints,
+                spec.training.checkpoint_every_epochs, settings.keep_checkpoints, metric_sink,
             ),
         ]
-        train(spec, model, build_optimizer(spec, model), build_loss(spec), data, callbacks)
+        train(spec, model, optimizer, build_loss(spec), data, callbacks, resume=resume,
+              should_stop=stop)
         return EXIT_OK
+    except Preempted:
+        log.info("checkpointed and stopped on request")
+        return EXIT_PREEMPTED
     except LeaseLost as exc:
         log.warning("%s", exc)
         return EXIT_LEASE_LOST
@@ -82,6 +115,33 @@ def run(job_id: uuid.UUID, attempt: int) -> int:
         tail = "".join(traceback.format_exception_only(exc)).strip()
         _record(engine, job_id, attempt, f"training crashed: {tail}")
         return EXIT_CRASH
+
+
+def _resume_point(engine, settings, job_id, model, optimizer, device
+                  ) -> tuple[LoopState | None, Summary]:
+    """Restore the newest intact checkpoint, if any, and drop the metric points an earlier
+    attempt logged after it; without one, start over and drop them all."""
+
+    def newest():
+        with Session(engine) as session:
+            return checkpoint_repo.latest_checkpoint(session, job_id)
+
+    row = retry_database(newest, "finding the checkpoint", settings.db_retry_s)
+    resume, step = None, -1
+    if row is not None and Path(row.path).is_file() and sha256_of(Path(row.path)) == row.sha256:
+        resume = restore_loop_state(load_checkpoint(Path(row.path)), model, optimizer, device)
+        step = resume.step
+        log.info("resuming from %s (step %d)", row.path, step)
+    elif row is not None:
+        log.warning("checkpoint %s is missing or damaged: starting over", row.path)
+
+    def trim():
+        with Session(engine) as session, session.begin():
+            metric_repo.delete_points_after(session, job_id, step)
+            return metric_repo.points_up_to(session, job_id, step)
+
+    history = retry_database(trim, "trimming metrics", settings.db_retry_s)
+    return resume, Summary.rebuilt(history)
 
 
 def _record(engine, job_id: uuid.UUID, attempt: int, message: str) -> None:

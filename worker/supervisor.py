@@ -10,14 +10,24 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+from celery import Celery
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
-from core.db import session_scope
+from core.db import retry_database, session_scope
+from core.queue import publish_job
 from core.repo import jobs as job_repo
 from core.settings import Settings
-from worker.child import EXIT_CRASH, EXIT_LEASE_LOST, EXIT_OK, EXIT_TRAINING_ERROR
+from worker.child import (
+    EXIT_CRASH,
+    EXIT_LEASE_LOST,
+    EXIT_OK,
+    EXIT_PREEMPTED,
+    EXIT_TRAINING_ERROR,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +35,13 @@ STOP_GRACE_S = 1.0
 PR_SET_PDEATHSIG = 1
 
 
+# Loaded once here: loading a library between fork and exec can deadlock on the loader lock.
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform == "linux" else None
+
+
 def _die_with_parent() -> None:
     """Runs in the child before exec: the kernel kills it if the worker dies."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def start_child(job_id: uuid.UUID, attempt: int, log_path: Path) -> subprocess.Popen:
@@ -70,8 +83,15 @@ def _log_tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
-def supervise_job(job_id: uuid.UUID, settings: Settings, owner: str) -> str:
-    """Run one job to its end. Returns what happened (for logs and tests)."""
+def supervise_job(
+    job_id: uuid.UUID, settings: Settings, owner: str, publisher: Celery,
+    shutting_down: Callable[[], bool] = lambda: False,
+) -> str:
+    """Run one attempt of a job to its end. Returns what happened (for logs and tests).
+
+    When `shutting_down` turns true (the worker got SIGTERM), the child is asked to
+    checkpoint and stop, and the job goes back to the queue without spending an attempt.
+    """
     with session_scope() as session:
         attempt = job_repo.claim_job(session, job_id, owner, settings.lease_ttl_s)
     if attempt is None:
@@ -80,15 +100,56 @@ def supervise_job(job_id: uuid.UUID, settings: Settings, owner: str) -> str:
 
     log_path = settings.log_dir / str(job_id) / f"attempt-{attempt}.log"
     proc = start_child(job_id, attempt, log_path)
+    CURRENT_JOB.set(job_id)
     log.info("job %s attempt %d: training child pid %d", job_id, attempt, proc.pid)
+    try:
+        outcome = _watch(proc, job_id, attempt, settings, shutting_down)
+    finally:
+        CURRENT_JOB.clear()
+    if outcome in ("cancelled", "lease_lost"):
+        return outcome
+    return _finish(job_id, attempt, proc.returncode, log_path, publisher, settings,
+                   preempted=outcome == "preempted")
+
+
+class CurrentJob:
+    """The job this worker process is supervising, for its heartbeat row."""
+
+    def __init__(self) -> None:
+        self.job_id: uuid.UUID | None = None
+
+    def set(self, job_id: uuid.UUID) -> None:
+        self.job_id = job_id
+
+    def clear(self) -> None:
+        self.job_id = None
+
+
+CURRENT_JOB = CurrentJob()
+
+
+def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Settings,
+           shutting_down: Callable[[], bool]) -> str:
+    """Wait for the child while renewing the lease and watching for cancel and shutdown."""
     renew_every = settings.lease_ttl_s / 3
     next_renew = time.monotonic() + renew_every
+    stop_deadline: float | None = None
     while True:
         try:
-            code = proc.wait(settings.cancel_poll_s)
-            break
+            proc.wait(settings.cancel_poll_s)
+            return "preempted" if stop_deadline is not None else "exited"
         except subprocess.TimeoutExpired:
             pass
+        if stop_deadline is None and shutting_down():
+            log.info("job %s: worker shutting down; asking the child to checkpoint", job_id)
+            proc.send_signal(signal.SIGTERM)
+            stop_deadline = time.monotonic() + settings.preempt_grace_s
+        if stop_deadline is not None and time.monotonic() > stop_deadline:
+            log.warning("job %s: no checkpoint within %.0fs; killing the child", job_id,
+                        settings.preempt_grace_s)
+            proc.kill()
+            proc.wait()
+            return "preempted"
         try:
             with session_scope() as session:
                 if time.monotonic() >= next_renew:
@@ -99,7 +160,8 @@ def supervise_job(job_id: uuid.UUID, settings: Settings, owner: str) -> str:
                     owned = job and job.attempt == attempt and job.state == "running"
                     cancel = job.cancel_requested if owned else None
         except SQLAlchemyError as exc:
-            log.warning("job %s: database unreachable while supervising: %s", job_id, exc)
+            log.warning("job %s: database unreachable while supervising: %s", job_id,
+                        str(exc).splitlines()[0])
             continue
         if cancel is None:
             log.warning("job %s attempt %d lost its lease; stopping the child", job_id, attempt)
@@ -107,28 +169,62 @@ def supervise_job(job_id: uuid.UUID, settings: Settings, owner: str) -> str:
             return "lease_lost"
         if cancel:
             stop_child(proc)
-            with session_scope() as session:
-                job_repo.finish_job(session, job_id, attempt, "cancelled")
+            _record_end(lambda s: job_repo.finish_job(s, job_id, attempt, "cancelled"), settings)
             log.info("job %s cancelled", job_id)
             return "cancelled"
 
-    return _finish(job_id, attempt, code, log_path)
+
+def _record_end(write: Callable[[Session], object], settings: Settings) -> None:
+    def attempt_write() -> None:
+        with session_scope() as session:
+            write(session)
+
+    retry_database(attempt_write, "recording the end of an attempt", settings.db_retry_s)
 
 
-def _finish(job_id: uuid.UUID, attempt: int, code: int, log_path: Path) -> str:
-    with session_scope() as session:
+def _finish(job_id: uuid.UUID, attempt: int, code: int, log_path: Path, publisher: Celery,
+            settings: Settings, preempted: bool) -> str:
+    """Turn the child's exit into the job's next state."""
+
+    def decide(session: Session) -> str:
         if code == EXIT_OK:
             job_repo.finish_job(session, job_id, attempt, "succeeded")
             return "succeeded"
         if code == EXIT_LEASE_LOST:
             return "lease_lost"
         job = job_repo.get_job(session, job_id)
-        if job is not None and job.cancel_requested:
+        if job is None or job.attempt != attempt or job.state != "running":
+            return "lease_lost"
+        if job.cancel_requested:
             job_repo.finish_job(session, job_id, attempt, "cancelled")
             return "cancelled"
-        error = None
-        if code not in (EXIT_TRAINING_ERROR, EXIT_CRASH):
-            tail = _log_tail(log_path)
-            error = describe_exit(code) + (f"; last output:\n{tail}" if tail else "")
-        job_repo.finish_job(session, job_id, attempt, "failed", error or describe_exit(code))
+        if preempted or code == EXIT_PREEMPTED:
+            job_repo.requeue_job(session, job_id, attempt, preempted=True,
+                                 note=f"attempt {attempt}: stopped by a worker shutdown")
+            return "requeued"
+        if code in (EXIT_TRAINING_ERROR, EXIT_CRASH):
+            # A deterministic failure of the spec or the data: another attempt would fail too.
+            # The child recorded why; notes of earlier attempts start with "attempt ".
+            own = job.error if job.error and not job.error.startswith("attempt ") else None
+            job_repo.finish_job(session, job_id, attempt, "failed", own or describe_exit(code))
+            return "failed"
+        # Killed (out of memory, a segfault, the OOM killer): retried while attempts remain.
+        tail = _log_tail(log_path)
+        cause = describe_exit(code) + (f"; last output:\n{tail}" if tail else "")
+        if job_repo.attempts_left(job):
+            job_repo.requeue_job(session, job_id, attempt, preempted=False,
+                                 note=f"attempt {attempt}: {cause}")
+            return "requeued"
+        job_repo.finish_job(
+            session, job_id, attempt, "failed",
+            f"{cause} (attempt {attempt} of {job.max_attempts}; no attempts left)",
+        )
         return "failed"
+
+    outcome: list[str] = []
+    _record_end(lambda session: outcome.append(decide(session)), settings)
+    if outcome[0] == "requeued" and publish_job(publisher, str(job_id), settings):
+        with session_scope() as session:
+            job_repo.mark_published(session, [job_id])
+    log.info("job %s attempt %d: %s (exit %s)", job_id, attempt, outcome[0], code)
+    return outcome[0]

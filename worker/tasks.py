@@ -1,18 +1,52 @@
-"""Celery tasks. The message carries only the job id; the database holds the rest."""
+"""Celery tasks and worker hooks. The message carries only the job id; the database holds
+the rest."""
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
+
+from celery import signals
+from celery.worker import state as worker_state
 
 from core.queue import TRAIN_TASK
 from core.settings import get_settings
+from worker.background import Background
 from worker.celery_app import app
 from worker.supervisor import supervise_job
+
+SHUTTING_DOWN = threading.Event()
+_background: list[Background] = []
+
+
+def shutting_down() -> bool:
+    return SHUTTING_DOWN.is_set() or bool(worker_state.should_stop) or bool(
+        worker_state.should_terminate
+    )
 
 
 @app.task(name=TRAIN_TASK, bind=True)
 def train_job(self, job_id: str) -> str:
     owner = f"{socket.gethostname()}:{os.getpid()}:{self.request.hostname or 'worker'}"
-    return supervise_job(uuid.UUID(job_id), get_settings(), owner)
+    return supervise_job(uuid.UUID(job_id), get_settings(), owner, app, shutting_down)
+
+
+@signals.worker_ready.connect
+def start_background(sender=None, **kwargs) -> None:
+    name = getattr(sender, "hostname", None) or f"worker-{os.getpid()}@{socket.gethostname()}"
+    background = Background(get_settings(), app, name)
+    background.start()
+    _background.append(background)
+
+
+@signals.worker_shutting_down.connect
+def note_shutdown(**kwargs) -> None:
+    SHUTTING_DOWN.set()
+
+
+@signals.worker_shutdown.connect
+def stop_background(**kwargs) -> None:
+    while _background:
+        _background.pop().stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,15 +24,57 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite: the job fails with advice instead of a traceback."""
 
 
+class Preempted(Exception):
+    """Training stopped at a step boundary on request, after the callbacks checkpointed."""
+
+
+@dataclass
+class EpochProgress:
+    """Where the loop is inside an epoch. Checkpointed with the rest, so that a run resumed
+    from the middle of an epoch continues with the same batches and the same sums."""
+
+    order: torch.Tensor | None = None  # this epoch's sample order; None: not started
+    batch: int = 0  # batches of this epoch already trained
+    loss_sum: torch.Tensor | None = None
+    correct: torch.Tensor | None = None
+    window_loss: torch.Tensor | None = None
+    window_count: int = 0
+    elapsed_s: float = 0.0
+
+    def start(self, order: torch.Tensor) -> None:
+        device = order.device
+        self.order, self.batch, self.window_count, self.elapsed_s = order, 0, 0, 0.0
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.window_loss = torch.zeros((), device=device)
+
+    def as_dict(self) -> dict:
+        if self.order is None:
+            return {}
+        return {"order": self.order.cpu(), "batch": self.batch,
+                "loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu(),
+                "window_loss": self.window_loss.cpu(), "window_count": self.window_count,
+                "elapsed_s": self.elapsed_s}
+
+    @classmethod
+    def from_dict(cls, saved: dict, device: torch.device) -> EpochProgress:
+        if not saved:
+            return cls()
+        return cls(saved["order"].to(device), saved["batch"], saved["loss_sum"].to(device),
+                   saved["correct"].to(device), saved["window_loss"].to(device),
+                   saved["window_count"], saved["elapsed_s"])
+
+
 @dataclass
 class LoopState:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     shuffle: torch.Generator
-    epoch: int = 0
+    epoch: int = 0  # the epoch in progress, or the last one finished
     step: int = 0
     total_steps: int = 0
     epochs: int = 0
+    in_epoch: EpochProgress = field(default_factory=EpochProgress)
 
 
 @dataclass
@@ -48,6 +91,8 @@ class Callback(Protocol):
     def on_epoch_end(self, state: LoopState, metrics: dict[str, float]) -> None: ...
 
     def on_train_end(self, state: LoopState, metrics: dict[str, float]) -> None: ...
+
+    def on_preempt(self, state: LoopState) -> None: ...
 
 
 @dataclass
@@ -103,8 +148,16 @@ def train(
     loss_fn: nn.Module,
     data: TrainData,
     callbacks: list[Callback],
+    *,
+    resume: LoopState | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
-    """Train for spec.training.epochs and return the final metrics (test ones included)."""
+    """Train for spec.training.epochs and return the final metrics (test ones included).
+
+    `resume` is the state restored from a checkpoint (worker/checkpoints.py). When
+    `should_stop` turns true, the loop stops at the next step boundary, lets the callbacks
+    checkpoint (on_preempt) and raises Preempted.
+    """
     cfg = spec.training
     n = len(data.x_train)
     bounds = batch_bounds(n, cfg.batch_size)
@@ -112,21 +165,21 @@ def train(
     log_every = cfg.log_every_steps or max(1, math.ceil(per_epoch / 50))
     classification = data.task == "classification"
     device = data.x_train.device
-    state = LoopState(model, optimizer, torch.Generator().manual_seed(cfg.seed),
-                      total_steps=per_epoch * cfg.epochs, epochs=cfg.epochs)
+    state = resume or LoopState(model, optimizer, torch.Generator().manual_seed(cfg.seed))
+    state.total_steps, state.epochs = per_epoch * cfg.epochs, cfg.epochs
 
     metrics: dict[str, float] = {}
-    for epoch in range(1, cfg.epochs + 1):
+    first_epoch = state.epoch if state.in_epoch.order is not None else state.epoch + 1
+    for epoch in range(first_epoch, cfg.epochs + 1):
         state.epoch = epoch
+        progress = state.in_epoch
+        if progress.order is None:
+            progress.start(torch.randperm(n, generator=state.shuffle).to(device))
         model.train()
-        started = time.perf_counter()
-        order = torch.randperm(n, generator=state.shuffle).to(device)
-        epoch_loss = torch.zeros((), device=device)
-        window_loss = torch.zeros((), device=device)
-        window_count = 0
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for b, (start, end) in enumerate(bounds):
-            idx = order[start:end]
+        started = time.perf_counter() - progress.elapsed_s
+        for b in range(progress.batch, per_epoch):
+            start, end = bounds[b]
+            idx = progress.order[start:end]
             xb, yb = data.x_train[idx], data.y_train[idx]
             out = model(xb)
             loss = loss_fn(out, yb)
@@ -134,27 +187,32 @@ def train(
             loss.backward()
             optimizer.step()
             state.step += 1
+            progress.batch = b + 1
             batch_loss = loss.detach() * len(idx)
-            epoch_loss += batch_loss
-            window_loss += batch_loss
-            window_count += len(idx)
+            progress.loss_sum += batch_loss
+            progress.window_loss += batch_loss
+            progress.window_count += len(idx)
             if classification:
-                correct += (out.detach().argmax(dim=1) == yb).sum()
+                progress.correct += (out.detach().argmax(dim=1) == yb).sum()
             if state.step % log_every == 0 or b == per_epoch - 1:
                 # The only host sync in the step loop, at a bounded rate.
-                value = (window_loss / window_count).item()
+                value = (progress.window_loss / progress.window_count).item()
                 _check_finite(value, state.step, optimizer.param_groups[0]["lr"])
                 _emit(callbacks, state, [Point("train_loss_step", value, state.step, epoch)])
-                window_loss.zero_()
-                window_count = 0
+                progress.window_loss.zero_()
+                progress.window_count = 0
+            if should_stop is not None and b < per_epoch - 1 and should_stop():
+                progress.elapsed_s = time.perf_counter() - started
+                _preempt(callbacks, state)
         elapsed = time.perf_counter() - started
         metrics = {
-            "train_loss": (epoch_loss / n).item(),
+            "train_loss": (progress.loss_sum / n).item(),
             "lr": optimizer.param_groups[0]["lr"],
             "samples_per_s": n / elapsed if elapsed > 0 else 0.0,
         }
         if classification:
-            metrics["train_accuracy"] = correct.item() / n
+            metrics["train_accuracy"] = progress.correct.item() / n
+        state.in_epoch = EpochProgress()
         if data.x_val is not None:
             val = evaluate(model, loss_fn, data.x_val, data.y_val, data.task)
             metrics["val_loss"] = val.loss
@@ -164,6 +222,8 @@ def train(
         _emit(callbacks, state, [Point(k, v, state.step, epoch) for k, v in metrics.items()])
         for callback in callbacks:
             callback.on_epoch_end(state, metrics)
+        if should_stop is not None and epoch < cfg.epochs and should_stop():
+            _preempt(callbacks, state)
 
     final = dict(metrics)
     if data.x_test is not None:
@@ -177,6 +237,12 @@ def train(
     for callback in callbacks:
         callback.on_train_end(state, final)
     return final
+
+
+def _preempt(callbacks: list[Callback], state: LoopState) -> None:
+    for callback in callbacks:
+        callback.on_preempt(state)
+    raise Preempted(f"stopped at step {state.step} on request")
 
 
 def _emit(callbacks: list[Callback], state: LoopState, points: list[Point]) -> None:

@@ -55,3 +55,10 @@ def delete_checkpoints(session: Session, job_id: uuid.UUID, ids: list[int]) -> N
         session.execute(
             delete(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.id.in_(ids))
         )
+
+
+def latest_checkpoint(session: Session, job_id: uuid.UUID) -> Checkpoint | None:
+    return session.scalar(
+        select(Checkpoint).where(Checkpoint.job_id == job_id)
+        .order_by(Checkpoint.step.desc()).limit(1)
+    )

@@ -142,9 +142,95 @@ def renew_lease(session: Session, job_id: uuid.UUID, attempt: int, ttl_s: float)
     ).scalar()
 
 
+def attempts_left(job: Job) -> bool:
+    """Graceful stops (preemptions) do not count against max_attempts."""
+    return job.attempt - job.preemptions < job.max_attempts
+
+
+def requeue_job(
+    session: Session, job_id: uuid.UUID, attempt: int, *, preempted: bool, note: str | None
+) -> bool:
+    """Put a running attempt's job back in the queue (the caller publishes it)."""
+    values: dict[str, Any] = {
+        "state": "queued",
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "published_at": None,
+        "updated_at": func.now(),
+    }
+    if preempted:
+        values["preemptions"] = Job.preemptions + 1
+    if note:
+        values["error"] = note
+    return (
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.attempt == attempt, Job.state == "running")
+            .values(**values)
+            .returning(Job.id)
+        ).scalar()
+        is not None
+    )
+
+
+def mark_published(session: Session, job_ids: list[uuid.UUID]) -> None:
+    if job_ids:
+        session.execute(
+            update(Job).where(Job.id.in_(job_ids)).values(published_at=func.now())
+        )
+
+
+def expire_leases(session: Session) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """Running jobs whose lease has expired go back to the queue, or fail with "worker lost"
+    once their attempts are spent. Returns (requeued, failed)."""
+    lost = list(
+        session.scalars(
+            select(Job)
+            .where(Job.state == "running", Job.lease_expires_at < func.now())
+            .with_for_update(skip_locked=True)
+        )
+    )
+    requeued, failed = [], []
+    for job in lost:
+        owner = job.lease_owner
+        job.lease_owner = None
+        job.lease_expires_at = None
+        job.updated_at = func.now()
+        if attempts_left(job):
+            job.state = "queued"
+            job.published_at = None
+            job.error = f"attempt {job.attempt}: worker {owner} lost (its lease expired)"
+            requeued.append(job.id)
+        else:
+            job.state = "failed"
+            job.finished_at = func.now()
+            job.error = (
+                f"worker lost: the lease of attempt {job.attempt} (worker {owner}) expired, "
+                f"and all {job.max_attempts} attempts are spent"
+            )
+            failed.append(job.id)
+    session.flush()
+    return requeued, failed
+
+
+def unpublished_queued_jobs(session: Session, older_than_s: float, limit: int = 1000
+                            ) -> list[uuid.UUID]:
+    """Queued jobs last published (or created) more than `older_than_s` seconds ago."""
+    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s)
+    return list(
+        session.scalars(
+            select(Job.id)
+            .where(Job.state == "queued", func.coalesce(Job.published_at, Job.created_at) < cutoff)
+            .order_by(Job.created_at)
+            .limit(limit)
+        )
+    )
+
+
 def finish_job(
     session: Session, job_id: uuid.UUID, attempt: int, state: str, error: str | None = None
 ) -> bool:
+    """End a running attempt. A success clears the notes of earlier attempts from `error`."""
     assert state in FINAL_STATES
     values: dict[str, Any] = {
         "state": state,
@@ -153,8 +239,10 @@ def finish_job(
         "finished_at": func.now(),
         "updated_at": func.now(),
     }
-    if error is not None:
-        values["error"] = func.coalesce(Job.error, error)
+    if state == "succeeded":
+        values["error"] = None
+    elif error is not None:
+        values["error"] = error
     done = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.attempt == attempt, Job.state == "running")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.orm import Session
 
 from core.tables import Metric, MetricKey
@@ -90,3 +90,22 @@ def read_series(
                 del column[keep:]
         series = {name: entry for name, entry in series.items() if entry["step"]}
     return series, next_since
+
+
+def delete_points_after(session: Session, job_id: uuid.UUID, step: int) -> int:
+    """Drop what an interrupted attempt logged past the checkpoint a new attempt resumes from."""
+    result = session.execute(delete(Metric).where(Metric.job_id == job_id, Metric.step > step))
+    return result.rowcount
+
+
+def points_up_to(
+    session: Session, job_id: uuid.UUID, step: int
+) -> list[tuple[str, int, float, int]]:
+    """(name, step, value, epoch) in step order: the history a resumed attempt rebuilds its
+    summary from."""
+    return [tuple(row) for row in session.execute(
+        select(MetricKey.name, Metric.step, Metric.value, Metric.epoch)
+        .join(MetricKey, MetricKey.id == Metric.key_id)
+        .where(Metric.job_id == job_id, Metric.step <= step)
+        .order_by(Metric.step)
+    )]
