@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -17,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
-    up.add_argument("--data-dir", default="./traindock-data")
+    up.add_argument("--data-dir", default=os.environ.get("TRAINDOCK_DATA_DIR", "./traindock-data"))
 
     sub.add_parser("migrate", help="apply database migrations to TRAINDOCK_DATABASE_URL")
 
