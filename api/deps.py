@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
-from celery import Celery
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
+from core.queue import Publisher
 from core.repo import jobs as job_repo
 from core.settings import Settings
 from core.tables import Job
@@ -24,13 +24,13 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_publisher(request: Request) -> Celery:
-    return request.app.state.celery
+def get_publisher(request: Request) -> Publisher:
+    return request.app.state.publisher
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_db)]
-PublisherDep = Annotated[Celery, Depends(get_publisher)]
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 
 
 def valid_job(job_id: uuid.UUID, session: SessionDep) -> Job:

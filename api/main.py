@@ -8,9 +8,9 @@ from sqlalchemy.orm import sessionmaker
 
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import checkpoints, datasets, health, jobs, metrics
+from api.routes import checkpoints, datasets, health, jobs, metrics, workers
 from core.db import make_engine
-from core.queue import make_celery
+from core.queue import Publisher
 from core.settings import Settings, get_settings
 
 
@@ -25,10 +25,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings)
     app.state.sessionmaker = sessionmaker(app.state.engine, expire_on_commit=False)
-    app.state.celery = make_celery(settings, name="traindock-api")
+    app.state.publisher = Publisher(settings)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_spec_bytes)
-    for module in (jobs, metrics, checkpoints, datasets, health):
+    for module in (jobs, metrics, checkpoints, datasets, workers, health):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

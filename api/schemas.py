@@ -68,6 +68,7 @@ class JobBrief(BaseModel):
 
 class JobOut(JobBrief):
     max_attempts: int
+    preemptions: int
     cancel_requested: bool
     spec: dict[str, Any]
     model: dict[str, Any]
@@ -75,6 +76,7 @@ class JobOut(JobBrief):
     @classmethod
     def of(cls, job: Job) -> JobOut:
         return cls(**JobBrief.of(job).model_dump(), max_attempts=job.max_attempts,
+                   preemptions=job.preemptions,
                    cancel_requested=job.cancel_requested, spec=job.spec, model=job.model_summary)
 
 
@@ -96,3 +98,15 @@ class CheckpointOut(BaseModel):
 class MetricsOut(BaseModel):
     series: dict[str, dict[str, list]]
     next_since_step: int | None
+
+
+class WorkerOut(BaseModel):
+    name: str
+    host: str
+    pid: int
+    devices: list[str]
+    current_job_id: uuid.UUID | None
+    started_at: datetime
+    last_seen_at: datetime
+    stopped_at: datetime | None
+    alive: bool

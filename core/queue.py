@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,26 @@ def publish_job(app: Celery, job_id: str, settings: Settings) -> bool:
         return True
     except Exception as exc:  # the broker's error types vary by transport
         log.warning("could not publish job %s: %s", job_id, exc)
+        return False
+
+
+class Publisher:
+    """Publishes job ids, and stops trying for `pause_s` after a failure, so that a broker
+    that hangs costs one timeout rather than one per request. A job not published stays
+    queued in the database and the reaper publishes it once the broker answers."""
+
+    def __init__(self, settings: Settings, app: Celery | None = None, pause_s: float = 5.0) -> None:
+        self.settings = settings
+        self.app = app or make_celery(settings)
+        self.pause_s = pause_s
+        self.paused_until = 0.0
+
+    def publish(self, job_id: str) -> bool:
+        if time.monotonic() < self.paused_until:
+            return False
+        if publish_job(self.app, job_id, self.settings):
+            return True
+        self.paused_until = time.monotonic() + self.pause_s
         return False
 
 

@@ -12,11 +12,10 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
-from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.queue import pending_job_ids, publish_job
+from core.queue import Publisher, pending_job_ids
 from core.repo import jobs as job_repo
 from core.settings import Settings
 
@@ -33,7 +32,8 @@ class ReapReport:
     skipped: bool = False  # another reaper held the lock
 
 
-def reap(sessions: sessionmaker[Session], publisher: Celery, settings: Settings) -> ReapReport:
+def reap(sessions: sessionmaker[Session], publisher: Publisher, settings: Settings
+         ) -> ReapReport:
     report = ReapReport()
     with sessions() as session, session.begin():
         if not session.scalar(select(func.pg_try_advisory_xact_lock(REAPER_LOCK_KEY))):
@@ -49,7 +49,7 @@ def reap(sessions: sessionmaker[Session], publisher: Celery, settings: Settings)
     candidates = list(report.requeued)
     if pending is not None:
         candidates += [j for j in stale if str(j) not in pending and j not in report.requeued]
-    published = [j for j in candidates if publish_job(publisher, str(j), settings)]
+    published = [j for j in candidates if publisher.publish(str(j))]
     report.republished = [j for j in published if j not in report.requeued]
     if published:
         with sessions() as session, session.begin():

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
         description="on worker shutdown, time the training child gets to checkpoint and exit",
     )
     worker_heartbeat_s: float = Field(5.0, gt=0, le=300)
+    max_child_memory_mb: int = Field(
+        0, ge=0,
+        description="kill a training process whose resident memory passes this (0: no limit)",
+    )
     db_retry_s: float = Field(
         600.0, gt=0, le=86_400,
         description="how long a training child keeps retrying the database before it gives up",

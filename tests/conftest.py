@@ -58,6 +58,16 @@ def database_url() -> Iterator[str]:
     drop_database(name)
 
 
+@pytest.fixture
+def fresh_database() -> Iterator[str]:
+    """A migrated database of the test's own, which no session-wide worker or reaper sees."""
+    name = f"traindock_own_{uuid.uuid4().hex[:8]}"
+    url = create_database(name)
+    upgrade(Settings(database_url=url).sqlalchemy_url)
+    yield url
+    drop_database(name)
+
+
 @pytest.fixture(scope="session")
 def broker_url() -> str:
     """A Redis database of its own, emptied first, so that stale messages cannot leak in."""

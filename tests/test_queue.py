@@ -6,7 +6,14 @@ import json
 
 import redis
 
-from core.queue import DEFAULT_QUEUE, TRAIN_TASK, make_celery, publish_job
+from core.queue import (
+    DEFAULT_QUEUE,
+    TRAIN_TASK,
+    Publisher,
+    make_celery,
+    pending_job_ids,
+    publish_job,
+)
 from core.settings import Settings
 from tests.conftest import free_port
 
@@ -40,3 +47,37 @@ def test_the_file_broker_keeps_everything_under_the_data_dir(tmp_path, monkeypat
     queued = list((tmp_path / "data" / "broker" / "queue").iterdir())
     assert len(queued) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_the_publisher_pauses_after_a_failure(settings: Settings):
+    import time
+
+    dead = settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{free_port()}/0"})
+    publisher = Publisher(dead, pause_s=60)
+    assert publisher.publish("a") is False
+    started = time.monotonic()
+    assert publisher.publish("b") is False
+    assert time.monotonic() - started < 0.05  # paused: the broker was not tried again
+
+
+def test_pending_job_ids_sees_waiting_messages_on_redis(settings: Settings):
+    base = settings.broker_url.rsplit("/", 1)[0]
+    isolated = settings.model_copy(update={"broker_url": f"{base}/15"})
+    client = redis.Redis.from_url(isolated.broker_url)
+    client.flushdb()
+    assert pending_job_ids(isolated) == set()
+    assert publish_job(make_celery(isolated), "11111111-1111-4111-8111-111111111111", isolated)
+    assert pending_job_ids(isolated) == {"11111111-1111-4111-8111-111111111111"}
+    client.flushdb()
+
+
+def test_pending_job_ids_sees_waiting_messages_in_the_file_broker(tmp_path):
+    local = Settings(broker_url="filesystem://", data_dir=tmp_path)
+    assert publish_job(make_celery(local), "22222222-2222-4222-8222-222222222222", local)
+    assert pending_job_ids(local) == {"22222222-2222-4222-8222-222222222222"}
+
+
+def test_pending_job_ids_is_none_when_the_broker_is_down(settings: Settings):
+    dead = settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{free_port()}/0",
+                                       "publish_timeout_s": 0.5})
+    assert pending_job_ids(dead) is None

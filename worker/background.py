@@ -10,10 +10,10 @@ import subprocess
 import threading
 from collections.abc import Callable
 
-from celery import Celery
 from sqlalchemy.orm import sessionmaker
 
 from core.db import get_engine, session_scope
+from core.queue import Publisher
 from core.reaper import reap
 from core.repo import workers as worker_repo
 from core.settings import Settings
@@ -62,7 +62,7 @@ class Every(threading.Thread):
 class Background:
     """The reaper and the heartbeat of one worker process."""
 
-    def __init__(self, settings: Settings, publisher: Celery, worker_name: str) -> None:
+    def __init__(self, settings: Settings, publisher: Publisher, worker_name: str) -> None:
         self.settings = settings
         self.name = worker_name
         self.devices = visible_devices()

@@ -13,12 +13,12 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from celery import Celery
+import psutil
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core.db import retry_database, session_scope
-from core.queue import publish_job
+from core.queue import Publisher
 from core.repo import jobs as job_repo
 from core.settings import Settings
 from worker.child import (
@@ -84,7 +84,7 @@ def _log_tail(path: Path, lines: int = 5) -> str:
 
 
 def supervise_job(
-    job_id: uuid.UUID, settings: Settings, owner: str, publisher: Celery,
+    job_id: uuid.UUID, settings: Settings, owner: str, publisher: Publisher,
     shutting_down: Callable[[], bool] = lambda: False,
 ) -> str:
     """Run one attempt of a job to its end. Returns what happened (for logs and tests).
@@ -108,8 +108,9 @@ def supervise_job(
         CURRENT_JOB.clear()
     if outcome in ("cancelled", "lease_lost"):
         return outcome
+    killed_for = outcome.removeprefix("memory:") if outcome.startswith("memory:") else None
     return _finish(job_id, attempt, proc.returncode, log_path, publisher, settings,
-                   preempted=outcome == "preempted")
+                   preempted=outcome == "preempted", killed_for=killed_for)
 
 
 class CurrentJob:
@@ -144,6 +145,12 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
             log.info("job %s: worker shutting down; asking the child to checkpoint", job_id)
             proc.send_signal(signal.SIGTERM)
             stop_deadline = time.monotonic() + settings.preempt_grace_s
+        too_big = _over_memory_limit(proc, settings.max_child_memory_mb)
+        if too_big:
+            log.warning("job %s: %s; killing the child", job_id, too_big)
+            proc.kill()
+            proc.wait()
+            return f"memory:{too_big}"
         if stop_deadline is not None and time.monotonic() > stop_deadline:
             log.warning("job %s: no checkpoint within %.0fs; killing the child", job_id,
                         settings.preempt_grace_s)
@@ -174,6 +181,20 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
             return "cancelled"
 
 
+def _over_memory_limit(proc: subprocess.Popen, limit_mb: int) -> str | None:
+    """Why the child must die for its memory use, or None."""
+    if not limit_mb:
+        return None
+    try:
+        rss_mb = psutil.Process(proc.pid).memory_info().rss / 2**20
+    except psutil.Error:  # it has just exited
+        return None
+    if rss_mb <= limit_mb:
+        return None
+    return (f"the training process used {rss_mb:,.0f} MB of memory, over the "
+            f"{limit_mb:,} MB limit (TRAINDOCK_MAX_CHILD_MEMORY_MB)")
+
+
 def _record_end(write: Callable[[Session], object], settings: Settings) -> None:
     def attempt_write() -> None:
         with session_scope() as session:
@@ -182,8 +203,8 @@ def _record_end(write: Callable[[Session], object], settings: Settings) -> None:
     retry_database(attempt_write, "recording the end of an attempt", settings.db_retry_s)
 
 
-def _finish(job_id: uuid.UUID, attempt: int, code: int, log_path: Path, publisher: Celery,
-            settings: Settings, preempted: bool) -> str:
+def _finish(job_id: uuid.UUID, attempt: int, code: int, log_path: Path, publisher: Publisher,
+            settings: Settings, preempted: bool, killed_for: str | None = None) -> str:
     """Turn the child's exit into the job's next state."""
 
     def decide(session: Session) -> str:
@@ -210,7 +231,7 @@ def _finish(job_id: uuid.UUID, attempt: int, code: int, log_path: Path, publishe
             return "failed"
         # Killed (out of memory, a segfault, the OOM killer): retried while attempts remain.
         tail = _log_tail(log_path)
-        cause = describe_exit(code) + (f"; last output:\n{tail}" if tail else "")
+        cause = killed_for or describe_exit(code) + (f"; last output:\n{tail}" if tail else "")
         if job_repo.attempts_left(job):
             job_repo.requeue_job(session, job_id, attempt, preempted=False,
                                  note=f"attempt {attempt}: {cause}")
@@ -223,7 +244,7 @@ def _finish(job_id: uuid.UUID, attempt: int, code: int, log_path: Path, publishe
 
     outcome: list[str] = []
     _record_end(lambda session: outcome.append(decide(session)), settings)
-    if outcome[0] == "requeued" and publish_job(publisher, str(job_id), settings):
+    if outcome[0] == "requeued" and publisher.publish(str(job_id)):
         with session_scope() as session:
             job_repo.mark_published(session, [job_id])
     log.info("job %s attempt %d: %s (exit %s)", job_id, attempt, outcome[0], code)

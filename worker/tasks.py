@@ -11,13 +11,14 @@ import uuid
 from celery import signals
 from celery.worker import state as worker_state
 
-from core.queue import TRAIN_TASK
+from core.queue import TRAIN_TASK, Publisher
 from core.settings import get_settings
 from worker.background import Background
 from worker.celery_app import app
 from worker.supervisor import supervise_job
 
 SHUTTING_DOWN = threading.Event()
+PUBLISHER = Publisher(get_settings(), app)
 _background: list[Background] = []
 
 
@@ -30,13 +31,13 @@ def shutting_down() -> bool:
 @app.task(name=TRAIN_TASK, bind=True)
 def train_job(self, job_id: str) -> str:
     owner = f"{socket.gethostname()}:{os.getpid()}:{self.request.hostname or 'worker'}"
-    return supervise_job(uuid.UUID(job_id), get_settings(), owner, app, shutting_down)
+    return supervise_job(uuid.UUID(job_id), get_settings(), owner, PUBLISHER, shutting_down)
 
 
 @signals.worker_ready.connect
 def start_background(sender=None, **kwargs) -> None:
     name = getattr(sender, "hostname", None) or f"worker-{os.getpid()}@{socket.gethostname()}"
-    background = Background(get_settings(), app, name)
+    background = Background(get_settings(), PUBLISHER, name)
     background.start()
     _background.append(background)
 

