@@ -32,6 +32,10 @@ class LeaseLost(RuntimeError):
     """Another attempt owns the job now (this one was reaped or cancelled)."""
 
 
+class DatabaseGone(RuntimeError):
+    """The database stayed away longer than the buffer or the retry time allows."""
+
+
 def _better(name: str) -> str | None:
     if "accuracy" in name:
         return "max"
@@ -125,7 +129,7 @@ class MetricSink:
             self._write()
         except (OperationalError, InterfaceError) as exc:
             if len(self.buffer) > MAX_BUFFERED_POINTS:
-                raise RuntimeError(
+                raise DatabaseGone(
                     f"the database has been unreachable for too long ({len(self.buffer)} "
                     "metric points buffered)"
                 ) from exc

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import torch
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from core.db import make_engine, retry_database
@@ -24,7 +25,7 @@ from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
 from core.settings import get_settings
 from models.build import build_model
-from worker.callbacks import CheckpointSink, LeaseLost, MetricSink, Summary
+from worker.callbacks import CheckpointSink, DatabaseGone, LeaseLost, MetricSink, Summary
 from worker.checkpoints import load_checkpoint, restore_loop_state, sha256_of
 from worker.data import prepare_data
 from worker.optim import build_loss, build_optimizer
@@ -35,6 +36,7 @@ EXIT_TRAINING_ERROR = 3  # the job's spec or data made training fail: error reco
 EXIT_LEASE_LOST = 4  # another attempt owns the job: nothing to record
 EXIT_CRASH = 5  # an unexpected exception: traceback recorded
 EXIT_PREEMPTED = 6  # stopped on SIGTERM after writing a checkpoint: the job goes back to the queue
+EXIT_DATABASE_GONE = 7  # the database stayed unreachable: retried like a killed attempt
 
 log = logging.getLogger("traindock.child")
 
@@ -107,6 +109,9 @@ def run(job_id: uuid.UUID, attempt: int) -> int:
     except LeaseLost as exc:
         log.warning("%s", exc)
         return EXIT_LEASE_LOST
+    except (DatabaseGone, OperationalError, InterfaceError) as exc:
+        log.error("giving up on the database: %s", str(exc).splitlines()[0])
+        return EXIT_DATABASE_GONE
     except (TrainingDiverged, NoCuda) as exc:
         _record(engine, job_id, attempt, str(exc))
         return EXIT_TRAINING_ERROR

@@ -23,6 +23,7 @@ from core.repo import jobs as job_repo
 from core.settings import Settings
 from worker.child import (
     EXIT_CRASH,
+    EXIT_DATABASE_GONE,
     EXIT_LEASE_LOST,
     EXIT_OK,
     EXIT_PREEMPTED,
@@ -69,6 +70,8 @@ def stop_child(proc: subprocess.Popen) -> None:
 
 
 def describe_exit(code: int) -> str:
+    if code == EXIT_DATABASE_GONE:
+        return "the training process gave up on an unreachable database"
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else ""
         hint = " (likely out of memory)" if -code == signal.SIGKILL else ""
