@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import sessionmaker
 
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import checkpoints, datasets, health, jobs, metrics, workers
+from api.routes import (
+    checkpoints,
+    dashboard,
+    datasets,
+    events,
+    health,
+    jobs,
+    metrics,
+    workers,
+)
 from core.db import make_engine
 from core.queue import Publisher
 from core.settings import Settings, get_settings
@@ -28,11 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.publisher = Publisher(settings)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_spec_bytes)
-    for module in (jobs, metrics, checkpoints, datasets, workers, health):
+    for module in (jobs, metrics, events, checkpoints, datasets, workers, health, dashboard):
         app.include_router(module.router)
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
 
     return app
