@@ -101,6 +101,12 @@ class Evaluation:
     accuracy: float | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
+    def as_metrics(self, split: str) -> dict[str, float]:
+        """`val_loss`, `val_accuracy`, `val_rmse`, ... for split "val"."""
+        named = {"loss": self.loss, **({"accuracy": self.accuracy} if self.accuracy is not None
+                                       else {}), **self.extra}
+        return {f"{split}_{name}": value for name, value in named.items()}
+
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -214,11 +220,7 @@ def train(
             metrics["train_accuracy"] = progress.correct.item() / n
         state.in_epoch = EpochProgress()
         if data.x_val is not None:
-            val = evaluate(model, loss_fn, data.x_val, data.y_val, data.task)
-            metrics["val_loss"] = val.loss
-            if val.accuracy is not None:
-                metrics["val_accuracy"] = val.accuracy
-            metrics.update({f"val_{k}": v for k, v in val.extra.items()})
+            metrics |= evaluate(model, loss_fn, data.x_val, data.y_val, data.task).as_metrics("val")
         _emit(callbacks, state, [Point(k, v, state.step, epoch) for k, v in metrics.items()])
         for callback in callbacks:
             callback.on_epoch_end(state, metrics)
@@ -227,13 +229,9 @@ def train(
 
     final = dict(metrics)
     if data.x_test is not None:
-        test = evaluate(model, loss_fn, data.x_test, data.y_test, data.task)
-        final["test_loss"] = test.loss
-        if test.accuracy is not None:
-            final["test_accuracy"] = test.accuracy
-        final.update({f"test_{k}": v for k, v in test.extra.items()})
-        _emit(callbacks, state, [Point(k, final[k], state.step, state.epoch)
-                                 for k in final if k.startswith("test_")])
+        test = evaluate(model, loss_fn, data.x_test, data.y_test, data.task).as_metrics("test")
+        final |= test
+        _emit(callbacks, state, [Point(k, v, state.step, state.epoch) for k, v in test.items()])
     for callback in callbacks:
         callback.on_train_end(state, final)
     return final

@@ -15,6 +15,22 @@ from core.tables import FINAL_STATES, Job
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _update_running(
+    session: Session, job_id: uuid.UUID, attempt: int, values: dict[str, Any]
+) -> bool:
+    """Write to a job only while `attempt` runs it: the fencing every running write goes
+    through. False when another attempt (or none) owns the job."""
+    return (
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.attempt == attempt, Job.state == "running")
+            .values(**values)
+            .returning(Job.id)
+        ).scalar()
+        is not None
+    )
+
+
 def _lease_end(ttl_s: float) -> ColumnElement:
     return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, ttl_s)
 
@@ -162,15 +178,7 @@ def requeue_job(
         values["preemptions"] = Job.preemptions + 1
     if note:
         values["error"] = note
-    return (
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.attempt == attempt, Job.state == "running")
-            .values(**values)
-            .returning(Job.id)
-        ).scalar()
-        is not None
-    )
+    return _update_running(session, job_id, attempt, values)
 
 
 def mark_published(session: Session, job_ids: list[uuid.UUID]) -> None:
@@ -243,21 +251,11 @@ def finish_job(
         values["error"] = None
     elif error is not None:
         values["error"] = error
-    done = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.attempt == attempt, Job.state == "running")
-        .values(**values)
-        .returning(Job.id)
-    ).scalar()
-    return done is not None
+    return _update_running(session, job_id, attempt, values)
 
 
 def record_error(session: Session, job_id: uuid.UUID, attempt: int, error: str) -> None:
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.attempt == attempt, Job.state == "running")
-        .values(error=error, updated_at=func.now())
-    )
+    _update_running(session, job_id, attempt, {"error": error, "updated_at": func.now()})
 
 
 def record_progress(
@@ -270,12 +268,4 @@ def record_progress(
     values: dict[str, Any] = {"progress": progress, "updated_at": func.now()}
     if summary is not None:
         values["summary"] = summary
-    return (
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.attempt == attempt, Job.state == "running")
-            .values(**values)
-            .returning(Job.id)
-        ).scalar()
-        is not None
-    )
+    return _update_running(session, job_id, attempt, values)
