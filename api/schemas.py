@@ -95,9 +95,36 @@ class CheckpointOut(BaseModel):
     created_at: datetime
 
 
+class SeriesOut(BaseModel):
+    """Parallel lists in step order. A downsampled series has one entry per step range: the
+    range's last point (`step`, `value`, `epoch`) and its `min`, `max` and `mean`."""
+
+    step: list[int]
+    value: list[float]
+    epoch: list[int]
+    min: list[float] | None = None
+    max: list[float] | None = None
+    mean: list[float] | None = None
+    downsampled: bool | None = None
+
+
 class MetricsOut(BaseModel):
-    series: dict[str, dict[str, list]]
-    next_since_step: int | None
+    series: dict[str, SeriesOut]
+
+
+class StateEvent(BaseModel):
+    """The data of an `event: state` on /v1/jobs/{id}/events."""
+
+    state: str
+    attempt: int
+    error: str | None
+    finished_at: datetime | None
+
+
+class PointsEvent(BaseModel):
+    """The data of an `event: metrics`: the new points, every series in step order."""
+
+    series: dict[str, SeriesOut]
 
 
 class WorkerOut(BaseModel):

@@ -1,13 +1,15 @@
-"""Metric points: batched writes with COPY, reads by name and step."""
+"""Metric points: batched writes with COPY; reads downsampled in SQL, read incrementally,
+or exported as CSV."""
 
 from __future__ import annotations
 
+import bisect
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, select, text
 from sqlalchemy.orm import Session
 
 from core.tables import Metric, MetricKey
@@ -55,41 +57,146 @@ def write_points(
     return cur.rowcount
 
 
+DEFAULT_MAX_POINTS = 2000
+
+# One statement for every series, every part of it served by the primary key (job_id, key_id,
+# step). Index probes find each series' first and last step after since_step and whether it
+# has more than max_points points there. A short series comes back as stored. A long one is
+# cut into max_points equal step ranges over its own span, numbered as
+# width_bucket(step, lo, hi + 1, max_points) numbers them but computed in exact integer
+# arithmetic, and each range is aggregated by an index range scan: a GROUP BY over the
+# bucket number would need the planner to guess the number of groups, and it guesses the
+# number of points and sorts a million rows on disk. A non-empty range answers its last
+# point (so the line ends where the series ends) with its min, max and mean (so a spike
+# survives). Names are ordered bytewise (COLLATE "C") here and below: the same order on every
+# server, whatever its locale.
+_SERIES_SQL = """
+WITH wanted AS (
+    SELECT id, name FROM metric_key {name_filter}
+),
+span AS (
+    SELECT w.id, w.name, head.step AS lo, tail.step + 1 - head.step AS width,
+           beyond.step IS NOT NULL AS long
+    FROM wanted w
+    CROSS JOIN LATERAL (
+        SELECT step FROM metric WHERE job_id = :job AND key_id = w.id AND step > :since
+        ORDER BY step LIMIT 1
+    ) head
+    CROSS JOIN LATERAL (
+        SELECT step FROM metric WHERE job_id = :job AND key_id = w.id
+        ORDER BY step DESC LIMIT 1
+    ) tail
+    LEFT JOIN LATERAL (
+        SELECT step FROM metric WHERE job_id = :job AND key_id = w.id AND step > :since
+        ORDER BY step OFFSET :max_points LIMIT 1
+    ) beyond ON true
+),
+bucket AS (
+    SELECT s.id, s.name, agg.step, agg.vmin, agg.vmax, agg.vmean
+    FROM span s
+    CROSS JOIN LATERAL generate_series(CAST(1 AS bigint), :max_points) AS b(i)
+    CROSS JOIN LATERAL (
+        SELECT max(step) AS step, min(value) AS vmin, max(value) AS vmax, avg(value) AS vmean
+        FROM metric
+        WHERE job_id = :job AND key_id = s.id
+          AND step >= s.lo + ((b.i - 1) * s.width + :max_points - 1) / :max_points
+          AND step < s.lo + (b.i * s.width + :max_points - 1) / :max_points
+    ) agg
+    WHERE s.long AND agg.step IS NOT NULL
+)
+SELECT b.name COLLATE "C", b.step, last.value, last.epoch, b.vmin, b.vmax, b.vmean
+FROM bucket b
+CROSS JOIN LATERAL (
+    SELECT value, epoch FROM metric WHERE job_id = :job AND key_id = b.id AND step = b.step
+) last
+UNION ALL
+SELECT s.name, m.step, m.value, m.epoch, NULL, NULL, NULL
+FROM span s
+CROSS JOIN LATERAL (
+    SELECT step, value, epoch FROM metric WHERE job_id = :job AND key_id = s.id AND step > :since
+) m
+WHERE NOT s.long
+ORDER BY 1, 2
+"""
+
+
+def _without_jit(session: Session) -> None:
+    """The planner prices the per-bucket scans as if each read the whole series, and past
+    jit_above_cost PostgreSQL spends a second compiling a query that runs in a fraction of
+    that. LOCAL: the setting ends with the transaction."""
+    session.execute(text("SET LOCAL jit = off"))
+
+
 def read_series(
     session: Session, job_id: uuid.UUID, names: Sequence[str] | None, since_step: int,
-    max_points: int,
-) -> tuple[dict[str, dict[str, list]], int | None]:
-    """Points with step > since_step, at most max_points per series, in step order.
-
-    When a series is cut short, every series is cut at the same step, so that asking again
-    with the returned since_step yields each point exactly once.
-    """
-    query = (
-        select(MetricKey.name, Metric.step, Metric.value, Metric.epoch)
-        .join(MetricKey, MetricKey.id == Metric.key_id)
-        .where(Metric.job_id == job_id, Metric.step > since_step)
-        .order_by(MetricKey.name, Metric.step)
-    )
-    if names:
-        query = query.where(MetricKey.name.in_(names))
+    max_points: int = DEFAULT_MAX_POINTS,
+) -> dict[str, dict[str, list]]:
+    """Every series (or those named) after since_step, in step order: as stored when it has at
+    most max_points points there, else downsampled to at most max_points buckets, each given
+    by the `step`, `value` and `epoch` of its last point and the bucket's `min`, `max` and
+    `mean`, with `downsampled: True`."""
+    name_filter = "WHERE name = ANY(:names)" if names else ""
+    params = {"job": job_id, "since": since_step, "max_points": max_points,
+              "names": list(names or ())}
+    _without_jit(session)
+    rows = session.execute(text(_SERIES_SQL.format(name_filter=name_filter)), params)
     series: dict[str, dict[str, list]] = {}
-    next_since: int | None = None
-    for name, step, value, epoch in session.execute(query):
-        entry = series.setdefault(name, {"step": [], "value": [], "epoch": []})
-        if len(entry["step"]) >= max_points:
-            last = entry["step"][-1]
-            next_since = last if next_since is None else min(next_since, last)
-            continue
+    for name, step, value, epoch, vmin, vmax, vmean in rows:
+        entry = series.get(name)
+        if entry is None:
+            entry = series[name] = {"step": [], "value": [], "epoch": []}
+            if vmin is not None:
+                entry.update({"min": [], "max": [], "mean": [], "downsampled": True})
         entry["step"].append(step)
         entry["value"].append(value)
         entry["epoch"].append(epoch)
-    if next_since is not None:
-        for entry in series.values():
-            keep = sum(1 for step in entry["step"] if step <= next_since)
+        if vmin is not None:
+            entry["min"].append(vmin)
+            entry["max"].append(vmax)
+            entry["mean"].append(vmean)
+    return series
+
+
+def last_step(session: Session, job_id: uuid.UUID) -> int | None:
+    """The highest step stored for the job, by one index probe per metric name (a plain
+    max(step) would read every point of the job)."""
+    return session.execute(text(
+        "SELECT max(m.step) FROM metric_key k CROSS JOIN LATERAL ("
+        "SELECT step FROM metric WHERE job_id = :job AND key_id = k.id "
+        "ORDER BY step DESC LIMIT 1) m"
+    ), {"job": job_id}).scalar()
+
+
+def read_new_points(
+    session: Session, job_id: uuid.UUID, after: int, upto: int, per_series: int
+) -> tuple[dict[str, dict[str, list]], int]:
+    """Points with after < step <= upto, at most per_series per series, and the step through
+    which every point has now been returned: `upto`, or less when a series was cut short, so
+    that asking again from there yields each point exactly once."""
+    rows = session.execute(text(
+        "SELECT k.name, m.step, m.value, m.epoch FROM metric_key k CROSS JOIN LATERAL ("
+        "SELECT step, value, epoch FROM metric WHERE job_id = :job AND key_id = k.id "
+        "AND step > :after AND step <= :upto ORDER BY step LIMIT :limit) m "
+        "ORDER BY k.name COLLATE \"C\", m.step"
+    ), {"job": job_id, "after": after, "upto": upto, "limit": per_series})
+    series: dict[str, dict[str, list]] = {}
+    for name, step, value, epoch in rows:
+        entry = series.setdefault(name, {"step": [], "value": [], "epoch": []})
+        entry["step"].append(step)
+        entry["value"].append(value)
+        entry["epoch"].append(epoch)
+    # A series that filled its quota may have more points further on; the others are
+    # complete, so the answer is complete up to the lowest last step of the cut series.
+    complete = min((e["step"][-1] for e in series.values() if len(e["step"]) == per_series),
+                   default=upto)
+    if complete < upto:
+        for name, entry in list(series.items()):
+            keep = bisect.bisect_right(entry["step"], complete)
             for column in entry.values():
                 del column[keep:]
-        series = {name: entry for name, entry in series.items() if entry["step"]}
-    return series, next_since
+            if not keep:
+                del series[name]
+    return series, complete
 
 
 def delete_points_after(session: Session, job_id: uuid.UUID, step: int) -> int:
@@ -109,3 +216,44 @@ def points_up_to(
         .where(Metric.job_id == job_id, Metric.step <= step)
         .order_by(Metric.step)
     )]
+
+
+CSV_HEADER = "name,step,epoch,value,wall_time"
+
+# COPY does the formatting (shortest exact floats, CSV quoting) and streams rows as the
+# client reads them, so an export of millions of points is never held in memory. One COPY
+# per series, each read in step order straight off the primary key: a single statement
+# ordered by name and step would sort every point of the job first.
+_CSV_SQL = """
+COPY (
+    SELECT %(name)s, step, epoch, value,
+           to_char(wall_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    FROM metric WHERE job_id = %(job)s AND key_id = %(key)s ORDER BY step
+) TO STDOUT WITH (FORMAT csv)
+"""
+
+
+def export_csv(
+    conn: Connection, job_id: uuid.UUID, names: Sequence[str] | None, chunk_bytes: int = 1 << 16
+) -> Iterator[bytes]:
+    """The job's points as CSV, CSV_HEADER first, ordered by name (bytewise) then step, in
+    chunks of about chunk_bytes (COPY sends one message per row, too small to pass on one by
+    one). Run it in a REPEATABLE READ transaction for one snapshot across the series."""
+    name_filter = "AND k.name = ANY(:names)" if names else ""
+    keys = conn.execute(text(
+        "SELECT k.id, k.name FROM metric_key k WHERE EXISTS ("
+        f"SELECT 1 FROM metric WHERE job_id = :job AND key_id = k.id) {name_filter} "
+        "ORDER BY k.name COLLATE \"C\""
+    ), {"job": job_id, "names": list(names or ())}).all()
+    conn.execute(text("SET LOCAL jit = off"))  # see _without_jit
+    cur = conn.connection.driver_connection.cursor()
+    buffer = bytearray(f"{CSV_HEADER}\n".encode())
+    for key_id, name in keys:
+        with cur.copy(_CSV_SQL, {"name": name, "job": job_id, "key": key_id}) as copy:
+            for block in copy:
+                buffer += block
+                if len(buffer) >= chunk_bytes:
+                    yield bytes(buffer)
+                    buffer.clear()
+    if buffer:
+        yield bytes(buffer)
