@@ -1,49 +1,31 @@
-"""Client verbs of the console script: they talk to the API over HTTP and nothing else."""
+"""Client verbs on a single job: validate, submit, show, cancel. Like every client verb they
+talk to the API over HTTP and nothing else."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-import httpx
+from cli.http import Api, ApiError
+from cli.jobref import resolve_job
+from cli.watch import watch_to_end
 
-FINAL_STATES = {"succeeded", "failed", "cancelled"}
 
-
-def _read_spec(path: str) -> dict:
-    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+def read_spec(path: str) -> dict:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise ApiError([f"cannot read the spec {path}: {exc.strerror}"]) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"{path}: not valid JSON ({exc})") from None
+        raise ApiError([f"{path}: not valid JSON ({exc})"]) from None
 
 
-def _fail(response: httpx.Response) -> int:
-    try:
-        detail = response.json().get("detail")
-    except ValueError:
-        detail = response.text
-    if isinstance(detail, list):
-        for item in detail:
-            print(f"error: {item.get('message', item)}", file=sys.stderr)
-    else:
-        print(f"error ({response.status_code}): {detail}", file=sys.stderr)
-    return 1
-
-
-def _client(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url, timeout=30)
-
-
-def run_validate(args: argparse.Namespace) -> int:
-    with _client(args.url) as http:
-        response = http.post("/v1/jobs/validate", json=_read_spec(args.spec))
-    if response.status_code != 200:
-        return _fail(response)
-    report = response.json()
+def run_validate(api: Api, args: argparse.Namespace) -> int:
+    report = api.post("/v1/jobs/validate", read_spec(args.spec))
     print(f"{'layer':<14}{'type':<12}{'output shape':<18}{'params':>10}")
     for layer in report["model"]["layers"]:
         shape = "x".join(str(d) for d in layer["output_shape"])
@@ -54,32 +36,23 @@ def run_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_submit(args: argparse.Namespace) -> int:
-    with _client(args.url) as http:
-        response = http.post("/v1/jobs", json=_read_spec(args.spec))
-        if response.status_code not in (200, 201):
-            return _fail(response)
-        job = response.json()
-        print(job["id"])
-        if not args.wait:
-            return 0
-        while job["state"] not in FINAL_STATES:
-            time.sleep(1)
-            job = http.get(f"/v1/jobs/{job['id']}").json()
-            progress = job["progress"]
-            print(f"\r{job['state']:<10} epoch {progress.get('epoch', 0)}/"
-                  f"{progress.get('epochs', '?')} step {progress.get('step', 0)}/"
-                  f"{progress.get('total_steps', '?')}", end="", file=sys.stderr, flush=True)
-        print(file=sys.stderr)
-        print(json.dumps({"state": job["state"], "summary": job["summary"],
-                          "error": job["error"]}, indent=2))
-        return 0 if job["state"] == "succeeded" else 1
+def run_submit(api: Api, args: argparse.Namespace) -> int:
+    job = api.post("/v1/jobs", read_spec(args.spec))
+    print(job["id"], flush=True)
+    if not args.watch:
+        return 0
+    return watch_to_end(api, job["id"])
 
 
-def run_show(args: argparse.Namespace) -> int:
-    with _client(args.url) as http:
-        response = http.get(f"/v1/jobs/{args.job_id}")
-    if response.status_code != 200:
-        return _fail(response)
-    print(json.dumps(response.json(), indent=2))
+def run_show(api: Api, args: argparse.Namespace) -> int:
+    print(json.dumps(api.get(f"/v1/jobs/{resolve_job(api, args.job)}"), indent=2))
+    return 0
+
+
+def run_cancel(api: Api, args: argparse.Namespace) -> int:
+    job = api.post(f"/v1/jobs/{resolve_job(api, args.job)}/cancel")
+    if job["state"] == "running":
+        print("running: cancel requested; its worker stops it within about a second")
+    else:
+        print(job["state"])
     return 0

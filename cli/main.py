@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+from cli.http import add_connection_options, run_client_verb
+
+# the module of each client verb; they reach the API over HTTP only
+CLIENT_VERBS = {"validate": "client", "submit": "client", "show": "client", "cancel": "client",
+                "watch": "watch", "ls": "ls", "metrics": "metrics", "download": "download"}
+# core.tables.JOB_STATES, repeated: the client does not import the server's code
+JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
+JOB_HELP = "a job id, or at least its first 6 characters"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,16 +38,45 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a training worker (one per GPU)")
     worker.add_argument("--name", default=None, help="worker node name (default: host and pid)")
 
-    for verb, text in (("submit", "submit a job spec"), ("validate", "validate a job spec")):
-        cmd = sub.add_parser(verb, help=text)
-        cmd.add_argument("spec", help="path to a JSON job spec, or - for standard input")
-        cmd.add_argument("--url", default=DEFAULT_URL)
-        if verb == "submit":
-            cmd.add_argument("--wait", action="store_true", help="poll until the job ends")
+    connection = argparse.ArgumentParser(add_help=False)
+    add_connection_options(connection)
 
-    show = sub.add_parser("show", help="print a job as JSON")
-    show.add_argument("job_id")
-    show.add_argument("--url", default=DEFAULT_URL)
+    def client_verb(verb: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(verb, help=text, description=text, parents=[connection])
+
+    validate = client_verb("validate", "check a job spec and show the network's shapes")
+    validate.add_argument("spec", help="path to a JSON job spec, or - for standard input")
+
+    submit = client_verb("submit", "submit a job spec; print the job id")
+    submit.add_argument("spec", help="path to a JSON job spec, or - for standard input")
+    submit.add_argument("--watch", "--wait", dest="watch", action="store_true",
+                        help="then watch it as `traindock watch` does; exit 0 if it succeeds")
+
+    watch = client_verb("watch", "follow a job's progress until it ends, then summarize it")
+    watch.add_argument("job", help=JOB_HELP)
+
+    ls = client_verb("ls", "list the newest jobs")
+    ls.add_argument("--state", choices=JOB_STATES, help="only jobs in this state")
+    ls.add_argument("--limit", type=int, default=20, help="at most this many (1 to 500)")
+
+    show = client_verb("show", "print a job as JSON")
+    show.add_argument("job", help=JOB_HELP)
+
+    metrics = client_verb("metrics", "the latest value of every metric, or every point")
+    metrics.add_argument("job", help=JOB_HELP)
+    metrics.add_argument("--names", help="comma-separated metric names, e.g. val_loss,lr")
+    metrics.add_argument("--csv", action="store_true",
+                         help="every point as CSV (name,step,epoch,value,wall_time)")
+
+    cancel = client_verb("cancel", "cancel a queued or running job")
+    cancel.add_argument("job", help=JOB_HELP)
+
+    download = client_verb("download", "download a checkpoint, checked against its sha256")
+    download.add_argument("job", help=JOB_HELP)
+    download.add_argument("--checkpoint", type=int, metavar="ID",
+                          help="a checkpoint id (default: the newest)")
+    download.add_argument("-o", "--output", metavar="PATH",
+                          help="file or folder to save to (default: <job name>-step-<n>.pt)")
     return parser
 
 
@@ -53,9 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         from cli import serve
 
         return getattr(serve, f"run_{args.command}")(args)
-    from cli import client
-
-    return getattr(client, f"run_{args.command}")(args)
+    module = importlib.import_module(f"cli.{CLIENT_VERBS[args.command]}")
+    return run_client_verb(getattr(module, f"run_{args.command}"), args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,72 @@
+"""`traindock download JOB`: a checkpoint file, checked against its SHA-256 before it is kept."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from cli.http import Api, ApiError
+from cli.jobref import resolve_job
+
+
+def pick_checkpoint(checkpoints: list[dict[str, Any]], job: dict[str, Any],
+                    wanted: int | None) -> dict[str, Any]:
+    """The checkpoint with id `wanted`, else the newest (highest step)."""
+    if not checkpoints:
+        raise ApiError([f"job {job['id']} has no checkpoints yet (it is {job['state']})"])
+    if wanted is None:
+        return max(checkpoints, key=lambda c: (c["step"], c["id"]))
+    for checkpoint in checkpoints:
+        if checkpoint["id"] == wanted:
+            return checkpoint
+    kept = ", ".join(f"{c['id']} (step {c['step']})" for c in checkpoints)
+    raise ApiError([f"job {job['id']} has no checkpoint {wanted}; it keeps {kept}"])
+
+
+def target_path(output: str | None, job_name: str, step: int) -> Path:
+    """-o PATH as given, inside it if it is a folder; by default `<job name>-step-<n>.pt`."""
+    default = f"{re.sub(r'[^A-Za-z0-9._-]+', '_', job_name) or 'job'}-step-{step}.pt"
+    if output is None:
+        return Path(default)
+    path = Path(output)
+    return path / default if path.is_dir() else path
+
+
+def save_verified(api: Api, url: str, expected: str, path: Path) -> None:
+    """Stream the file to a temporary name next to `path`; keep it only if its SHA-256 is
+    the listing's and the server's header's."""
+    partial = path.with_name(f".{path.name}.part")
+    digest = hashlib.sha256()
+    try:
+        with api.stream(url) as response, open(partial, "wb") as out:
+            header = response.headers.get("X-Checksum-Sha256")
+            for chunk in response.iter_bytes():
+                digest.update(chunk)
+                out.write(chunk)
+        actual = digest.hexdigest()
+        if header and header != expected:
+            raise ApiError([f"the server's X-Checksum-Sha256 {header} is not the listing's "
+                            f"{expected}; nothing was saved"])
+        if actual != expected:
+            raise ApiError([f"the downloaded file's sha256 {actual} is not the listing's "
+                            f"{expected} (a broken transfer?); nothing was saved, try again"])
+        os.replace(partial, path)
+    except OSError as exc:
+        raise ApiError([f"cannot write {path}: {exc.strerror}"]) from None
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def run_download(api: Api, args: argparse.Namespace) -> int:
+    job_id = resolve_job(api, args.job)
+    job = api.get(f"/v1/jobs/{job_id}")
+    checkpoint = pick_checkpoint(api.get(f"/v1/jobs/{job_id}/checkpoints"), job, args.checkpoint)
+    path = target_path(args.output, job["name"], checkpoint["step"])
+    save_verified(api, f"/v1/jobs/{job_id}/checkpoints/{checkpoint['id']}/download",
+                  checkpoint["sha256"], path)
+    print(path)
+    return 0

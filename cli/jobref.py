@@ -1,0 +1,32 @@
+"""JOB arguments: a full job id, or a unique prefix of one (at least 6 characters)."""
+
+from __future__ import annotations
+
+import uuid
+
+from cli.http import Api, ApiError
+
+MIN_PREFIX = 6
+SEARCHED = 500  # the newest jobs a prefix is looked up among (the API's largest page)
+
+
+def resolve_job(api: Api, ref: str) -> str:
+    """The full id of the job `ref` names."""
+    ref = ref.strip().lower()
+    try:
+        return str(uuid.UUID(ref))
+    except ValueError:
+        pass
+    if len(ref) < MIN_PREFIX:
+        raise ApiError([f"job {ref!r}: give the job id or at least {MIN_PREFIX} characters "
+                        "of it (`traindock ls` lists them)"])
+    jobs = api.get("/v1/jobs", limit=SEARCHED)["items"]
+    matches = [job for job in jobs if job["id"].startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]["id"]
+    if not matches:
+        raise ApiError([f"no job id starts with {ref!r} among the newest {SEARCHED} jobs; "
+                        "`traindock ls` lists them (pass the full id for an older job)"])
+    lines = [f"{ref!r} is the start of {len(matches)} job ids; give more characters:"]
+    lines += [f"  {job['id']}  {job['state']:<10} {job['name']}" for job in matches]
+    raise ApiError(["\n".join(lines)])

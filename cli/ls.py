@@ -1,0 +1,50 @@
+"""`traindock ls`: the newest jobs as a table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from cli.format import (
+    format_age,
+    format_duration,
+    format_value,
+    headline_metric,
+    render_table,
+    seconds_between,
+)
+from cli.http import Api
+
+HEADER = ["id", "name", "state", "epoch", "progress", "best", "age", "ran"]
+
+
+def job_row(job: dict[str, Any]) -> list[str]:
+    progress = job["progress"]
+    total, step = progress.get("total_steps"), progress.get("step", 0)
+    headline = headline_metric(job.get("summary") or {})
+    ran = seconds_between(job["started_at"], job["finished_at"]) if job["started_at"] else None
+    return [
+        job["id"][:8],
+        job["name"],
+        job["state"],
+        f"{progress.get('epoch', 0)}/{progress['epochs']}" if "epochs" in progress else "-",
+        f"{min(1.0, step / total):.0%}" if total else "-",
+        f"{headline[0]} {format_value(headline[1])}" if headline else "-",
+        format_age(seconds_between(job["created_at"])),
+        format_duration(ran),
+    ]
+
+
+def run_ls(api: Api, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.state:
+        params["state"] = args.state
+    page = api.get("/v1/jobs", **params)
+    if not page["items"]:
+        print("no jobs" + (f" in state {args.state}" if args.state else ""), file=sys.stderr)
+        return 0
+    print(render_table(HEADER, [job_row(job) for job in page["items"]], right=(3, 4, 6, 7)))
+    if page["next_cursor"]:
+        print(f"(the newest {len(page['items'])}; --limit N for more)", file=sys.stderr)
+    return 0
