@@ -83,7 +83,11 @@ def test_the_same_job_id_published_twice_trains_once(client, worker, service_env
         assert publish_job(publisher, job_id, settings)
         job = wait_for_state(client, job_id, {"succeeded", "failed"})
         assert job["state"] == "succeeded", job["error"]
-        time.sleep(1.5)  # let the duplicate messages reach a worker
+        # Wait until both extra messages have reached a worker and been dropped.
+        deadline = time.monotonic() + 30
+        while (worker.log() + second.log()).count(f"job {job_id} is not queued") < 2:
+            assert time.monotonic() < deadline, "the duplicate messages were never consumed"
+            time.sleep(0.1)
         logs = worker.log() + second.log()
         assert logs.count(f"job {job_id} attempt 1: training child") == 1
         assert f"job {job_id} attempt 2" not in logs

@@ -90,7 +90,7 @@ def run(job_id: uuid.UUID, attempt: int) -> int:
         model, _ = build_model(spec.model, data.input_shape)
         model.to(device)
         optimizer = build_optimizer(spec, model)
-        resume, summary = _resume_point(engine, settings, job_id, model, optimizer, device)
+        resume, summary = _resume_point(engine, settings, job, model, optimizer, device)
         metric_sink = MetricSink(engine, job_id, attempt, settings.metric_flush_s,
                                  settings.db_retry_s, summary)
         callbacks = [
@@ -122,10 +122,13 @@ def run(job_id: uuid.UUID, attempt: int) -> int:
         return EXIT_CRASH
 
 
-def _resume_point(engine, settings, job_id, model, optimizer, device
+def _resume_point(engine, settings, job, model, optimizer, device
                   ) -> tuple[LoopState | None, Summary]:
     """Restore the newest intact checkpoint, if any, and drop the metric points an earlier
-    attempt logged after it; without one, start over and drop them all."""
+    attempt logged after it; without one, start over and drop them all. The job's progress
+    goes back to the same step in the same transaction, so readers never see points missing
+    below the progress they are shown."""
+    job_id = job.id
 
     def newest():
         with Session(engine) as session:
@@ -140,9 +143,12 @@ def _resume_point(engine, settings, job_id, model, optimizer, device
     elif row is not None:
         log.warning("checkpoint %s is missing or damaged: starting over", row.path)
 
+    progress = {**job.progress, "step": max(step, 0), "epoch": resume.epoch if resume else 0}
+
     def trim():
         with Session(engine) as session, session.begin():
             metric_repo.delete_points_after(session, job_id, step)
+            job_repo.record_progress(session, job_id, job.attempt, progress)
             return metric_repo.points_up_to(session, job_id, step)
 
     history = retry_database(trim, "trimming metrics", settings.db_retry_s)
