@@ -1,7 +1,72 @@
-"""The dashboard's pages: /, /jobs/{id}, /compare, /submit."""
+"""The dashboard's pages: /, /jobs/{id}, /compare, /submit, and their files under /static.
+
+Pages are static HTML; their scripts read the v1 API. Every file is served from the package,
+so the dashboard works with no internet (uPlot is vendored under static/vendor/).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse
 
 router = APIRouter(include_in_schema=False)
+
+STATIC_DIR = (Path(__file__).resolve().parent.parent / "dashboard" / "static").resolve()
+
+# Explicit, because mimetypes reads the host's tables and some map .js to text/plain, which
+# browsers refuse for module scripts.
+MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain; charset=utf-8",
+}
+
+# Pages load scripts and styles from this server only and talk to this server only.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "Cache-Control": "no-cache",
+}
+
+
+def _page(name: str) -> FileResponse:
+    return FileResponse(STATIC_DIR / name, media_type=MEDIA_TYPES[".html"], headers=PAGE_HEADERS)
+
+
+@router.get("/")
+def job_list_page() -> FileResponse:
+    return _page("index.html")
+
+
+@router.get("/jobs/{job_id}")
+def job_page(job_id: str) -> FileResponse:
+    # The id is checked by the page's own API calls, which show "no job with id ..." on a 404.
+    return _page("job.html")
+
+
+@router.get("/compare")
+def compare_page() -> FileResponse:
+    return _page("compare.html")
+
+
+@router.get("/submit")
+def submit_page() -> FileResponse:
+    return _page("submit.html")
+
+
+@router.get("/static/{path:path}")
+def static_file(path: str) -> FileResponse:
+    """A file from the dashboard's static folder; nothing outside it, whatever the path says."""
+    file = (STATIC_DIR / path).resolve()
+    media_type = MEDIA_TYPES.get(file.suffix)
+    if not file.is_relative_to(STATIC_DIR) or not file.is_file() or media_type is None:
+        raise HTTPException(404, f"no dashboard file {path!r}")
+    return FileResponse(file, media_type=media_type, headers={"Cache-Control": "no-cache"})
