@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from models.init import init_weights
-from models.layers import ACTIVATION_GAIN_NAMES, REGISTRY, Shape
+from models.layers import ACTIVATION_GAIN_NAMES, REGISTRY, Shape, activation_slope
 from models.spec import ModelSpec
 
 
@@ -71,6 +71,9 @@ def _infer_layer(layer, shape: Shape, where: str) -> tuple[nn.Module, Shape]:
     entry = REGISTRY[layer.type]
     if entry.ranks is not None and len(shape) not in entry.ranks:
         raise SpecError(where, entry.rank_hint(shape) if entry.rank_hint else "wrong input rank")
+    problem = entry.check(layer, shape) if entry.check else None
+    if problem:
+        raise SpecError(where, problem)
     try:
         with torch.device("meta"):
             module = entry.build(layer, shape)
@@ -94,10 +97,10 @@ def _explain_torch_error(layer, shape: Shape, exc: Exception) -> str:
         return "padding 'same' needs stride 1; give a number for padding instead"
     if layer_type in ("conv1d", "conv2d"):
         return (
-            f"input {shape} is smaller than the kernel; lower kernel_size, add padding, or "
-            f"remove a pooling layer before it ({text})"
+            f"input {shape} is smaller than the kernel; lower kernel_size or dilation, add "
+            f"padding, or remove a pooling layer before it ({text})"
         )
-    if layer_type in ("maxpool1d", "maxpool2d"):
+    if layer_type in ("maxpool1d", "maxpool2d", "avgpool1d", "avgpool2d"):
         return (
             f"input {shape} is smaller than the pooling window; lower kernel_size or remove "
             f"a pooling layer before it ({text})"
@@ -117,14 +120,15 @@ def _numel(shape: Shape) -> int:
     return n
 
 
-def _following_nonlinearity(spec: ModelSpec, index: int) -> str:
-    """The activation that follows layer `index` before the next weighted layer."""
+def _following_nonlinearity(spec: ModelSpec, index: int) -> tuple[str, float | None]:
+    """The activation that follows layer `index` before the next weighted layer, as a
+    calculate_gain name and its slope parameter (leaky_relu and prelu only)."""
     for layer in spec.layers[index + 1:]:
         if layer.type in ACTIVATION_GAIN_NAMES:
-            return ACTIVATION_GAIN_NAMES[layer.type]
+            return ACTIVATION_GAIN_NAMES[layer.type], activation_slope(layer)
         if REGISTRY[layer.type].has_weights:
             break
-    return "linear"
+    return "linear", None
 
 
 def summarize(spec: ModelSpec, input_shape: Shape, path: str = "model.layers") -> ModelSummary:
@@ -162,6 +166,6 @@ def build_model(spec: ModelSpec, input_shape: Shape) -> tuple[Network, ModelSumm
         module = entry.build(layer, shape)
         if entry.has_weights:
             scheme = getattr(layer, "init", None) or spec.init
-            init_weights(module, scheme, _following_nonlinearity(spec, i))
+            init_weights(module, scheme, *_following_nonlinearity(spec, i))
         modules.append(module)
     return Network(modules), summary

@@ -32,12 +32,21 @@ class Reshape(nn.Module):
         return f"shape={self.shape}"
 
 
+class GlobalAvgPool(nn.Module):
+    """Average over every spatial dimension: (C, L) or (C, H, W) -> (C,)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flatten(2).mean(dim=2)
+
+
 @dataclass(frozen=True)
 class LayerEntry:
     build: Callable[[Any, Shape], nn.Module]
     ranks: tuple[int, ...] | None = None  # accepted per-sample input ranks; None: any
     rank_hint: Callable[[Shape], str] | None = None  # what to change when the rank is wrong
     has_weights: bool = False  # takes the model's init scheme
+    # What to change when the spec's values do not fit the input shape; None when they do.
+    check: Callable[[Any, Shape], str | None] | None = None
 
 
 def _dims(shape: Shape) -> str:
@@ -73,7 +82,8 @@ def _conv2d_hint(shape: Shape) -> str:
 
 def _pool_hint(kind: str, wanted: int) -> Callable[[Shape], str]:
     layout = "(channels, length)" if wanted == 2 else "(channels, height, width)"
-    other = "maxpool2d" if wanted == 2 else "maxpool1d"
+    family = kind.removesuffix("1d").removesuffix("2d")
+    other = f"{family}2d" if wanted == 2 else f"{family}1d"
 
     def hint(shape: Shape) -> str:
         if len(shape) == 1:
@@ -85,22 +95,53 @@ def _pool_hint(kind: str, wanted: int) -> Callable[[Shape], str]:
     return hint
 
 
-def _conv_padding(spec: s._ConvSpec) -> int | str | tuple[int, int]:
-    return spec.padding
-
-
-def _build_conv1d(spec: s.Conv1dSpec, shape: Shape) -> nn.Module:
-    return nn.Conv1d(
-        shape[0], spec.out_channels, spec.kernel_size, spec.stride, _conv_padding(spec),
-        bias=spec.bias,
+def _global_pool_hint(shape: Shape) -> str:
+    return (
+        "global_avg_pool needs a 2-D (channels, length) or 3-D (channels, height, width) "
+        f"input but the input is {_dims(shape)}; remove it, or add a reshape layer first"
     )
 
 
-def _build_conv2d(spec: s.Conv2dSpec, shape: Shape) -> nn.Module:
-    return nn.Conv2d(
-        shape[0], spec.out_channels, spec.kernel_size, spec.stride, _conv_padding(spec),
-        bias=spec.bias,
-    )
+def _check_groups(spec: s._ConvSpec, shape: Shape) -> str | None:
+    if shape[0] % spec.groups:
+        return (
+            f"groups {spec.groups} must divide the input channels ({shape[0]}); "
+            f"use a divisor of {shape[0]} for groups"
+        )
+    if spec.out_channels % spec.groups:
+        return (
+            f"groups {spec.groups} must divide out_channels ({spec.out_channels}); "
+            "change out_channels or groups"
+        )
+    return None
+
+
+def _build_conv(conv: type[nn.Conv1d] | type[nn.Conv2d]) -> Callable[[Any, Shape], nn.Module]:
+    def build(spec: s._ConvSpec, shape: Shape) -> nn.Module:
+        return conv(
+            shape[0], spec.out_channels, spec.kernel_size, spec.stride, spec.padding,
+            dilation=spec.dilation, groups=spec.groups, bias=spec.bias,
+        )
+
+    return build
+
+
+def _layernorm_dims(spec: s.LayerNormSpec, shape: Shape) -> str | None:
+    if spec.dims is not None and spec.dims > len(shape):
+        return (
+            f"dims {spec.dims} is more than the input has: {_dims(shape)}; "
+            f"use at most {len(shape)}, or null for all of them"
+        )
+    return None
+
+
+def _build_layernorm(spec: s.LayerNormSpec, shape: Shape) -> nn.Module:
+    dims = len(shape) if spec.dims is None else spec.dims
+    return nn.LayerNorm(shape[len(shape) - dims:], eps=spec.eps)
+
+
+def _build_prelu(spec: s.PReluSpec, shape: Shape) -> nn.Module:
+    return nn.PReLU(shape[0] if spec.num_parameters == "channel" else 1)
 
 
 def _build_batchnorm(spec: s.BatchNormSpec, shape: Shape) -> nn.Module:
@@ -114,10 +155,12 @@ REGISTRY: dict[str, LayerEntry] = {
         ranks=(1,), rank_hint=_linear_hint, has_weights=True,
     ),
     "conv1d": LayerEntry(
-        build=_build_conv1d, ranks=(2,), rank_hint=_conv1d_hint, has_weights=True
+        build=_build_conv(nn.Conv1d), ranks=(2,), rank_hint=_conv1d_hint, has_weights=True,
+        check=_check_groups,
     ),
     "conv2d": LayerEntry(
-        build=_build_conv2d, ranks=(3,), rank_hint=_conv2d_hint, has_weights=True
+        build=_build_conv(nn.Conv2d), ranks=(3,), rank_hint=_conv2d_hint, has_weights=True,
+        check=_check_groups,
     ),
     "maxpool1d": LayerEntry(
         build=lambda spec, shape: nn.MaxPool1d(spec.kernel_size, spec.stride),
@@ -127,6 +170,17 @@ REGISTRY: dict[str, LayerEntry] = {
         build=lambda spec, shape: nn.MaxPool2d(spec.kernel_size, spec.stride),
         ranks=(3,), rank_hint=_pool_hint("maxpool2d", 3),
     ),
+    "avgpool1d": LayerEntry(
+        build=lambda spec, shape: nn.AvgPool1d(spec.kernel_size, spec.stride),
+        ranks=(2,), rank_hint=_pool_hint("avgpool1d", 2),
+    ),
+    "avgpool2d": LayerEntry(
+        build=lambda spec, shape: nn.AvgPool2d(spec.kernel_size, spec.stride),
+        ranks=(3,), rank_hint=_pool_hint("avgpool2d", 3),
+    ),
+    "global_avg_pool": LayerEntry(
+        build=lambda spec, shape: GlobalAvgPool(), ranks=(2, 3), rank_hint=_global_pool_hint,
+    ),
     "flatten": LayerEntry(build=lambda spec, shape: nn.Flatten()),
     "reshape": LayerEntry(build=lambda spec, shape: Reshape(spec.shape)),
     "dropout": LayerEntry(build=lambda spec, shape: nn.Dropout(spec.p)),
@@ -134,10 +188,41 @@ REGISTRY: dict[str, LayerEntry] = {
         build=_build_batchnorm, ranks=(1, 2, 3),
         rank_hint=lambda shape: f"batchnorm needs a 1-, 2- or 3-D input, not {_dims(shape)}",
     ),
+    "layernorm": LayerEntry(build=_build_layernorm, check=_layernorm_dims),
+    "identity": LayerEntry(build=lambda spec, shape: nn.Identity()),
     "relu": LayerEntry(build=lambda spec, shape: nn.ReLU()),
     "sigmoid": LayerEntry(build=lambda spec, shape: nn.Sigmoid()),
     "tanh": LayerEntry(build=lambda spec, shape: nn.Tanh()),
+    "leaky_relu": LayerEntry(build=lambda spec, shape: nn.LeakyReLU(spec.negative_slope)),
+    "prelu": LayerEntry(build=_build_prelu),
+    "elu": LayerEntry(build=lambda spec, shape: nn.ELU(spec.alpha)),
+    "selu": LayerEntry(build=lambda spec, shape: nn.SELU()),
+    "gelu": LayerEntry(build=lambda spec, shape: nn.GELU(approximate=spec.approximate)),
+    "silu": LayerEntry(build=lambda spec, shape: nn.SiLU()),
+    "softplus": LayerEntry(
+        build=lambda spec, shape: nn.Softplus(beta=spec.beta, threshold=spec.threshold)
+    ),
+    "softmax": LayerEntry(build=lambda spec, shape: nn.Softmax(dim=1)),
+    "log_softmax": LayerEntry(build=lambda spec, shape: nn.LogSoftmax(dim=1)),
 }
 
-# Activations decide the gain of He/Xavier initialisation for the layer before them.
-ACTIVATION_GAIN_NAMES = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
+# Activations decide the gain of He/Xavier initialisation for the layer before them: the
+# nonlinearity name torch.nn.init.calculate_gain takes. Activations it has no gain for (elu,
+# gelu, silu, softplus, softmax, log_softmax) give the linear gain, 1.
+ACTIVATION_GAIN_NAMES = {
+    "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "selu": "selu",
+    "leaky_relu": "leaky_relu",
+    "prelu": "leaky_relu",  # with its initial slope, as in He et al. who introduced both
+    "elu": "linear", "gelu": "linear", "silu": "linear", "softplus": "linear",
+    "softmax": "linear", "log_softmax": "linear",
+}
+PRELU_INITIAL_SLOPE = 0.25  # torch's nn.PReLU default
+
+
+def activation_slope(layer: Any) -> float | None:
+    """The negative slope calculate_gain takes for a leaky_relu-like activation."""
+    if layer.type == "leaky_relu":
+        return layer.negative_slope
+    if layer.type == "prelu":
+        return PRELU_INITIAL_SLOPE
+    return None

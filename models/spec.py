@@ -42,6 +42,10 @@ class _ConvSpec(_Layer):
     kernel_size: Size2d = 3
     stride: Size2d = 1
     padding: Padding = 0
+    dilation: Size2d = Field(1, description="spacing between kernel elements")
+    groups: Annotated[int, Field(ge=1, le=65_536)] = Field(
+        1, description="must divide both the input channels and out_channels"
+    )
     bias: bool = True
     init: InitName | None = Field(None, description="overrides model.init for this layer")
 
@@ -50,6 +54,7 @@ class Conv1dSpec(_ConvSpec):
     type: Literal["conv1d"]
     kernel_size: Size1d = 3
     stride: Size1d = 1
+    dilation: Size1d = Field(1, description="spacing between kernel elements")
 
 
 class Conv2dSpec(_ConvSpec):
@@ -66,6 +71,22 @@ class MaxPool2dSpec(_Layer):
     type: Literal["maxpool2d"]
     kernel_size: Size2d = 2
     stride: Size2d | None = Field(None, description="defaults to kernel_size")
+
+
+class AvgPool1dSpec(_Layer):
+    type: Literal["avgpool1d"]
+    kernel_size: Size1d = 2
+    stride: Size1d | None = Field(None, description="defaults to kernel_size")
+
+
+class AvgPool2dSpec(_Layer):
+    type: Literal["avgpool2d"]
+    kernel_size: Size2d = 2
+    stride: Size2d | None = Field(None, description="defaults to kernel_size")
+
+
+class GlobalAvgPoolSpec(_Layer):
+    type: Literal["global_avg_pool"]
 
 
 class FlattenSpec(_Layer):
@@ -99,6 +120,18 @@ class BatchNormSpec(_Layer):
     eps: float = Field(1e-5, gt=0.0, le=1.0)
 
 
+class LayerNormSpec(_Layer):
+    type: Literal["layernorm"]
+    dims: Annotated[int, Field(ge=1, le=4)] | None = Field(
+        None, description="how many trailing dimensions to normalise over; null: all of them"
+    )
+    eps: float = Field(1e-5, gt=0.0, le=1.0)
+
+
+class IdentitySpec(_Layer):
+    type: Literal["identity"]
+
+
 class ReluSpec(_Layer):
     type: Literal["relu"]
 
@@ -111,19 +144,77 @@ class TanhSpec(_Layer):
     type: Literal["tanh"]
 
 
+class LeakyReluSpec(_Layer):
+    type: Literal["leaky_relu"]
+    negative_slope: float = Field(0.01, ge=0.0, le=1000.0)
+
+
+class PReluSpec(_Layer):
+    type: Literal["prelu"]
+    num_parameters: Literal["single", "channel"] = Field(
+        "single", description="one learnt slope, or one per input channel (or feature)"
+    )
+
+
+class EluSpec(_Layer):
+    type: Literal["elu"]
+    alpha: float = Field(1.0, gt=0.0, le=1000.0)
+
+
+class SeluSpec(_Layer):
+    type: Literal["selu"]
+
+
+class GeluSpec(_Layer):
+    type: Literal["gelu"]
+    approximate: Literal["none", "tanh"] = "none"
+
+
+class SiluSpec(_Layer):
+    type: Literal["silu"]
+
+
+class SoftplusSpec(_Layer):
+    type: Literal["softplus"]
+    beta: float = Field(1.0, gt=0.0, le=1000.0)
+    threshold: float = Field(20.0, gt=0.0, le=1000.0)
+
+
+class SoftmaxSpec(_Layer):
+    type: Literal["softmax"]
+
+
+class LogSoftmaxSpec(_Layer):
+    type: Literal["log_softmax"]
+
+
 LayerSpec = Annotated[
     LinearSpec
     | Conv1dSpec
     | Conv2dSpec
     | MaxPool1dSpec
     | MaxPool2dSpec
+    | AvgPool1dSpec
+    | AvgPool2dSpec
+    | GlobalAvgPoolSpec
     | FlattenSpec
     | ReshapeSpec
     | DropoutSpec
     | BatchNormSpec
+    | LayerNormSpec
+    | IdentitySpec
     | ReluSpec
     | SigmoidSpec
-    | TanhSpec,
+    | TanhSpec
+    | LeakyReluSpec
+    | PReluSpec
+    | EluSpec
+    | SeluSpec
+    | GeluSpec
+    | SiluSpec
+    | SoftplusSpec
+    | SoftmaxSpec
+    | LogSoftmaxSpec,
     Field(discriminator="type"),
 ]
 

@@ -19,6 +19,7 @@ from torch.testing import assert_close
 from models import spec as s
 from models.build import SpecError, build_model, summarize
 from models.layers import REGISTRY
+from tests.test_layers_catalogue import CASES as CATALOGUE_CASES
 
 
 def model_spec(*layers: dict, init: str = "torch_default") -> s.ModelSpec:
@@ -110,7 +111,8 @@ def test_registry_and_spec_union_name_the_same_layers() -> None:
 
 
 def test_every_layer_type_has_a_reference_case() -> None:
-    covered = {layer["type"] for layers, _, _ in CASES.values() for layer in layers}
+    cases = [*CASES.values(), *CATALOGUE_CASES.values()]
+    covered = {layer["type"] for layers, _, _ in cases for layer in layers}
     assert covered == set(REGISTRY)
 
 
