@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from core import datasets
 from core.settings import Settings
@@ -58,36 +58,140 @@ class DatasetSpec(StrictModel):
 
 class CrossEntropyLoss(StrictModel):
     type: Literal["cross_entropy"]
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0, description="share of the target mass spread over all classes"
+    )
 
 
 class MSELoss(StrictModel):
     type: Literal["mse"]
 
 
-LossSpec = Annotated[CrossEntropyLoss | MSELoss, Field(discriminator="type")]
+class L1Loss(StrictModel):
+    type: Literal["l1"]
+
+
+class HuberLoss(StrictModel):
+    type: Literal["huber"]
+    delta: float = Field(
+        1.0, gt=0.0, le=1e6, description="where the loss turns from quadratic to linear"
+    )
+
+
+LossSpec = Annotated[
+    CrossEntropyLoss | MSELoss | L1Loss | HuberLoss, Field(discriminator="type")
+]
+CLASSIFICATION_LOSSES = ("cross_entropy",)
+REGRESSION_LOSSES = ("mse", "l1", "huber")
 
 LearningRate = Annotated[float, Field(gt=0.0, le=10.0, description="learning rate, > 0")]
-WeightDecay = Annotated[float, Field(0.0, ge=0.0, le=1.0, description="L2 penalty, >= 0")]
+WeightDecay = Annotated[float, Field(ge=0.0, le=1.0, description="weight decay, >= 0")]
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+Eps = Annotated[float, Field(gt=0.0, le=1.0, description="added for numerical stability")]
+ExcludeFromWeightDecay = Annotated[
+    list[Literal["bias", "norm"]],
+    Field(
+        default_factory=list,
+        max_length=2,
+        description="bias: parameters named *bias; norm: normalisation layers' parameters. "
+        "These get weight_decay 0.",
+    ),
+]
 
 
 class SGDSpec(StrictModel):
     type: Literal["sgd"]
     lr: LearningRate = 0.01
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    dampening: float = Field(0.0, ge=0.0, le=1.0)
     weight_decay: WeightDecay = 0.0
+    nesterov: bool = False
+    exclude_from_weight_decay: ExcludeFromWeightDecay
+
+    @field_validator("nesterov")
+    @classmethod
+    def _nesterov_applies(cls, value: bool, info: ValidationInfo) -> bool:
+        # torch.optim.SGD raises for these at construction; say it here, naming the field.
+        if not value:
+            return value
+        if info.data.get("momentum", 1.0) == 0:
+            raise ValueError("nesterov needs momentum > 0; set optimizer.momentum or remove it")
+        if info.data.get("dampening", 0.0) != 0:
+            raise ValueError("nesterov needs dampening 0; set optimizer.dampening to 0")
+        return value
 
 
 class AdamSpec(StrictModel):
     type: Literal["adam"]
     lr: LearningRate = 0.001
-    betas: tuple[
-        Annotated[float, Field(ge=0.0, lt=1.0)], Annotated[float, Field(ge=0.0, lt=1.0)]
-    ] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0.0, le=1.0)
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    eps: Eps = 1e-8
+    weight_decay: WeightDecay = Field(0.0, description="an L2 penalty added to the gradient")
+    exclude_from_weight_decay: ExcludeFromWeightDecay
+
+
+class AdamWSpec(StrictModel):
+    type: Literal["adamw"]
+    lr: LearningRate = 0.001
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    eps: Eps = 1e-8
+    weight_decay: WeightDecay = Field(0.01, description="decoupled from the gradient")
+    exclude_from_weight_decay: ExcludeFromWeightDecay
+
+
+class NAdamSpec(StrictModel):
+    type: Literal["nadam"]
+    lr: LearningRate = 0.002
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    eps: Eps = 1e-8
     weight_decay: WeightDecay = 0.0
+    exclude_from_weight_decay: ExcludeFromWeightDecay
 
 
-OptimizerSpec = Annotated[SGDSpec | AdamSpec, Field(discriminator="type")]
+class RAdamSpec(StrictModel):
+    type: Literal["radam"]
+    lr: LearningRate = 0.001
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    eps: Eps = 1e-8
+    weight_decay: WeightDecay = 0.0
+    exclude_from_weight_decay: ExcludeFromWeightDecay
+
+
+class AdagradSpec(StrictModel):
+    type: Literal["adagrad"]
+    lr: LearningRate = 0.01
+    lr_decay: float = Field(0.0, ge=0.0, le=1.0)
+    weight_decay: WeightDecay = 0.0
+    initial_accumulator_value: float = Field(0.0, ge=0.0, le=1e6)
+    eps: Eps = 1e-10
+    exclude_from_weight_decay: ExcludeFromWeightDecay
+
+
+class AdadeltaSpec(StrictModel):
+    type: Literal["adadelta"]
+    lr: LearningRate = 1.0
+    rho: float = Field(0.9, ge=0.0, lt=1.0)
+    eps: Eps = 1e-6
+    weight_decay: WeightDecay = 0.0
+    exclude_from_weight_decay: ExcludeFromWeightDecay
+
+
+class RMSpropSpec(StrictModel):
+    type: Literal["rmsprop"]
+    lr: LearningRate = 0.01
+    alpha: float = Field(0.99, ge=0.0, lt=1.0, description="smoothing of the squared gradient")
+    eps: Eps = 1e-8
+    weight_decay: WeightDecay = 0.0
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    centered: bool = False
+    exclude_from_weight_decay: ExcludeFromWeightDecay
+
+
+OptimizerSpec = Annotated[
+    SGDSpec | AdamSpec | AdamWSpec | NAdamSpec | RAdamSpec | AdagradSpec | AdadeltaSpec
+    | RMSpropSpec,
+    Field(discriminator="type"),
+]
 
 
 class ConstantSchedule(StrictModel):
@@ -179,12 +283,13 @@ def _check_output(spec: JobSpec, info: datasets.DatasetInfo, summary: ModelSumma
     last = len(spec.model.layers) - 1
     where = f"model.layers[{last}] ({spec.model.layers[last].type})"
     out = summary.output_shape
-    if spec.loss.type == "cross_entropy":
+    loss = spec.loss.type
+    if loss in CLASSIFICATION_LOSSES:
         if info.task != "classification":
             raise SpecError(
                 "loss.type",
-                f"cross_entropy needs a classification dataset; {info.name} is regression: "
-                "use mse",
+                f"{loss} needs a classification dataset; {info.name} is regression: "
+                f"use {_either(REGRESSION_LOSSES)}",
             )
         if out != (info.num_classes,):
             fix = (
@@ -198,12 +303,12 @@ def _check_output(spec: JobSpec, info: datasets.DatasetInfo, summary: ModelSumma
                 f"the network's output is {out} but {info.name} has {info.num_classes} "
                 f"classes; {fix}",
             )
-    elif spec.loss.type == "mse":
+    elif loss in REGRESSION_LOSSES:
         if info.task != "regression":
             raise SpecError(
                 "loss.type",
-                f"mse needs a regression dataset; {info.name} is classification: "
-                "use cross_entropy",
+                f"{loss} needs a regression dataset; {info.name} is classification: "
+                f"use {_either(CLASSIFICATION_LOSSES)}",
             )
         if out != info.target_shape:
             raise SpecError(
@@ -212,6 +317,10 @@ def _check_output(spec: JobSpec, info: datasets.DatasetInfo, summary: ModelSumma
                 f"{info.target_shape}; end with a linear layer with out_features "
                 f"{info.target_shape[0]}",
             )
+
+
+def _either(names: tuple[str, ...]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _warnings(checked: ValidatedJob) -> list[str]:

@@ -2,29 +2,67 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
 
 from core.jobspec import JobSpec
 
+# The spec's field names are torch's keyword arguments, so a spec is built by passing them on.
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "nadam": torch.optim.NAdam,
+    "radam": torch.optim.RAdam,
+    "adagrad": torch.optim.Adagrad,
+    "adadelta": torch.optim.Adadelta,
+    "rmsprop": torch.optim.RMSprop,
+}
+# Batch, instance, layer and group normalisation: the layers `exclude_from_weight_decay: norm`
+# spares.
+NORM_LAYERS = (_NormBase, nn.LayerNorm, nn.GroupNorm)
+
 
 def build_loss(spec: JobSpec) -> nn.Module:
-    if spec.loss.type == "cross_entropy":
-        return nn.CrossEntropyLoss()
-    if spec.loss.type == "mse":
+    loss = spec.loss
+    if loss.type == "cross_entropy":
+        return nn.CrossEntropyLoss(label_smoothing=loss.label_smoothing)
+    if loss.type == "mse":
         return nn.MSELoss()
-    raise ValueError(f"unknown loss {spec.loss.type!r}")  # the spec's union rules this out
+    if loss.type == "l1":
+        return nn.L1Loss()
+    if loss.type == "huber":
+        return nn.HuberLoss(delta=loss.delta)
+    raise ValueError(f"unknown loss {loss.type!r}")  # the spec's union rules this out
 
 
 def build_optimizer(spec: JobSpec, model: nn.Module) -> torch.optim.Optimizer:
     opt = spec.optimizer
-    params = model.parameters()
-    if opt.type == "sgd":
-        return torch.optim.SGD(
-            params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay
+    if opt.type not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {opt.type!r}")  # the spec's union rules this out
+    hyper = opt.model_dump(exclude={"type", "exclude_from_weight_decay"})
+    excluded = set(opt.exclude_from_weight_decay)
+    params = weight_decay_groups(model, excluded) if excluded else model.parameters()
+    return OPTIMIZERS[opt.type](params, **hyper)
+
+
+def weight_decay_groups(model: nn.Module, excluded: set[str]) -> list[dict[str, Any]]:
+    """Two parameter groups, in `named_parameters` order: the decayed parameters, then those
+    named by `excluded` ("bias": names ending in "bias"; "norm": normalisation layers'
+    parameters) with weight_decay 0. An empty group is left out."""
+    norm_params = {
+        id(p)
+        for module in model.modules() if isinstance(module, NORM_LAYERS)
+        for p in module.parameters(recurse=False)
+    }
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        spared = ("bias" in excluded and name.endswith("bias")) or (
+            "norm" in excluded and id(param) in norm_params
         )
-    if opt.type == "adam":
-        return torch.optim.Adam(
-            params, lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay
-        )
-    raise ValueError(f"unknown optimizer {opt.type!r}")
+        (no_decay if spared else decay).append(param)
+    groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]

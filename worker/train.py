@@ -114,16 +114,20 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Ten
     model.eval()
     total_loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
+    squared_error = torch.zeros((), device=x.device)
     for start in range(0, len(x), EVAL_BATCH):
         xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
         out = model(xb)
         total_loss += loss_fn(out, yb) * len(xb)
         if task == "classification":
             correct += (out.argmax(dim=1) == yb).sum()
+        else:
+            # rmse whatever the loss: the loss may be l1 or huber.
+            squared_error += (out - yb).square().sum()
     loss = (total_loss / len(x)).item()
     if task == "classification":
         return Evaluation(loss, correct.item() / len(x))
-    return Evaluation(loss, extra={"rmse": math.sqrt(loss)})
+    return Evaluation(loss, extra={"rmse": math.sqrt(squared_error.item() / y.numel())})
 
 
 def _check_finite(value: float, step: int, lr: float) -> None:
