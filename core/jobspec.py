@@ -121,8 +121,9 @@ class SGDSpec(StrictModel):
         return value
 
 
-class AdamSpec(StrictModel):
-    type: Literal["adam"]
+class _AdamFamily(StrictModel):
+    """Adam and its variants share their hyperparameters; only defaults differ."""
+
     lr: LearningRate = 0.001
     betas: tuple[Beta, Beta] = (0.9, 0.999)
     eps: Eps = 1e-8
@@ -130,31 +131,22 @@ class AdamSpec(StrictModel):
     exclude_from_weight_decay: ExcludeFromWeightDecay
 
 
-class AdamWSpec(StrictModel):
+class AdamSpec(_AdamFamily):
+    type: Literal["adam"]
+
+
+class AdamWSpec(_AdamFamily):
     type: Literal["adamw"]
-    lr: LearningRate = 0.001
-    betas: tuple[Beta, Beta] = (0.9, 0.999)
-    eps: Eps = 1e-8
     weight_decay: WeightDecay = Field(0.01, description="decoupled from the gradient")
-    exclude_from_weight_decay: ExcludeFromWeightDecay
 
 
-class NAdamSpec(StrictModel):
+class NAdamSpec(_AdamFamily):
     type: Literal["nadam"]
     lr: LearningRate = 0.002
-    betas: tuple[Beta, Beta] = (0.9, 0.999)
-    eps: Eps = 1e-8
-    weight_decay: WeightDecay = 0.0
-    exclude_from_weight_decay: ExcludeFromWeightDecay
 
 
-class RAdamSpec(StrictModel):
+class RAdamSpec(_AdamFamily):
     type: Literal["radam"]
-    lr: LearningRate = 0.001
-    betas: tuple[Beta, Beta] = (0.9, 0.999)
-    eps: Eps = 1e-8
-    weight_decay: WeightDecay = 0.0
-    exclude_from_weight_decay: ExcludeFromWeightDecay
 
 
 class AdagradSpec(StrictModel):

@@ -289,21 +289,6 @@ SHAPE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(("layers", "input_shape", "field", "words"), SHAPE_ERRORS)
-def test_shape_errors_name_the_layer_and_the_fix(
-    layers: list[dict], input_shape: tuple[int, ...], field: str, words: list[str]
-) -> None:
-    with pytest.raises(SpecError) as caught:
-        summarize(model_spec(*layers), input_shape)
-    assert caught.value.field == field
-    for word in words:
-        assert word in caught.value.message
-    assert str(caught.value).startswith(field)
-    with pytest.raises(SpecError) as again:
-        build_model(model_spec(*layers), input_shape)
-    assert (again.value.field, again.value.message) == (field, caught.value.message)
-
-
 def test_groups_error_reads_as_documented() -> None:
     layers = [{"type": "conv2d", "out_channels": 16}, {"type": "relu"},
               {"type": "conv2d", "out_channels": 12, "groups": 3}]

@@ -20,6 +20,7 @@ from models import spec as s
 from models.build import SpecError, build_model, summarize
 from models.layers import REGISTRY
 from tests.test_layers_catalogue import CASES as CATALOGUE_CASES
+from tests.test_layers_catalogue import SHAPE_ERRORS as CATALOGUE_SHAPE_ERRORS
 
 
 def model_spec(*layers: dict, init: str = "torch_default") -> s.ModelSpec:
@@ -355,7 +356,8 @@ SHAPE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(("layers", "input_shape", "field", "words"), SHAPE_ERRORS)
+@pytest.mark.parametrize(("layers", "input_shape", "field", "words"),
+                         [*SHAPE_ERRORS, *CATALOGUE_SHAPE_ERRORS])
 def test_shape_errors_name_the_layer_and_the_fix(
     layers: list[dict], input_shape: tuple[int, ...], field: str, words: list[str]
 ) -> None:
