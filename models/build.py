@@ -7,13 +7,22 @@ nothing; the same pass serves validation in the API (no real module is built the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from models.init import init_weights
-from models.layers import ACTIVATION_GAIN_NAMES, REGISTRY, Shape, activation_slope
-from models.spec import ModelSpec
+from models.layers import (
+    ACTIVATION_GAIN_NAMES,
+    REGISTRY,
+    Residual,
+    Shape,
+    activation_slope,
+    build_shortcut,
+    shortcut_problem,
+)
+from models.spec import InitName, ModelSpec
 
 
 class SpecError(ValueError):
@@ -57,7 +66,8 @@ class ModelSummary:
 
 
 class Network(nn.Module):
-    """The built network. Parameter names read `layers.<i>.weight`, as in the summary."""
+    """The built network. Parameter names read `layers.<i>.weight`, as in the summary; inside
+    a residual block `layers.<i>.layers.<j>.weight` and `layers.<i>.shortcut.weight`."""
 
     def __init__(self, layers: list[nn.Module]) -> None:
         super().__init__()
@@ -120,13 +130,16 @@ def _numel(shape: Shape) -> int:
     return n
 
 
-def _following_nonlinearity(spec: ModelSpec, index: int) -> tuple[str, float | None]:
-    """The activation that follows layer `index` before the next weighted layer, as a
-    calculate_gain name and its slope parameter (leaky_relu and prelu only)."""
-    for layer in spec.layers[index + 1:]:
+def _following_nonlinearity(layers: list, index: int) -> tuple[str, float | None]:
+    """The activation that follows layers[index] before the next weighted layer or residual
+    block, as a calculate_gain name and its slope parameter (leaky_relu and prelu only).
+    The search stays within `layers`: inside a residual block, it ends with the block, whose
+    output is a sum rather than the input of the activation after it."""
+    for layer in layers[index + 1:]:
         if layer.type in ACTIVATION_GAIN_NAMES:
             return ACTIVATION_GAIN_NAMES[layer.type], activation_slope(layer)
-        if REGISTRY[layer.type].has_weights:
+        entry = REGISTRY[layer.type]
+        if entry.has_weights or entry.build is None:
             break
     return "linear", None
 
@@ -137,20 +150,62 @@ def summarize(spec: ModelSpec, input_shape: Shape, path: str = "model.layers") -
     return summary
 
 
-def _walk(spec: ModelSpec, input_shape: Shape, path: str) -> tuple[ModelSummary, list[Shape]]:
+@dataclass(frozen=True)
+class _Planned:
+    """A layer and the shape it receives; for a residual block, its own layers' plans too."""
+
+    layer: Any
+    in_shape: Shape
+    out_shape: Shape
+    inner: tuple[_Planned, ...] = ()
+
+
+def _walk(spec: ModelSpec, input_shape: Shape, path: str) -> tuple[ModelSummary, list[_Planned]]:
     shape = tuple(input_shape)
     summary = ModelSummary(input_shape=shape, output_shape=shape)
-    in_shapes: list[Shape] = []
-    for i, layer in enumerate(spec.layers):
+    plans, summary.output_shape = _walk_layers(spec.layers, shape, path, "layers.", summary.layers)
+    return summary, plans
+
+
+def _walk_layers(
+    layers: list, shape: Shape, path: str, prefix: str, rows: list[LayerSummary]
+) -> tuple[list[_Planned], Shape]:
+    """Infer shapes layer by layer, appending summary rows; a residual block's rows are its
+    layers' (named `<prefix><i>.layers.<j>`), its projection's (`<prefix><i>.shortcut`), then
+    the block's own, which holds the sum's shape and no parameters of its own."""
+    plans: list[_Planned] = []
+    for i, layer in enumerate(layers):
         where = f"{path}[{i}] ({layer.type})"
-        module, out_shape = _infer_layer(layer, shape, where)
-        params = sum(p.numel() for p in module.parameters())
-        summary.layers.append(LayerSummary(layer.name or f"layers.{i}", layer.type, out_shape,
-                                           params))
-        in_shapes.append(shape)
+        name = f"{prefix}{i}"
+        inner: list[_Planned] = []
+        if REGISTRY[layer.type].build is None:
+            inner, out_shape = _walk_layers(
+                layer.layers, shape, f"{path}[{i}].layers", f"{name}.layers.", rows
+            )
+            problem = shortcut_problem(shape, out_shape)
+            if problem:
+                raise SpecError(where, problem)
+            with torch.device("meta"):
+                shortcut = build_shortcut(shape, out_shape)
+            if shortcut is not None:
+                rows.append(LayerSummary(f"{name}.shortcut", _shortcut_type(shortcut), out_shape,
+                                         _count_params(shortcut)))
+            rows.append(LayerSummary(layer.name or name, layer.type, out_shape, 0))
+        else:
+            module, out_shape = _infer_layer(layer, shape, where)
+            rows.append(LayerSummary(layer.name or name, layer.type, out_shape,
+                                     _count_params(module)))
+        plans.append(_Planned(layer, shape, out_shape, tuple(inner)))
         shape = out_shape
-    summary.output_shape = shape
-    return summary, in_shapes
+    return plans, shape
+
+
+def _shortcut_type(module: nn.Module) -> str:
+    return {nn.Linear: "linear", nn.Conv1d: "conv1d", nn.Conv2d: "conv2d"}[type(module)]
+
+
+def _count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 def build_model(spec: ModelSpec, input_shape: Shape) -> tuple[Network, ModelSummary]:
@@ -159,13 +214,26 @@ def build_model(spec: ModelSpec, input_shape: Shape) -> tuple[Network, ModelSumm
     Seed torch's RNG before calling for a reproducible initialisation; move the result to the
     training device afterwards.
     """
-    summary, in_shapes = _walk(spec, input_shape, "model.layers")
+    summary, plans = _walk(spec, input_shape, "model.layers")
+    return Network(_build_layers(plans, spec.init)), summary
+
+
+def _build_layers(plans: list[_Planned], model_init: InitName) -> list[nn.Module]:
+    """The real modules, in spec order; a block's layers are built before its shortcut."""
+    layers = [plan.layer for plan in plans]
     modules: list[nn.Module] = []
-    for i, (layer, shape) in enumerate(zip(spec.layers, in_shapes, strict=True)):
-        entry = REGISTRY[layer.type]
-        module = entry.build(layer, shape)
+    for i, plan in enumerate(plans):
+        entry = REGISTRY[plan.layer.type]
+        if entry.build is None:
+            inner = _build_layers(list(plan.inner), model_init)
+            shortcut = build_shortcut(plan.in_shape, plan.out_shape)
+            if shortcut is not None:  # its output is added, not activated: the linear gain
+                init_weights(shortcut, model_init)
+            modules.append(Residual(inner, shortcut))
+            continue
+        module = entry.build(plan.layer, plan.in_shape)
         if entry.has_weights:
-            scheme = getattr(layer, "init", None) or spec.init
-            init_weights(module, scheme, *_following_nonlinearity(spec, i))
+            scheme = getattr(plan.layer, "init", None) or model_init
+            init_weights(module, scheme, *_following_nonlinearity(layers, i))
         modules.append(module)
-    return Network(modules), summary
+    return modules

@@ -39,9 +39,40 @@ class GlobalAvgPool(nn.Module):
         return x.flatten(2).mean(dim=2)
 
 
+class Maxout(nn.Linear):
+    """A linear layer to out_features·pieces values and the max over each unit's pieces
+    (Goodfellow et al., 2013). Unit i takes rows i·pieces to i·pieces + pieces − 1 of the
+    weight; being an nn.Linear, it keeps the names `weight` and `bias` and takes init schemes
+    as linear does."""
+
+    def __init__(self, in_features: int, out_features: int, pieces: int, bias: bool = True):
+        super().__init__(in_features, out_features * pieces, bias=bias)
+        self.pieces = pieces
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x).unflatten(-1, (-1, self.pieces)).amax(dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, pieces={self.pieces}"
+
+
+class Residual(nn.Module):
+    """`layers(x) + shortcut(x)`; the shortcut is the identity unless a projection is given.
+    Parameters read `layers.<j>.weight` and `shortcut.weight`."""
+
+    def __init__(self, layers: list[nn.Module], shortcut: nn.Module | None = None) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+        self.shortcut = shortcut if shortcut is not None else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x) + self.shortcut(x)
+
+
 @dataclass(frozen=True)
 class LayerEntry:
-    build: Callable[[Any, Shape], nn.Module]
+    # None for a block of nested layers (residual): models/build.py walks and builds those.
+    build: Callable[[Any, Shape], nn.Module] | None
     ranks: tuple[int, ...] | None = None  # accepted per-sample input ranks; None: any
     rank_hint: Callable[[Shape], str] | None = None  # what to change when the rank is wrong
     has_weights: bool = False  # takes the model's init scheme
@@ -55,6 +86,10 @@ def _dims(shape: Shape) -> str:
 
 def _linear_hint(shape: Shape) -> str:
     return f"input is {_dims(shape)}; add a flatten layer first"
+
+
+def _maxout_hint(shape: Shape) -> str:
+    return f"maxout needs 1-D features but the input is {_dims(shape)}; add a flatten layer first"
 
 
 def _conv1d_hint(shape: Shape) -> str:
@@ -204,7 +239,59 @@ REGISTRY: dict[str, LayerEntry] = {
     ),
     "softmax": LayerEntry(build=lambda spec, shape: nn.Softmax(dim=1)),
     "log_softmax": LayerEntry(build=lambda spec, shape: nn.LogSoftmax(dim=1)),
+    "maxout": LayerEntry(
+        build=lambda spec, shape: Maxout(shape[0], spec.out_features, spec.pieces, spec.bias),
+        ranks=(1,), rank_hint=_maxout_hint, has_weights=True,
+    ),
+    "residual": LayerEntry(build=None),
 }
+
+
+def _projection_stride(size_in: int, size_out: int) -> int | None:
+    """The stride of a 1×1 convolution that takes `size_in` positions to `size_out`."""
+    for stride in range(1, size_in + 1):
+        if (size_in - 1) // stride + 1 == size_out:
+            return stride
+    return None
+
+
+def shortcut_problem(in_shape: Shape, out_shape: Shape) -> str | None:
+    """What to change when no shortcut can take a block's input shape to its output shape."""
+    if in_shape == out_shape:
+        return None
+    if len(in_shape) != len(out_shape):
+        return (
+            f"its layers turn {_dims(in_shape)} into {_dims(out_shape)}, and a shortcut can "
+            "only add inputs and outputs of the same rank; move the flatten, reshape or "
+            "pooling that changes the rank out of the block"
+        )
+    if len(in_shape) == 1:
+        return None
+    axes = ("length",) if len(in_shape) == 2 else ("height", "width")
+    for axis, size_in, size_out in zip(axes, in_shape[1:], out_shape[1:], strict=True):
+        if _projection_stride(size_in, size_out) is None:
+            return (
+                f"its layers change the {axis} from {size_in} to {size_out}, which no 1×1 "
+                "convolution's stride matches for the shortcut; pad the block's convolutions "
+                "(padding 'same', or 1 for kernel_size 3) so that they keep the size or divide "
+                "it by a stride"
+            )
+    return None
+
+
+def build_shortcut(in_shape: Shape, out_shape: Shape) -> nn.Module | None:
+    """The projection a residual block adds to its output: None (the identity) when the shapes
+    agree, else a linear layer without bias for features, or a 1×1 convolution without bias,
+    strided to match the block's spatial reduction. Check shortcut_problem first."""
+    if in_shape == out_shape:
+        return None
+    if len(in_shape) == 1:
+        return nn.Linear(in_shape[0], out_shape[0], bias=False)
+    stride = tuple(
+        _projection_stride(a, b) for a, b in zip(in_shape[1:], out_shape[1:], strict=True)
+    )
+    conv = nn.Conv1d if len(in_shape) == 2 else nn.Conv2d
+    return conv(in_shape[0], out_shape[0], 1, stride=stride, bias=False)
 
 # Activations decide the gain of He/Xavier initialisation for the layer before them: the
 # nonlinearity name torch.nn.init.calculate_gain takes. Activations it has no gain for (elu,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Size1d = Annotated[int, Field(gt=0, le=4096)]
@@ -188,6 +188,25 @@ class LogSoftmaxSpec(_Layer):
     type: Literal["log_softmax"]
 
 
+class MaxoutSpec(_Layer):
+    """A linear layer to out_features·pieces values, then the max over each unit's pieces."""
+
+    type: Literal["maxout"]
+    out_features: Annotated[int, Field(gt=0, le=1_000_000)]
+    pieces: Annotated[int, Field(ge=2, le=64)] = Field(
+        2, description="linear pieces per output unit, at least 2"
+    )
+    bias: bool = True
+    init: InitName | None = Field(None, description="overrides model.init for this layer")
+
+
+class ResidualSpec(_Layer):
+    """`layers` applied in order, plus a shortcut from the block's input to their output."""
+
+    type: Literal["residual"]
+    layers: list[LayerSpec] = Field(min_length=1, max_length=256)
+
+
 LayerSpec = Annotated[
     LinearSpec
     | Conv1dSpec
@@ -214,9 +233,26 @@ LayerSpec = Annotated[
     | SiluSpec
     | SoftplusSpec
     | SoftmaxSpec
-    | LogSoftmaxSpec,
+    | LogSoftmaxSpec
+    | MaxoutSpec
+    | ResidualSpec,
     Field(discriminator="type"),
 ]
+
+ResidualSpec.model_rebuild()  # its `layers` refers to LayerSpec, defined after it
+
+MAX_TOTAL_LAYERS = 256  # counting the layers inside residual blocks
+MAX_NESTING = 16  # residual blocks inside residual blocks; deeper would strain the recursion
+
+
+def _count_layers(layers: list, depth: int = 1) -> tuple[int, int]:
+    """How many layers there are in all, and how deep residual blocks nest."""
+    count, deepest = len(layers), depth
+    for layer in layers:
+        if layer.type == "residual":
+            inner, inner_depth = _count_layers(layer.layers, depth + 1)
+            count, deepest = count + inner, max(deepest, inner_depth)
+    return count, deepest
 
 
 class ModelSpec(StrictModel):
@@ -225,4 +261,18 @@ class ModelSpec(StrictModel):
         description="weight initialisation for linear and conv layers; biases start at zero "
         "unless torch_default",
     )
-    layers: list[LayerSpec] = Field(min_length=1, max_length=256)
+    layers: list[LayerSpec] = Field(min_length=1, max_length=MAX_TOTAL_LAYERS)
+
+    @model_validator(mode="after")
+    def _bounded_nesting(self) -> ModelSpec:
+        count, depth = _count_layers(self.layers)
+        if count > MAX_TOTAL_LAYERS:
+            raise ValueError(
+                f"the model has {count} layers counting those inside residual blocks; at most "
+                f"{MAX_TOTAL_LAYERS} are allowed: use fewer or smaller blocks"
+            )
+        if depth - 1 > MAX_NESTING:
+            raise ValueError(
+                f"residual blocks nest {depth - 1} deep; at most {MAX_NESTING} levels are allowed"
+            )
+        return self

@@ -21,6 +21,7 @@ from models.build import SpecError, build_model, summarize
 from models.layers import REGISTRY
 from tests.test_layers_catalogue import CASES as CATALOGUE_CASES
 from tests.test_layers_catalogue import SHAPE_ERRORS as CATALOGUE_SHAPE_ERRORS
+from tests.test_residual_maxout import CASES as RESIDUAL_MAXOUT_CASES
 
 
 def model_spec(*layers: dict, init: str = "torch_default") -> s.ModelSpec:
@@ -112,7 +113,7 @@ def test_registry_and_spec_union_name_the_same_layers() -> None:
 
 
 def test_every_layer_type_has_a_reference_case() -> None:
-    cases = [*CASES.values(), *CATALOGUE_CASES.values()]
+    cases = [*CASES.values(), *CATALOGUE_CASES.values(), *RESIDUAL_MAXOUT_CASES.values()]
     covered = {layer["type"] for layers, _, _ in cases for layer in layers}
     assert covered == set(REGISTRY)
 
