@@ -186,8 +186,98 @@ OptimizerSpec = Annotated[
 ]
 
 
+ScheduleUnit = Literal["epoch", "step"]
+Unit = Annotated[ScheduleUnit, Field(
+    description="epoch: counts are epochs and the rate changes after each epoch; step: counts "
+    "are optimizer steps and the rate changes after every step"
+)]
+Gamma = Annotated[float, Field(gt=0.0, le=1.0, description="multiplies the rate, in (0, 1]")]
+VAL_METRICS = {"classification": ("val_loss", "val_accuracy"),
+               "regression": ("val_loss", "val_rmse")}
+
+
 class ConstantSchedule(StrictModel):
     type: Literal["constant"] = "constant"
+
+
+class StepSchedule(StrictModel):
+    type: Literal["step"]
+    step_size: int = Field(ge=1, description="multiply the rate by gamma every step_size units")
+    gamma: Gamma = 0.1
+    unit: Unit = "epoch"
+
+
+class MultiStepSchedule(StrictModel):
+    type: Literal["multistep"]
+    milestones: list[Annotated[int, Field(ge=1)]] = Field(
+        min_length=1, max_length=100, description="units at which the rate is multiplied by gamma"
+    )
+    gamma: Gamma = 0.1
+    unit: Unit = "epoch"
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError(f"milestones must be strictly increasing; got {value}")
+        return value
+
+
+class ExponentialSchedule(StrictModel):
+    type: Literal["exponential"]
+    gamma: Gamma
+    unit: Unit = "epoch"
+
+
+class CosineSchedule(StrictModel):
+    type: Literal["cosine"]
+    t_max: int | None = Field(None, ge=1, description="half-period in units; null: the run")
+    eta_min: float = Field(0.0, ge=0.0, le=10.0, description="the lowest rate")
+    unit: Unit = "epoch"
+
+
+class WarmupSchedule(StrictModel):
+    type: Literal["warmup"]
+    # Not `warmup`: a field named like the tag makes error paths read schedule.warmup.warmup.
+    warmup_length: int = Field(ge=1, description="units of linear warm-up")
+    start_factor: float = Field(0.0, ge=0.0, le=1.0, description="first rate / optimizer.lr")
+    then: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="the decay over the rest of the run, down to eta_min"
+    )
+    eta_min: float = Field(0.0, ge=0.0, le=10.0, description="the rate at the end of the run")
+    unit: Unit = "step"
+
+
+class OneCycleSchedule(StrictModel):
+    type: Literal["one_cycle"]
+    max_lr: float = Field(gt=0.0, le=10.0, description="the peak rate; > 0")
+    pct_start: float = Field(0.3, gt=0.0, lt=1.0, description="share of the run spent rising")
+    anneal: Literal["cos", "linear"] = "cos"
+
+
+class ReduceOnPlateauSchedule(StrictModel):
+    type: Literal["reduce_on_plateau"]
+    monitor: str = Field("val_loss", description="val_loss, val_accuracy or val_rmse")
+    mode: Literal["min", "max"] | None = Field(
+        None, description="null: max for val_accuracy, min otherwise"
+    )
+    factor: float = Field(0.1, gt=0.0, lt=1.0, description="multiplies the rate, in (0, 1)")
+    patience: int = Field(10, ge=0, description="epochs without improvement before reducing")
+    threshold: float = Field(1e-4, ge=0.0, description="the least change that counts")
+    threshold_mode: Literal["rel", "abs"] = "rel"
+    cooldown: int = Field(0, ge=0, description="epochs to wait after a reduction")
+    min_lr: float = Field(0.0, ge=0.0, le=10.0)
+
+    @property
+    def resolved_mode(self) -> Literal["min", "max"]:
+        return self.mode or ("max" if self.monitor.endswith("accuracy") else "min")
+
+
+ScheduleSpec = Annotated[
+    ConstantSchedule | StepSchedule | MultiStepSchedule | ExponentialSchedule | CosineSchedule
+    | WarmupSchedule | OneCycleSchedule | ReduceOnPlateauSchedule,
+    Field(discriminator="type"),
+]
 
 
 class TrainingSpec(StrictModel):
@@ -214,7 +304,7 @@ class JobSpec(StrictModel):
     model: ModelSpec
     loss: LossSpec = Field(default_factory=lambda: CrossEntropyLoss(type="cross_entropy"))
     optimizer: OptimizerSpec = Field(default_factory=lambda: AdamSpec(type="adam"))
-    schedule: ConstantSchedule = Field(default_factory=ConstantSchedule)
+    schedule: ScheduleSpec = Field(default_factory=ConstantSchedule)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     max_attempts: int | None = Field(None, ge=1, le=20, description="default from settings")
@@ -258,6 +348,7 @@ def validate_job(spec: JobSpec, settings: Settings) -> ValidatedJob:
         )
     _check_output(spec, info, summary)
     checked = ValidatedJob(spec, info, summary)
+    _check_schedule(checked)
     checked.warnings = _warnings(checked)
     return checked
 
@@ -308,6 +399,34 @@ def _check_output(spec: JobSpec, info: datasets.DatasetInfo, summary: ModelSumma
                 f"the network's output is {out} but {info.name}'s targets are "
                 f"{info.target_shape}; end with a linear layer with out_features "
                 f"{info.target_shape[0]}",
+            )
+
+
+def _check_schedule(checked: ValidatedJob) -> None:
+    """What the schedule needs from the rest of the spec: a run long enough, a validation
+    split and a metric the task records."""
+    spec, schedule = checked.spec, checked.spec.schedule
+    if schedule.type == "warmup":
+        epochs = spec.training.epochs
+        run = epochs if schedule.unit == "epoch" else checked.estimated_steps
+        if schedule.warmup_length > run:
+            raise SpecError(
+                "schedule.warmup_length",
+                f"a warm-up of {schedule.warmup_length} {schedule.unit}s is longer than the run "
+                f"({run} {schedule.unit}s); shorten it or train for longer",
+            )
+    if schedule.type == "reduce_on_plateau":
+        if spec.dataset.val_fraction == 0:
+            raise SpecError(
+                "schedule.monitor",
+                "reduce_on_plateau watches a validation metric but dataset.val_fraction is 0; "
+                "set dataset.val_fraction above 0 or use another schedule",
+            )
+        known = VAL_METRICS[checked.dataset.task]
+        if schedule.monitor not in known:
+            raise SpecError(
+                "schedule.monitor",
+                f"{checked.dataset.name} records no {schedule.monitor!r}; use {_either(known)}",
             )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from worker.schedules import Scheduler
 from worker.train import EpochProgress, LoopState
 
 FORMAT_VERSION = 1
@@ -27,7 +28,7 @@ def checkpoint_state(
         "format": FORMAT_VERSION,
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
-        "scheduler": None,
+        "scheduler": state.scheduler.state_dict() if state.scheduler else None,
         "scaler": None,
         "step": state.step,
         "epoch": state.epoch,
@@ -83,12 +84,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def restore_loop_state(
     payload: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    device: torch.device,
+    device: torch.device, scheduler: Scheduler | None = None,
 ) -> LoopState:
-    """Put model, optimizer and every random generator back as they were when `payload` was
-    written, and return the loop's position, so that training continues exactly."""
+    """Put model, optimizer, scheduler and every random generator back as they were when
+    `payload` was written, and return the loop's position, so that training continues exactly.
+    Build the scheduler before calling this: building one resets the optimizer's rates."""
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(payload.get("scheduler"))
     rng = payload["rng"]
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] and torch.cuda.is_available():
@@ -100,7 +104,7 @@ def restore_loop_state(
     shuffle.set_state(rng["shuffle"])
     return LoopState(
         model, optimizer, shuffle, epoch=payload["epoch"], step=payload["step"],
-        in_epoch=EpochProgress.from_dict(payload.get("loop", {}), device),
+        in_epoch=EpochProgress.from_dict(payload.get("loop", {}), device), scheduler=scheduler,
     )
 
 

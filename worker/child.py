@@ -29,7 +29,8 @@ from worker.callbacks import CheckpointSink, DatabaseGone, LeaseLost, MetricSink
 from worker.checkpoints import load_checkpoint, restore_loop_state, sha256_of
 from worker.data import prepare_data
 from worker.optim import build_loss, build_optimizer
-from worker.train import LoopState, Preempted, TrainingDiverged, train
+from worker.schedules import build_scheduler
+from worker.train import LoopState, Preempted, TrainingDiverged, steps_per_epoch, train
 
 EXIT_OK = 0
 EXIT_TRAINING_ERROR = 3  # the job's spec or data made training fail: error recorded
@@ -90,7 +91,13 @@ def run(job_id: uuid.UUID, attempt: int) -> int:
         model, _ = build_model(spec.model, data.input_shape)
         model.to(device)
         optimizer = build_optimizer(spec, model)
-        resume, summary = _resume_point(engine, settings, job, model, optimizer, device)
+        # Built before the optimizer is restored: building sets the optimizer's rates.
+        scheduler = build_scheduler(
+            spec.schedule, optimizer, steps_per_epoch(len(data.x_train), spec.training.batch_size),
+            spec.training.epochs,
+        )
+        resume, summary = _resume_point(engine, settings, job, model, optimizer, scheduler,
+                                        device)
         metric_sink = MetricSink(engine, job_id, attempt, settings.metric_flush_s,
                                  settings.db_retry_s, summary)
         callbacks = [
@@ -100,8 +107,8 @@ def run(job_id: uuid.UUID, attempt: int) -> int:
                 spec.training.checkpoint_every_epochs, settings.keep_checkpoints, metric_sink,
             ),
         ]
-        train(spec, model, optimizer, build_loss(spec), data, callbacks, resume=resume,
-              should_stop=stop)
+        train(spec, model, optimizer, build_loss(spec), data, callbacks, scheduler=scheduler,
+              resume=resume, should_stop=stop)
         return EXIT_OK
     except Preempted:
         log.info("checkpointed and stopped on request")
@@ -122,7 +129,7 @@ def run(job_id: uuid.UUID, attempt: int) -> int:
         return EXIT_CRASH
 
 
-def _resume_point(engine, settings, job, model, optimizer, device
+def _resume_point(engine, settings, job, model, optimizer, scheduler, device
                   ) -> tuple[LoopState | None, Summary]:
     """Restore the newest intact checkpoint, if any, and drop the metric points an earlier
     attempt logged after it; without one, start over and drop them all. The job's progress
@@ -137,7 +144,8 @@ def _resume_point(engine, settings, job, model, optimizer, device
     row = retry_database(newest, "finding the checkpoint", settings.db_retry_s)
     resume, step = None, -1
     if row is not None and Path(row.path).is_file() and sha256_of(Path(row.path)) == row.sha256:
-        resume = restore_loop_state(load_checkpoint(Path(row.path)), model, optimizer, device)
+        resume = restore_loop_state(load_checkpoint(Path(row.path)), model, optimizer, device,
+                                    scheduler)
         step = resume.step
         log.info("resuming from %s (step %d)", row.path, step)
     elif row is not None:

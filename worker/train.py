@@ -16,6 +16,7 @@ from torch import nn
 
 from core.jobspec import JobSpec
 from worker.data import TrainData
+from worker.schedules import Scheduler, build_scheduler
 
 EVAL_BATCH = 4096
 
@@ -75,6 +76,7 @@ class LoopState:
     total_steps: int = 0
     epochs: int = 0
     in_epoch: EpochProgress = field(default_factory=EpochProgress)
+    scheduler: Scheduler | None = None
 
 
 @dataclass
@@ -159,12 +161,14 @@ def train(
     data: TrainData,
     callbacks: list[Callback],
     *,
+    scheduler: Scheduler | None = None,
     resume: LoopState | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
     """Train for spec.training.epochs and return the final metrics (test ones included).
 
-    `resume` is the state restored from a checkpoint (worker/checkpoints.py). When
+    `scheduler` defaults to the spec's schedule, built here; `resume` is the state restored
+    from a checkpoint (worker/checkpoints.py), its scheduler included. When
     `should_stop` turns true, the loop stops at the next step boundary, lets the callbacks
     checkpoint (on_preempt) and raises Preempted.
     """
@@ -177,6 +181,13 @@ def train(
     device = data.x_train.device
     state = resume or LoopState(model, optimizer, torch.Generator().manual_seed(cfg.seed))
     state.total_steps, state.epochs = per_epoch * cfg.epochs, cfg.epochs
+    if state.scheduler is None:
+        if resume is not None and spec.schedule.type != "constant":
+            # Built now, it would start the schedule over and reset the restored rates.
+            raise ValueError("pass the scheduler to restore_loop_state to resume a schedule")
+        state.scheduler = scheduler or build_scheduler(spec.schedule, optimizer, per_epoch,
+                                                       cfg.epochs)
+    schedule = state.scheduler
 
     metrics: dict[str, float] = {}
     first_epoch = state.epoch if state.in_epoch.order is not None else state.epoch + 1
@@ -196,6 +207,8 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step used
+            schedule.after_step()
             state.step += 1
             progress.batch = b + 1
             batch_loss = loss.detach() * len(idx)
@@ -207,8 +220,9 @@ def train(
             if state.step % log_every == 0 or b == per_epoch - 1:
                 # The only host sync in the step loop, at a bounded rate.
                 value = (progress.window_loss / progress.window_count).item()
-                _check_finite(value, state.step, optimizer.param_groups[0]["lr"])
-                _emit(callbacks, state, [Point("train_loss_step", value, state.step, epoch)])
+                _check_finite(value, state.step, lr)
+                _emit(callbacks, state, [Point("train_loss_step", value, state.step, epoch),
+                                         Point("lr", lr, state.step, epoch)])
                 progress.window_loss.zero_()
                 progress.window_count = 0
             if should_stop is not None and b < per_epoch - 1 and should_stop():
@@ -217,7 +231,6 @@ def train(
         elapsed = time.perf_counter() - started
         metrics = {
             "train_loss": (progress.loss_sum / n).item(),
-            "lr": optimizer.param_groups[0]["lr"],
             "samples_per_s": n / elapsed if elapsed > 0 else 0.0,
         }
         if classification:
@@ -226,6 +239,10 @@ def train(
         if data.x_val is not None:
             metrics |= evaluate(model, loss_fn, data.x_val, data.y_val, data.task).as_metrics("val")
         _emit(callbacks, state, [Point(k, v, state.step, epoch) for k, v in metrics.items()])
+        # Stepped before the callbacks checkpoint, so the checkpoint holds the next epoch's
+        # rate. `lr` was logged with train_loss_step; the epoch's metrics name the last rate.
+        schedule.after_epoch(metrics)
+        metrics["lr"] = lr
         for callback in callbacks:
             callback.on_epoch_end(state, metrics)
         if should_stop is not None and epoch < cfg.epochs and should_stop():
