@@ -118,9 +118,13 @@ def test_every_layer_type_has_a_reference_case() -> None:
     assert covered == set(REGISTRY)
 
 
-@pytest.mark.parametrize("case", list(CASES))
+# Every layer type's reference cases, from this file and the catalogue's.
+ALL_CASES = {**CASES, **CATALOGUE_CASES}
+
+
+@pytest.mark.parametrize("case", list(ALL_CASES))
 def test_layer_matches_hand_built_torch(case: str) -> None:
-    layers, input_shape, make_reference = CASES[case]
+    layers, input_shape, make_reference = ALL_CASES[case]
     torch.manual_seed(0)
     net, summary = build_model(model_spec(*layers), input_shape)
     torch.manual_seed(0)
@@ -152,10 +156,25 @@ def test_layer_matches_hand_built_torch(case: str) -> None:
     for key, value in ref.state_dict().items():
         assert_close(net.state_dict()[f"layers.{key}"], value, msg=key)
 
+    # Some layers start from constants (prelu, layernorm): random weights, copied across,
+    # test the forward pass further.
+    with torch.no_grad():
+        for param in net.parameters():
+            param.uniform_(-1.0, 1.0)
+    ref.load_state_dict({k.removeprefix("layers."): v for k, v in net.state_dict().items()})
+    x = torch.randn(5, *input_shape) * 2
+    for train_mode in (True, False):
+        net.train(train_mode)
+        ref.train(train_mode)
+        torch.manual_seed(2)
+        got = net(x)
+        torch.manual_seed(2)
+        assert_close(got, ref(x))
 
-@pytest.mark.parametrize("case", list(CASES))
+
+@pytest.mark.parametrize("case", list(ALL_CASES))
 def test_summary_shapes_match_the_real_forward(case: str) -> None:
-    layers, input_shape, _ = CASES[case]
+    layers, input_shape, _ = ALL_CASES[case]
     net, summary = build_model(model_spec(*layers), input_shape)
     net.eval()
     x = torch.randn(3, *input_shape)
