@@ -184,6 +184,14 @@ def _build_batchnorm(spec: s.BatchNormSpec, shape: Shape) -> nn.Module:
     return norm(shape[0], eps=spec.eps, momentum=spec.momentum)
 
 
+def _pool_entry(kind: str, pool: type[nn.Module], rank: int) -> LayerEntry:
+    """Max and average pooling, 1-D ((channels, length) input) or 2-D (images)."""
+    return LayerEntry(
+        build=lambda spec, shape: pool(spec.kernel_size, spec.stride),
+        ranks=(rank,), rank_hint=_pool_hint(kind, rank),
+    )
+
+
 REGISTRY: dict[str, LayerEntry] = {
     "linear": LayerEntry(
         build=lambda spec, shape: nn.Linear(shape[0], spec.out_features, bias=spec.bias),
@@ -197,22 +205,10 @@ REGISTRY: dict[str, LayerEntry] = {
         build=_build_conv(nn.Conv2d), ranks=(3,), rank_hint=_conv2d_hint, has_weights=True,
         check=_check_groups,
     ),
-    "maxpool1d": LayerEntry(
-        build=lambda spec, shape: nn.MaxPool1d(spec.kernel_size, spec.stride),
-        ranks=(2,), rank_hint=_pool_hint("maxpool1d", 2),
-    ),
-    "maxpool2d": LayerEntry(
-        build=lambda spec, shape: nn.MaxPool2d(spec.kernel_size, spec.stride),
-        ranks=(3,), rank_hint=_pool_hint("maxpool2d", 3),
-    ),
-    "avgpool1d": LayerEntry(
-        build=lambda spec, shape: nn.AvgPool1d(spec.kernel_size, spec.stride),
-        ranks=(2,), rank_hint=_pool_hint("avgpool1d", 2),
-    ),
-    "avgpool2d": LayerEntry(
-        build=lambda spec, shape: nn.AvgPool2d(spec.kernel_size, spec.stride),
-        ranks=(3,), rank_hint=_pool_hint("avgpool2d", 3),
-    ),
+    "maxpool1d": _pool_entry("maxpool1d", nn.MaxPool1d, 2),
+    "maxpool2d": _pool_entry("maxpool2d", nn.MaxPool2d, 3),
+    "avgpool1d": _pool_entry("avgpool1d", nn.AvgPool1d, 2),
+    "avgpool2d": _pool_entry("avgpool2d", nn.AvgPool2d, 3),
     "global_avg_pool": LayerEntry(
         build=lambda spec, shape: GlobalAvgPool(), ranks=(2, 3), rank_hint=_global_pool_hint,
     ),

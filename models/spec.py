@@ -61,28 +61,30 @@ class Conv2dSpec(_ConvSpec):
     type: Literal["conv2d"]
 
 
-class MaxPool1dSpec(_Layer):
+class _Pool1d(_Layer):
+    kernel_size: Size1d = 2
+    stride: Size1d | None = Field(None, description="defaults to kernel_size")
+
+
+class _Pool2d(_Layer):
+    kernel_size: Size2d = 2
+    stride: Size2d | None = Field(None, description="defaults to kernel_size")
+
+
+class MaxPool1dSpec(_Pool1d):
     type: Literal["maxpool1d"]
-    kernel_size: Size1d = 2
-    stride: Size1d | None = Field(None, description="defaults to kernel_size")
 
 
-class MaxPool2dSpec(_Layer):
+class MaxPool2dSpec(_Pool2d):
     type: Literal["maxpool2d"]
-    kernel_size: Size2d = 2
-    stride: Size2d | None = Field(None, description="defaults to kernel_size")
 
 
-class AvgPool1dSpec(_Layer):
+class AvgPool1dSpec(_Pool1d):
     type: Literal["avgpool1d"]
-    kernel_size: Size1d = 2
-    stride: Size1d | None = Field(None, description="defaults to kernel_size")
 
 
-class AvgPool2dSpec(_Layer):
+class AvgPool2dSpec(_Pool2d):
     type: Literal["avgpool2d"]
-    kernel_size: Size2d = 2
-    stride: Size2d | None = Field(None, description="defaults to kernel_size")
 
 
 class GlobalAvgPoolSpec(_Layer):

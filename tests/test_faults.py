@@ -169,8 +169,11 @@ def _series(client: httpx.Client, job_id: str) -> dict[str, dict[str, list]]:
     return client.get(f"/v1/jobs/{job_id}/metrics").json()["series"]
 
 
-def _assert_same_training(client: httpx.Client, resumed: str, reference: str) -> None:
-    """Bit for bit: the resumed job's weights and metrics equal the uninterrupted job's."""
+def _assert_same_as_uninterrupted(client: httpx.Client, resumed: str) -> None:
+    """Train FAULT_SPEC again without interruption; bit for bit, the resumed job's weights and
+    metrics must equal that run's."""
+    reference = _submit(client, FAULT_SPEC | {"name": "fault-reference"})
+    assert wait_for_state(client, reference, {"succeeded", "failed"})["state"] == "succeeded"
     got, want = _final_weights(client, resumed), _final_weights(client, reference)
     assert got.keys() == want.keys()
     for name in want:
@@ -199,9 +202,7 @@ def test_a_killed_worker_loses_one_lease_and_the_job_resumes_exactly(stack, serv
         assert job["attempt"] == 2 and job["preemptions"] == 0
         assert job["error"] is None
 
-        reference = _submit(client, FAULT_SPEC | {"name": "fault-reference"})
-        assert wait_for_state(client, reference, {"succeeded", "failed"})["state"] == "succeeded"
-        _assert_same_training(client, job_id, reference)
+        _assert_same_as_uninterrupted(client, job_id)
 
 
 def test_sigterm_checkpoints_mid_epoch_and_costs_no_attempt(stack, services):
@@ -226,9 +227,7 @@ def test_sigterm_checkpoints_mid_epoch_and_costs_no_attempt(stack, services):
         assert job["state"] == "succeeded", job["error"]
         assert (job["attempt"], job["preemptions"]) == (2, 1)
 
-        reference = _submit(client, FAULT_SPEC | {"name": "fault-reference"})
-        assert wait_for_state(client, reference, {"succeeded", "failed"})["state"] == "succeeded"
-        _assert_same_training(client, job_id, reference)
+        _assert_same_as_uninterrupted(client, job_id)
 
 
 def test_redis_restarting_empty_loses_no_job(stack, services, redis_server):

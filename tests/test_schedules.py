@@ -9,7 +9,7 @@ end with the same weights as one that was never stopped.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from core.errors import pydantic_details
 from core.jobspec import JobSpec, validate_job
 from core.settings import Settings
 from models.build import SpecError, build_model
+from tests.test_train_loop import ListSink, spirals_job
 from worker.checkpoints import (
     checkpoint_state,
     load_checkpoint,
@@ -177,17 +178,8 @@ def test_reduce_on_plateau_infers_max_for_accuracy() -> None:
 
 
 def _job(**overrides: Any) -> dict:
-    return {
-        "dataset": {"name": "spirals", "val_fraction": 0.1},
-        "model": {"layers": [
-            {"type": "linear", "out_features": 16}, {"type": "relu"},
-            {"type": "dropout", "p": 0.1},
-            {"type": "linear", "out_features": 3},
-        ]},
-        "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9},
-        "training": {"epochs": 3, "batch_size": 64, "seed": 0},
-        **overrides,
-    }
+    """The loop tests' spirals job, three epochs, with top-level sections replaced."""
+    return {**spirals_job(epochs=3), **overrides}
 
 
 @pytest.mark.parametrize(
@@ -258,23 +250,17 @@ def test_schedules_that_fit_the_run_validate() -> None:
 
 
 @dataclass
-class Sink:
-    points: list[Point] = field(default_factory=list)
-    epochs: list[dict[str, float]] = field(default_factory=list)
+class Sink(ListSink):
+    """The loop tests' in-memory sink, which also checkpoints when the loop is stopped."""
+
     step: int = 0
     checkpoint: Path | None = None
     spec: dict | None = None
     normalization: dict | None = None
 
     def on_points(self, state: LoopState, points: list[Point]) -> None:
-        self.points.extend(points)
+        super().on_points(state, points)
         self.step = state.step
-
-    def on_epoch_end(self, state: LoopState, metrics: dict[str, float]) -> None:
-        self.epochs.append(dict(metrics))
-
-    def on_train_end(self, state: LoopState, metrics: dict[str, float]) -> None:
-        pass
 
     def on_preempt(self, state: LoopState) -> None:
         payload = checkpoint_state(state, self.spec, self.normalization, {})
