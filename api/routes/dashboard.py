@@ -1,19 +1,32 @@
 """The dashboard's pages: /, /jobs/{id}, /compare, /submit, and their files under /static.
 
-Pages are static HTML; their scripts read the v1 API. Every file is served from the package,
-so the dashboard works with no internet (uPlot is vendored under static/vendor/).
+Each page is its body (dashboard/pages/) inside the one layout (dashboard/layout.html), which
+holds the head and the navigation; the page's script reads the v1 API. Every file is served
+from the package, so the dashboard works with no internet (uPlot is vendored under
+static/vendor/).
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
+from string import Template
 
 from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 
 router = APIRouter(include_in_schema=False)
 
-STATIC_DIR = (Path(__file__).resolve().parent.parent / "dashboard" / "static").resolve()
+DASHBOARD_DIR = (Path(__file__).resolve().parent.parent / "dashboard").resolve()
+STATIC_DIR = DASHBOARD_DIR / "static"
+
+# page -> (title, its script under static/js/)
+PAGES = {
+    "index": ("Jobs", "list"),
+    "job": ("Job", "job"),
+    "compare": ("Compare", "compare"),
+    "submit": ("Submit a job", "submit"),
+}
 
 # Explicit, because mimetypes reads the host's tables and some map .js to text/plain, which
 # browsers refuse for module scripts.
@@ -37,29 +50,38 @@ PAGE_HEADERS = {
 }
 
 
-def _page(name: str) -> FileResponse:
-    return FileResponse(STATIC_DIR / name, media_type=MEDIA_TYPES[".html"], headers=PAGE_HEADERS)
+@cache
+def render_page(name: str) -> str:
+    """The page's body in the layout; read once per process."""
+    title, script = PAGES[name]
+    layout = Template((DASHBOARD_DIR / "layout.html").read_text())
+    body = (DASHBOARD_DIR / "pages" / f"{name}.html").read_text()
+    return layout.substitute(title=title, script=script, main=body)
+
+
+def _page(name: str) -> HTMLResponse:
+    return HTMLResponse(render_page(name), headers=PAGE_HEADERS)
 
 
 @router.get("/")
-def job_list_page() -> FileResponse:
-    return _page("index.html")
+def job_list_page() -> HTMLResponse:
+    return _page("index")
 
 
 @router.get("/jobs/{job_id}")
-def job_page(job_id: str) -> FileResponse:
+def job_page(job_id: str) -> HTMLResponse:
     # The id is checked by the page's own API calls, which show "no job with id ..." on a 404.
-    return _page("job.html")
+    return _page("job")
 
 
 @router.get("/compare")
-def compare_page() -> FileResponse:
-    return _page("compare.html")
+def compare_page() -> HTMLResponse:
+    return _page("compare")
 
 
 @router.get("/submit")
-def submit_page() -> FileResponse:
-    return _page("submit.html")
+def submit_page() -> HTMLResponse:
+    return _page("submit")
 
 
 @router.get("/static/{path:path}")
