@@ -71,6 +71,7 @@ def test_an_expired_lease_requeues_then_fails_when_attempts_are_spent(sessions, 
     assert str(job_id) in pending_job_ids(reaper_settings)  # published again
 
     assert _claim_and_expire(sessions, job_id) == 2
+    assert _state(sessions, job_id)[2] is None  # the new attempt's claim cleared the note
     report = reap(sessions, publisher, reaper_settings)
     assert job_id in report.failed
     state, attempt, error = _state(sessions, job_id)

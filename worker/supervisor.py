@@ -166,9 +166,7 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
                     cancel = job_repo.renew_lease(session, job_id, attempt, settings.lease_ttl_s)
                     next_renew = time.monotonic() + renew_every
                 else:
-                    job = job_repo.get_job(session, job_id)
-                    owned = job and job.attempt == attempt and job.state == "running"
-                    cancel = job.cancel_requested if owned else None
+                    cancel = job_repo.cancel_flag(session, job_id, attempt)
         except SQLAlchemyError as exc:
             log.warning("job %s: database unreachable while supervising: %s", job_id,
                         str(exc).splitlines()[0])
@@ -228,9 +226,9 @@ def _finish(job_id: uuid.UUID, attempt: int, code: int, log_path: Path, publishe
             return "requeued"
         if code in (EXIT_TRAINING_ERROR, EXIT_CRASH):
             # A deterministic failure of the spec or the data: another attempt would fail too.
-            # The child recorded why; notes of earlier attempts start with "attempt ".
-            own = job.error if job.error and not job.error.startswith("attempt ") else None
-            job_repo.finish_job(session, job_id, attempt, "failed", own or describe_exit(code))
+            # The child recorded why (the claim cleared any earlier note).
+            reason = job.error or describe_exit(code)
+            job_repo.finish_job(session, job_id, attempt, "failed", reason)
             return "failed"
         # Killed (out of memory, a segfault, the OOM killer): retried while attempts remain.
         tail = _log_tail(log_path)

@@ -139,10 +139,24 @@ def claim_job(session: Session, job_id: uuid.UUID, owner: str, ttl_s: float) -> 
             lease_owner=owner,
             lease_expires_at=_lease_end(ttl_s),
             started_at=func.coalesce(Job.started_at, func.now()),
+            # The note on why the last attempt ended served while the job waited; from here
+            # on `error` belongs to this attempt.
+            error=None,
             updated_at=func.now(),
         )
         .returning(Job.attempt)
     ).scalar()
+
+
+def cancel_flag(session: Session, job_id: uuid.UUID, attempt: int) -> bool | None:
+    """The cancel flag, or None when `attempt` no longer runs the job. Reads three columns,
+    not the row: supervisors ask several times a second."""
+    row = session.execute(
+        select(Job.attempt, Job.state, Job.cancel_requested).where(Job.id == job_id)
+    ).one_or_none()
+    if row is None or row.attempt != attempt or row.state != "running":
+        return None
+    return row.cancel_requested
 
 
 def renew_lease(session: Session, job_id: uuid.UUID, attempt: int, ttl_s: float) -> bool | None:
@@ -238,7 +252,7 @@ def unpublished_queued_jobs(session: Session, older_than_s: float, limit: int = 
 def finish_job(
     session: Session, job_id: uuid.UUID, attempt: int, state: str, error: str | None = None
 ) -> bool:
-    """End a running attempt. A success clears the notes of earlier attempts from `error`."""
+    """End a running attempt; a success leaves `error` empty."""
     assert state in FINAL_STATES
     values: dict[str, Any] = {
         "state": state,
