@@ -68,13 +68,27 @@ def fresh_database() -> Iterator[str]:
     drop_database(name)
 
 
+CLAIM_KEY = "traindock-test-session"
+
+
 @pytest.fixture(scope="session")
-def broker_url() -> str:
-    """A Redis database of its own, emptied first, so that stale messages cannot leak in."""
+def broker_url() -> Iterator[str]:
+    """A Redis database of its own, emptied first, so that stale messages cannot leak in.
+    Databases 1..14 are claimed with SET NX (15 is test_queue.py's own), so that test
+    sessions running side by side on one machine never share or flush each other's."""
     base = REDIS_URL.rsplit("/", 1)[0]
-    url = f"{base}/{7 + os.getpid() % 8}"
-    redis.Redis.from_url(url).flushdb()
-    return url
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"
+    for db in range(1, 15):
+        conn = redis.Redis.from_url(f"{base}/{db}")
+        if conn.set(CLAIM_KEY, token, nx=True, ex=3600):
+            break
+    else:
+        raise RuntimeError("every Redis database 1..14 is claimed by another test session")
+    conn.flushdb()  # drops the claim too: set it again
+    conn.set(CLAIM_KEY, token, ex=3600)
+    yield f"{base}/{db}"
+    if conn.get(CLAIM_KEY) == token.encode():
+        conn.delete(CLAIM_KEY)
 
 
 @pytest.fixture(scope="session")

@@ -22,9 +22,10 @@ from core.errors import pydantic_details
 from core.jobspec import JobSpec, validate_job
 from core.settings import Settings
 from models.build import SpecError, build_model
+from models.losses import build_loss
 from tests.test_train_loop import CPU, ListSink
 from worker.data import prepare_data
-from worker.optim import build_loss, build_optimizer
+from worker.optim import build_optimizer
 from worker.train import train
 
 
@@ -213,7 +214,7 @@ def _predictions_and_targets() -> tuple[torch.Tensor, torch.Tensor]:
 def test_loss_matches_torch_functional(loss: dict, reference: Any, data: Any) -> None:
     out, target = data()
     out.requires_grad_(True)
-    ours = build_loss(JobSpec.model_validate(job(loss=loss)))(out, target)
+    ours = build_loss(JobSpec.model_validate(job(loss=loss)).loss)(out, target)
     (grad_ours,) = torch.autograd.grad(ours, out)
     ref = reference(out, target)
     (grad_ref,) = torch.autograd.grad(ref, out)
@@ -223,9 +224,9 @@ def test_loss_matches_torch_functional(loss: dict, reference: Any, data: Any) ->
 
 def test_huber_delta_changes_the_loss() -> None:
     out, target = _predictions_and_targets()
-    small = build_loss(JobSpec.model_validate(job(loss={"type": "huber", "delta": 0.1})))
-    assert small(out, target) < build_loss(JobSpec.model_validate(job(loss={"type": "huber"})))(
-        out, target)
+    small = build_loss(JobSpec.model_validate(job(loss={"type": "huber", "delta": 0.1})).loss)
+    default = build_loss(JobSpec.model_validate(job(loss={"type": "huber"})).loss)
+    assert small(out, target) < default(out, target)
 
 
 # --- impossible combinations name their field ------------------------------------------------
@@ -332,7 +333,7 @@ def test_adamw_and_huber_train_through_the_loop() -> None:
     assert isinstance(optimizer, torch.optim.AdamW)
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.05, 0.0]
     sink = ListSink()
-    final = train(spec, model, optimizer, build_loss(spec), data, [sink])
+    final = train(spec, model, optimizer, build_loss(spec.loss), data, [sink])
 
     with torch.no_grad():
         start_loss = F.huber_loss(initial(data.x_train), data.y_train, delta=0.5).item()

@@ -23,6 +23,7 @@ from core.errors import pydantic_details
 from core.jobspec import JobSpec, validate_job
 from core.settings import Settings
 from models.build import SpecError, build_model
+from models.losses import build_loss
 from tests.test_train_loop import ListSink, spirals_job
 from worker.checkpoints import (
     checkpoint_state,
@@ -31,7 +32,7 @@ from worker.checkpoints import (
     write_atomically,
 )
 from worker.data import prepare_data
-from worker.optim import build_loss, build_optimizer
+from worker.optim import build_optimizer
 from worker.schedules import build_scheduler
 from worker.train import LoopState, Point, Preempted, steps_per_epoch, train
 
@@ -278,7 +279,7 @@ def test_the_loop_logs_the_rate_of_every_logged_step() -> None:
     data = prepare_data(spec, CPU)
     model, _ = build_model(spec.model, data.input_shape)
     sink = Sink()
-    train(spec, model, build_optimizer(spec, model), build_loss(spec), data, [sink])
+    train(spec, model, build_optimizer(spec, model), build_loss(spec.loss), data, [sink])
 
     per_epoch = steps_per_epoch(len(data.x_train), 64)
     want = reference_rates(lambda o: lr_scheduler.CosineAnnealingLR(o, 2 * per_epoch),
@@ -333,12 +334,12 @@ def test_resumed_run_equals_an_uninterrupted_one(schedule: dict, stop_at: int,
 
     straight = Sink()
     data, model_a, optimizer, scheduler = _start(spec, straight)
-    train(spec, model_a, optimizer, build_loss(spec), data, [straight], scheduler=scheduler)
+    train(spec, model_a, optimizer, build_loss(spec.loss), data, [straight], scheduler=scheduler)
 
     first = Sink(checkpoint=tmp_path / "ckpt.pt")
     data, model, optimizer, scheduler = _start(spec, first)
     with pytest.raises(Preempted):
-        train(spec, model, optimizer, build_loss(spec), data, [first], scheduler=scheduler,
+        train(spec, model, optimizer, build_loss(spec.loss), data, [first], scheduler=scheduler,
               should_stop=lambda: first.step >= stop_at)
     torch.manual_seed(12345)  # a fresh process: the checkpoint must put every generator back
 
@@ -347,7 +348,7 @@ def test_resumed_run_equals_an_uninterrupted_one(schedule: dict, stop_at: int,
     resume = restore_loop_state(load_checkpoint(first.checkpoint), model_b, optimizer, CPU,
                                 scheduler)
     assert resume.step == stop_at
-    train(spec, model_b, optimizer, build_loss(spec), data, [second], resume=resume)
+    train(spec, model_b, optimizer, build_loss(spec.loss), data, [second], resume=resume)
 
     for key, value in model_a.state_dict().items():
         assert torch.equal(model_b.state_dict()[key], value), key
@@ -362,9 +363,9 @@ def test_resuming_a_schedule_without_restoring_it_is_refused(tmp_path: Path) -> 
     first = Sink(checkpoint=tmp_path / "ckpt.pt")
     data, model, optimizer, scheduler = _start(spec, first)
     with pytest.raises(Preempted):
-        train(spec, model, optimizer, build_loss(spec), data, [first], scheduler=scheduler,
+        train(spec, model, optimizer, build_loss(spec.loss), data, [first], scheduler=scheduler,
               should_stop=lambda: first.step >= 5)
     data, model, optimizer, _ = _start(spec, Sink())
     resume = restore_loop_state(load_checkpoint(first.checkpoint), model, optimizer, CPU)
     with pytest.raises(ValueError, match="restore_loop_state"):
-        train(spec, model, optimizer, build_loss(spec), data, [], resume=resume)
+        train(spec, model, optimizer, build_loss(spec.loss), data, [], resume=resume)

@@ -23,9 +23,10 @@ from torch.testing import assert_close
 from core import datasets
 from core.jobspec import JobSpec
 from models.build import build_model
+from models.losses import build_loss
 from worker.checkpoints import checkpoint_state, load_checkpoint, write_atomically
 from worker.data import TrainData, prepare_data
-from worker.optim import build_loss, build_optimizer
+from worker.optim import build_optimizer
 from worker.train import LoopState, Point, TrainingDiverged, steps_per_epoch, train
 
 CPU = torch.device("cpu")
@@ -89,7 +90,7 @@ def run_job(job: dict) -> Run:
     optimizer = build_optimizer(spec, model)
     sink = ListSink()
     rng = torch.get_rng_state()
-    final = train(spec, model, optimizer, build_loss(spec), data, [sink])
+    final = train(spec, model, optimizer, build_loss(spec.loss), data, [sink])
     return Run(spec, data, model, optimizer, sink, initial, rng, final)
 
 
@@ -202,7 +203,7 @@ def test_shuffling_follows_the_training_seed_alone() -> None:
     for spec in (spec_a, spec_b):
         torch.manual_seed(0)
         model, _ = build_model(spec.model, data.input_shape)
-        losses.append(train(spec, model, build_optimizer(spec, model), build_loss(spec), data,
+        losses.append(train(spec, model, build_optimizer(spec, model), build_loss(spec.loss), data,
                             [])["train_loss"])
     assert losses[0] != losses[1]
 

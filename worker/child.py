@@ -25,10 +25,11 @@ from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
 from core.settings import get_settings
 from models.build import build_model
+from models.losses import build_loss
 from worker.callbacks import CheckpointSink, DatabaseGone, LeaseLost, MetricSink, Summary
 from worker.checkpoints import load_checkpoint, restore_loop_state, sha256_of
 from worker.data import prepare_data
-from worker.optim import build_loss, build_optimizer
+from worker.optim import build_optimizer
 from worker.schedules import build_scheduler
 from worker.train import LoopState, Preempted, TrainingDiverged, steps_per_epoch, train
 
@@ -107,7 +108,7 @@ def run(job_id: uuid.UUID, attempt: int) -> int:
                 spec.training.checkpoint_every_epochs, settings.keep_checkpoints, metric_sink,
             ),
         ]
-        train(spec, model, optimizer, build_loss(spec), data, callbacks, scheduler=scheduler,
+        train(spec, model, optimizer, build_loss(spec.loss), data, callbacks, scheduler=scheduler,
               resume=resume, should_stop=stop)
         return EXIT_OK
     except Preempted:

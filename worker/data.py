@@ -23,6 +23,7 @@ class TrainData:
     x_test: torch.Tensor | None
     y_test: torch.Tensor | None
     normalization: dict[str, torch.Tensor]  # mean and std, per feature; empty when off
+    num_classes: int | None = None  # classification only
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -70,4 +71,5 @@ def prepare_data(spec: JobSpec, device: torch.device) -> TrainData:
         x_test=to_device(arrays.x_test, True),
         y_test=to_device(arrays.y_test, False),
         normalization=normalization,
+        num_classes=info.num_classes,
     )

@@ -1,4 +1,4 @@
-"""Loss and optimizer from the spec."""
+"""The optimizer from the spec (the loss is models/losses.py)."""
 
 from __future__ import annotations
 
@@ -24,19 +24,6 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 # Batch, instance, layer and group normalisation: the layers `exclude_from_weight_decay: norm`
 # spares.
 NORM_LAYERS = (_NormBase, nn.LayerNorm, nn.GroupNorm)
-
-
-def build_loss(spec: JobSpec) -> nn.Module:
-    loss = spec.loss
-    if loss.type == "cross_entropy":
-        return nn.CrossEntropyLoss(label_smoothing=loss.label_smoothing)
-    if loss.type == "mse":
-        return nn.MSELoss()
-    if loss.type == "l1":
-        return nn.L1Loss()
-    if loss.type == "huber":
-        return nn.HuberLoss(delta=loss.delta)
-    raise ValueError(f"unknown loss {loss.type!r}")  # the spec's union rules this out
 
 
 def build_optimizer(spec: JobSpec, model: nn.Module) -> torch.optim.Optimizer:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler
 
-from core.jobspec import ScheduleSpec, WarmupSchedule
+from core.specs.schedule import ScheduleSpec, WarmupSchedule
 
 
 class Scheduler:

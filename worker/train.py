@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from core.jobspec import JobSpec
+from worker.augment import build_augmenter
 from worker.data import TrainData
+from worker.evaluate import batch_correct, evaluate
+from worker.probes import LayerProbe
 from worker.schedules import Scheduler, build_scheduler
-
-EVAL_BATCH = 4096
 
 
 class TrainingDiverged(RuntimeError):
@@ -97,41 +98,6 @@ class Callback(Protocol):
     def on_preempt(self, state: LoopState) -> None: ...
 
 
-@dataclass
-class Evaluation:
-    loss: float
-    accuracy: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)
-
-    def as_metrics(self, split: str) -> dict[str, float]:
-        """`val_loss`, `val_accuracy`, `val_rmse`, ... for split "val"."""
-        named = {"loss": self.loss, **({"accuracy": self.accuracy} if self.accuracy is not None
-                                       else {}), **self.extra}
-        return {f"{split}_{name}": value for name, value in named.items()}
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             task: str) -> Evaluation:
-    model.eval()
-    total_loss = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
-    squared_error = torch.zeros((), device=x.device)
-    for start in range(0, len(x), EVAL_BATCH):
-        xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
-        out = model(xb)
-        total_loss += loss_fn(out, yb) * len(xb)
-        if task == "classification":
-            correct += (out.argmax(dim=1) == yb).sum()
-        else:
-            # rmse whatever the loss: the loss may be l1 or huber.
-            squared_error += (out - yb).square().sum()
-    loss = (total_loss / len(x)).item()
-    if task == "classification":
-        return Evaluation(loss, correct.item() / len(x))
-    return Evaluation(loss, extra={"rmse": math.sqrt(squared_error.item() / y.numel())})
-
-
 def _check_finite(value: float, step: int, lr: float) -> None:
     if not math.isfinite(value):
         raise TrainingDiverged(
@@ -188,6 +154,8 @@ def train(
         state.scheduler = scheduler or build_scheduler(spec.schedule, optimizer, per_epoch,
                                                        cfg.epochs)
     schedule = state.scheduler
+    augment = build_augmenter(spec.dataset, data.task, data.num_classes)
+    probe = LayerProbe(model)
 
     metrics: dict[str, float] = {}
     first_epoch = state.epoch if state.in_epoch.order is not None else state.epoch + 1
@@ -202,11 +170,17 @@ def train(
             start, end = bounds[b]
             idx = progress.order[start:end]
             xb, yb = data.x_train[idx], data.y_train[idx]
+            xb, target = augment(xb, yb) if augment else (xb, yb)
             out = model(xb)
-            loss = loss_fn(out, yb)
+            loss = loss_fn(out, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            probing = b == per_epoch - 1  # per-layer statistics at each epoch's last step
+            if probing:
+                probe.after_backward()
             optimizer.step()
+            if probing:
+                layer_stats = probe.after_step()
             lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             schedule.after_step()
             state.step += 1
@@ -216,7 +190,7 @@ def train(
             progress.window_loss += batch_loss
             progress.window_count += len(idx)
             if classification:
-                progress.correct += (out.detach().argmax(dim=1) == yb).sum()
+                progress.correct += batch_correct(out.detach(), yb, data.task)
             if state.step % log_every == 0 or b == per_epoch - 1:
                 # The only host sync in the step loop, at a bounded rate.
                 value = (progress.window_loss / progress.window_count).item()
@@ -235,6 +209,7 @@ def train(
         }
         if classification:
             metrics["train_accuracy"] = progress.correct.item() / n
+        metrics |= layer_stats
         state.in_epoch = EpochProgress()
         if data.x_val is not None:
             metrics |= evaluate(model, loss_fn, data.x_val, data.y_val, data.task).as_metrics("val")

@@ -1,0 +1,1 @@
+"""The JobSpec's sections, one module each; core/jobspec.py puts them together."""

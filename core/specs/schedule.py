@@ -1,0 +1,102 @@
+"""`schedule`: how the learning rate changes over the job."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from models.spec import StrictModel
+
+ScheduleUnit = Literal["epoch", "step"]
+Unit = Annotated[ScheduleUnit, Field(
+    description="epoch: counts are epochs and the rate changes after each epoch; step: counts "
+    "are optimizer steps and the rate changes after every step"
+)]
+Gamma = Annotated[float, Field(gt=0.0, le=1.0, description="multiplies the rate, in (0, 1]")]
+VAL_METRICS = {"classification": ("val_loss", "val_accuracy"),
+               "regression": ("val_loss", "val_rmse")}
+
+
+class ConstantSchedule(StrictModel):
+    type: Literal["constant"] = "constant"
+
+
+class StepSchedule(StrictModel):
+    type: Literal["step"]
+    step_size: int = Field(ge=1, description="multiply the rate by gamma every step_size units")
+    gamma: Gamma = 0.1
+    unit: Unit = "epoch"
+
+
+class MultiStepSchedule(StrictModel):
+    type: Literal["multistep"]
+    milestones: list[Annotated[int, Field(ge=1)]] = Field(
+        min_length=1, max_length=100, description="units at which the rate is multiplied by gamma"
+    )
+    gamma: Gamma = 0.1
+    unit: Unit = "epoch"
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError(f"milestones must be strictly increasing; got {value}")
+        return value
+
+
+class ExponentialSchedule(StrictModel):
+    type: Literal["exponential"]
+    gamma: Gamma
+    unit: Unit = "epoch"
+
+
+class CosineSchedule(StrictModel):
+    type: Literal["cosine"]
+    t_max: int | None = Field(None, ge=1, description="half-period in units; null: the run")
+    eta_min: float = Field(0.0, ge=0.0, le=10.0, description="the lowest rate")
+    unit: Unit = "epoch"
+
+
+class WarmupSchedule(StrictModel):
+    type: Literal["warmup"]
+    # Not `warmup`: a field named like the tag makes error paths read schedule.warmup.warmup.
+    warmup_length: int = Field(ge=1, description="units of linear warm-up")
+    start_factor: float = Field(0.0, ge=0.0, le=1.0, description="first rate / optimizer.lr")
+    then: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="the decay over the rest of the run, down to eta_min"
+    )
+    eta_min: float = Field(0.0, ge=0.0, le=10.0, description="the rate at the end of the run")
+    unit: Unit = "step"
+
+
+class OneCycleSchedule(StrictModel):
+    type: Literal["one_cycle"]
+    max_lr: float = Field(gt=0.0, le=10.0, description="the peak rate; > 0")
+    pct_start: float = Field(0.3, gt=0.0, lt=1.0, description="share of the run spent rising")
+    anneal: Literal["cos", "linear"] = "cos"
+
+
+class ReduceOnPlateauSchedule(StrictModel):
+    type: Literal["reduce_on_plateau"]
+    monitor: str = Field("val_loss", description="val_loss, val_accuracy or val_rmse")
+    mode: Literal["min", "max"] | None = Field(
+        None, description="null: max for val_accuracy, min otherwise"
+    )
+    factor: float = Field(0.1, gt=0.0, lt=1.0, description="multiplies the rate, in (0, 1)")
+    patience: int = Field(10, ge=0, description="epochs without improvement before reducing")
+    threshold: float = Field(1e-4, ge=0.0, description="the least change that counts")
+    threshold_mode: Literal["rel", "abs"] = "rel"
+    cooldown: int = Field(0, ge=0, description="epochs to wait after a reduction")
+    min_lr: float = Field(0.0, ge=0.0, le=10.0)
+
+    @property
+    def resolved_mode(self) -> Literal["min", "max"]:
+        return self.mode or ("max" if self.monitor.endswith("accuracy") else "min")
+
+
+ScheduleSpec = Annotated[
+    ConstantSchedule | StepSchedule | MultiStepSchedule | ExponentialSchedule | CosineSchedule
+    | WarmupSchedule | OneCycleSchedule | ReduceOnPlateauSchedule,
+    Field(discriminator="type"),
+]
