@@ -51,6 +51,9 @@ class Summary:
         self.latest: dict[str, float] = {}
         self.best: dict[str, dict[str, Any]] = {}
         self.test: dict[str, float] = {}
+        # Reports that are not metric points (e.g. a gradient-check preflight), by key. They
+        # are not rebuilt from points on resume: the child carries them over from the job row.
+        self.extra: dict[str, Any] = {}
 
     def add(self, point: Point) -> None:
         if point.name.endswith("_step"):
@@ -70,7 +73,7 @@ class Summary:
                                      "epoch": point.epoch}
 
     def as_dict(self) -> dict[str, Any]:
-        return {"latest": self.latest, "best": self.best, "test": self.test}
+        return {**self.extra, "latest": self.latest, "best": self.best, "test": self.test}
 
     @classmethod
     def rebuilt(cls, history: list[tuple[str, int, float, int]]) -> Summary:
