@@ -30,10 +30,16 @@ class ValidationErrorOut(BaseModel):
 
 
 class LayerOut(BaseModel):
+    """`params` counts parameters trained or frozen; `non_trainable_params` adds running
+    statistics (batchnorm); `flops` is per example (models/flops.py says what counts)."""
+
     name: str
     type: str
     output_shape: list[int]
     params: int
+    trainable_params: int
+    non_trainable_params: int
+    flops: int
 
 
 class ModelOut(BaseModel):
@@ -41,6 +47,9 @@ class ModelOut(BaseModel):
     output_shape: list[int]
     layers: list[LayerOut]
     total_params: int
+    trainable_params: int
+    non_trainable_params: int
+    total_flops: int
 
 
 class ValidationOut(BaseModel):

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.init import init_weights
+from models.flops import layer_flops, residual_sum_flops
+from models.init import bias_scheme, init_bias, init_weights
 from models.layers import (
     ACTIVATION_GAIN_NAMES,
     REGISTRY,
@@ -22,7 +23,7 @@ from models.layers import (
     build_shortcut,
     shortcut_problem,
 )
-from models.spec import InitName, ModelSpec
+from models.spec import BiasInitSpec, InitSpec, ModelSpec
 
 
 class SpecError(ValueError):
@@ -36,10 +37,18 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class LayerSummary:
+    """One row. `params` counts the layer's parameters, trained or frozen; the trainable ones
+    are `trainable_params`; `non_trainable_params` are its frozen parameters plus its running
+    statistics (batchnorm's running mean and variance, buffers that Keras counts the same way).
+    `flops` is per example (models/flops.py says what is counted)."""
+
     name: str
     type: str
     output_shape: Shape
     params: int
+    trainable_params: int = 0
+    non_trainable_params: int = 0
+    flops: int = 0
 
 
 @dataclass
@@ -52,16 +61,32 @@ class ModelSummary:
     def total_params(self) -> int:
         return sum(layer.params for layer in self.layers)
 
+    @property
+    def trainable_params(self) -> int:
+        return sum(layer.trainable_params for layer in self.layers)
+
+    @property
+    def non_trainable_params(self) -> int:
+        return sum(layer.non_trainable_params for layer in self.layers)
+
+    @property
+    def total_flops(self) -> int:
+        return sum(layer.flops for layer in self.layers)
+
     def as_dict(self) -> dict:
         return {
             "input_shape": list(self.input_shape),
             "output_shape": list(self.output_shape),
             "layers": [
                 {"name": x.name, "type": x.type, "output_shape": list(x.output_shape),
-                 "params": x.params}
+                 "params": x.params, "trainable_params": x.trainable_params,
+                 "non_trainable_params": x.non_trainable_params, "flops": x.flops}
                 for x in self.layers
             ],
             "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "non_trainable_params": self.non_trainable_params,
+            "total_flops": self.total_flops,
         }
 
 
@@ -164,6 +189,12 @@ def _walk(spec: ModelSpec, input_shape: Shape, path: str) -> tuple[ModelSummary,
     shape = tuple(input_shape)
     summary = ModelSummary(input_shape=shape, output_shape=shape)
     plans, summary.output_shape = _walk_layers(spec.layers, shape, path, "layers.", summary.layers)
+    if summary.trainable_params == 0 and summary.total_params > 0:
+        raise SpecError(
+            path,
+            "every layer with parameters is frozen, so there is nothing to train; set frozen "
+            "to false on at least one layer",
+        )
     return summary, plans
 
 
@@ -188,13 +219,14 @@ def _walk_layers(
             with torch.device("meta"):
                 shortcut = build_shortcut(shape, out_shape)
             if shortcut is not None:
-                rows.append(LayerSummary(f"{name}.shortcut", _shortcut_type(shortcut), out_shape,
-                                         _count_params(shortcut)))
-            rows.append(LayerSummary(layer.name or name, layer.type, out_shape, 0))
+                rows.append(_row(f"{name}.shortcut", _shortcut_type(shortcut), shortcut, shape,
+                                 out_shape, frozen=False))
+            rows.append(LayerSummary(layer.name or name, layer.type, out_shape, 0,
+                                     flops=residual_sum_flops(out_shape)))
         else:
             module, out_shape = _infer_layer(layer, shape, where)
-            rows.append(LayerSummary(layer.name or name, layer.type, out_shape,
-                                     _count_params(module)))
+            rows.append(_row(layer.name or name, layer.type, module, shape, out_shape,
+                             frozen=getattr(layer, "frozen", False)))
         plans.append(_Planned(layer, shape, out_shape, tuple(inner)))
         shape = out_shape
     return plans, shape
@@ -204,8 +236,19 @@ def _shortcut_type(module: nn.Module) -> str:
     return {nn.Linear: "linear", nn.Conv1d: "conv1d", nn.Conv2d: "conv2d"}[type(module)]
 
 
-def _count_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+def _row(name: str, layer_type: str, module: nn.Module, in_shape: Shape, out_shape: Shape,
+         frozen: bool) -> LayerSummary:
+    """A summary row from the meta-device module: counts read shapes, nothing is allocated."""
+    params = sum(p.numel() for p in module.parameters())
+    # Floating-point buffers are running statistics; num_batches_tracked is a step counter.
+    statistics = sum(b.numel() for b in module.buffers() if b.is_floating_point())
+    flops = layer_flops(module, in_shape, out_shape)
+    return LayerSummary(
+        name, layer_type, out_shape, params,
+        trainable_params=0 if frozen else params,
+        non_trainable_params=statistics + (params if frozen else 0),
+        flops=flops or 0,  # None: no rule yet; tests/test_summary_init.py requires one per type
+    )
 
 
 def build_model(spec: ModelSpec, input_shape: Shape) -> tuple[Network, ModelSummary]:
@@ -215,17 +258,20 @@ def build_model(spec: ModelSpec, input_shape: Shape) -> tuple[Network, ModelSumm
     training device afterwards.
     """
     summary, plans = _walk(spec, input_shape, "model.layers")
-    return Network(_build_layers(plans, spec.init)), summary
+    return Network(_build_layers(plans, spec.init, spec.bias_init)), summary
 
 
-def _build_layers(plans: list[_Planned], model_init: InitName) -> list[nn.Module]:
-    """The real modules, in spec order; a block's layers are built before its shortcut."""
+def _build_layers(
+    plans: list[_Planned], model_init: InitSpec, model_bias: BiasInitSpec | None
+) -> list[nn.Module]:
+    """The real modules, in spec order; a block's layers are built before its shortcut. A
+    frozen layer's parameters get requires_grad False after their initialisation."""
     layers = [plan.layer for plan in plans]
     modules: list[nn.Module] = []
     for i, plan in enumerate(plans):
         entry = REGISTRY[plan.layer.type]
         if entry.build is None:
-            inner = _build_layers(list(plan.inner), model_init)
+            inner = _build_layers(list(plan.inner), model_init, model_bias)
             shortcut = build_shortcut(plan.in_shape, plan.out_shape)
             if shortcut is not None:  # its output is added, not activated: the linear gain
                 init_weights(shortcut, model_init)
@@ -233,7 +279,10 @@ def _build_layers(plans: list[_Planned], model_init: InitName) -> list[nn.Module
             continue
         module = entry.build(plan.layer, plan.in_shape)
         if entry.has_weights:
-            scheme = getattr(plan.layer, "init", None) or model_init
+            scheme = plan.layer.init or model_init
             init_weights(module, scheme, *_following_nonlinearity(layers, i))
+            init_bias(module, bias_scheme(scheme, plan.layer.bias_init, model_bias))
+        if getattr(plan.layer, "frozen", False):
+            module.requires_grad_(False)
         modules.append(module)
     return modules

@@ -6,18 +6,28 @@ from the dataset when the network is built (models/build.py).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Size1d = Annotated[int, Field(gt=0, le=4096)]
 Size2d = Size1d | tuple[Size1d, Size1d]
 Padding = Annotated[int, Field(ge=0, le=1024)] | Literal["same", "valid"]
 
+# The schemes that may be written as a bare name, short for {"type": name} with defaults.
 InitName = Literal[
-    "torch_default", "normal", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "zeros"
+    "torch_default", "normal", "uniform", "xavier_uniform", "xavier_normal", "he_uniform",
+    "he_normal", "orthogonal", "zeros",
 ]
+BiasInitName = Literal["torch_default", "zeros", "normal", "uniform"]
 
 
 class StrictModel(BaseModel):
@@ -26,34 +36,198 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+# --- initialisers (models/init.py applies them) ----------------------------------------------
+
+
+class TorchDefaultInit(StrictModel):
+    """PyTorch's own initialisation, left as the layer was constructed."""
+
+    type: Literal["torch_default"]
+
+
+class ZerosInit(StrictModel):
+    type: Literal["zeros"]
+
+
+class ConstantInit(StrictModel):
+    type: Literal["constant"]
+    value: float = Field(description="every entry starts at this value")
+
+
+class NormalInit(StrictModel):
+    """Gaussian N(0, std²); the classic small-random start is std 0.01."""
+
+    type: Literal["normal"]
+    std: float = Field(0.01, gt=0.0, le=100.0, description="standard deviation; mean is 0")
+
+
+DEFAULT_UNIFORM_BOUND = 0.05  # Keras' RandomUniform default
+
+
+class UniformInit(StrictModel):
+    """U(a, b); give `bound` for the symmetric U(-bound, bound), or `a` and `b`."""
+
+    type: Literal["uniform"]
+    bound: float | None = Field(
+        None, gt=0.0, le=100.0,
+        description=f"draw from U(-bound, bound); or give a and b; neither: bound "
+        f"{DEFAULT_UNIFORM_BOUND}",
+    )
+    a: float | None = Field(None, ge=-100.0, le=100.0, description="lower end; with b")
+    b: float | None = Field(None, ge=-100.0, le=100.0, description="upper end; with a")
+
+    @model_validator(mode="after")
+    def _one_range(self) -> UniformInit:
+        pair = (self.a is not None, self.b is not None)
+        if self.bound is not None and any(pair):
+            raise ValueError("give either bound, or a and b, not both; remove one")
+        if pair in ((True, False), (False, True)):
+            raise ValueError("give both a and b, or bound for U(-bound, bound)")
+        if pair == (True, True) and self.a >= self.b:
+            raise ValueError(f"a ({self.a}) must be less than b ({self.b}); swap or widen them")
+        return self
+
+    @property
+    def low_high(self) -> tuple[float, float]:
+        if self.a is not None:
+            return self.a, self.b
+        bound = DEFAULT_UNIFORM_BOUND if self.bound is None else self.bound
+        return -bound, bound
+
+
+class XavierUniformInit(StrictModel):
+    """Glorot & Bengio (2010), gain from the activation that follows the layer."""
+
+    type: Literal["xavier_uniform"]
+
+
+class XavierNormalInit(StrictModel):
+    """Glorot & Bengio (2010), gain from the activation that follows the layer."""
+
+    type: Literal["xavier_normal"]
+
+
+class HeUniformInit(StrictModel):
+    """He et al. (2015), fan-in mode, gain from the activation that follows the layer."""
+
+    type: Literal["he_uniform"]
+
+
+class HeNormalInit(StrictModel):
+    """He et al. (2015), fan-in mode, gain from the activation that follows the layer."""
+
+    type: Literal["he_normal"]
+
+
+class OrthogonalInit(StrictModel):
+    """Saxe et al. (2014): a (semi-)orthogonal matrix over the weight flattened to
+    (out, in·kernel), scaled by `gain`."""
+
+    type: Literal["orthogonal"]
+    gain: float = Field(1.0, gt=0.0, le=100.0, description="scale of the orthogonal matrix")
+
+
+def _object_form(value: Any) -> Any:
+    """A bare scheme name is short for {"type": name}; anything else must be such an object."""
+    if value == "constant":  # the one scheme without a default for its value
+        raise ValueError('constant needs a value: write {"type": "constant", "value": 0.1}')
+    if isinstance(value, str):
+        return {"type": value}
+    if value is None or isinstance(value, dict | BaseModel):
+        return value
+    raise ValueError(
+        'give a scheme name such as "he_normal" or an object such as '
+        '{"type": "normal", "std": 0.05}'
+    )
+
+
+WeightInit = Annotated[
+    TorchDefaultInit | ZerosInit | NormalInit | UniformInit | XavierUniformInit
+    | XavierNormalInit | HeUniformInit | HeNormalInit | OrthogonalInit,
+    Field(discriminator="type"),
+]
+# Fan-based and orthogonal schemes need a matrix: a bias vector takes these.
+BiasInit = Annotated[
+    TorchDefaultInit | ZerosInit | ConstantInit | NormalInit | UniformInit,
+    Field(discriminator="type"),
+]
+# The spec fields: a bare name or an object in, always the object once validated.
+InitSpec = Annotated[
+    WeightInit, BeforeValidator(_object_form, json_schema_input_type=InitName | WeightInit)
+]
+BiasInitSpec = Annotated[
+    BiasInit, BeforeValidator(_object_form, json_schema_input_type=BiasInitName | BiasInit)
+]
+
+INIT_DESCRIPTION = (
+    'weight initialisation: a name ("he_normal") or an object ({"type": "normal", "std": 0.05}, '
+    '{"type": "uniform", "a": -0.05, "b": 0.05}, {"type": "orthogonal", "gain": 1.0}); '
+    "he_* and xavier_* take their gain from the activation that follows the layer"
+)
+BIAS_INIT_DESCRIPTION = (
+    'bias initialisation: "zeros", "torch_default", "normal", or an object such as '
+    '{"type": "constant", "value": 0.1} or {"type": "uniform", "bound": 0.01}'
+)
+
+
 class _Layer(StrictModel):
     name: str | None = Field(None, max_length=100, description="optional label for summaries")
 
 
-class LinearSpec(_Layer):
+class _Weighted(_Layer):
+    """A layer with learnt parameters, which can be frozen."""
+
+    frozen: bool = Field(
+        False,
+        description="keep this layer's initial parameters: the optimizer does not update them "
+        "and the summary counts them as non-trainable (a frozen batchnorm still updates its "
+        "running statistics in training)",
+    )
+
+
+class _Initialised(_Weighted):
+    """A linear or conv projection: it takes the model's init schemes or its own."""
+
+    bias: bool = Field(True, description="add a learnt bias")
+    init: InitSpec | None = Field(None, description="overrides model.init for this layer")
+    bias_init: BiasInitSpec | None = Field(
+        None, description="overrides model.bias_init for this layer"
+    )
+
+    @model_validator(mode="after")
+    def _bias_init_needs_a_bias(self) -> _Initialised:
+        if self.bias_init is not None and not self.bias:
+            raise ValueError("bias_init is given but bias is false; remove bias_init or set bias")
+        return self
+
+
+class LinearSpec(_Initialised):
     type: Literal["linear"]
-    out_features: Annotated[int, Field(gt=0, le=1_000_000)]
-    bias: bool = True
-    init: InitName | None = Field(None, description="overrides model.init for this layer")
+    out_features: int = Field(
+        gt=0, le=1_000_000, description="output size; the input size is inferred"
+    )
 
 
-class _ConvSpec(_Layer):
-    out_channels: Annotated[int, Field(gt=0, le=65_536)]
-    kernel_size: Size2d = 3
-    stride: Size2d = 1
-    padding: Padding = 0
+class _ConvSpec(_Initialised):
+    out_channels: int = Field(
+        gt=0, le=65_536, description="output channels; the input channels are inferred"
+    )
+    kernel_size: Size2d = Field(3, description="window size: a number, or [height, width]")
+    stride: Size2d = Field(1, description="step between windows: a number, or [height, width]")
+    padding: Padding = Field(
+        0, description="zeros added on each side: a number, 'same' (output size = input size; "
+        "stride 1 only) or 'valid' (none)"
+    )
     dilation: Size2d = Field(1, description="spacing between kernel elements")
     groups: Annotated[int, Field(ge=1, le=65_536)] = Field(
         1, description="must divide both the input channels and out_channels"
     )
-    bias: bool = True
-    init: InitName | None = Field(None, description="overrides model.init for this layer")
 
 
 class Conv1dSpec(_ConvSpec):
     type: Literal["conv1d"]
-    kernel_size: Size1d = 3
-    stride: Size1d = 1
+    kernel_size: Size1d = Field(3, description="window length")
+    stride: Size1d = Field(1, description="step between windows")
     dilation: Size1d = Field(1, description="spacing between kernel elements")
 
 
@@ -62,12 +236,12 @@ class Conv2dSpec(_ConvSpec):
 
 
 class _Pool1d(_Layer):
-    kernel_size: Size1d = 2
+    kernel_size: Size1d = Field(2, description="window length")
     stride: Size1d | None = Field(None, description="defaults to kernel_size")
 
 
 class _Pool2d(_Layer):
-    kernel_size: Size2d = 2
+    kernel_size: Size2d = Field(2, description="window size: a number, or [height, width]")
     stride: Size2d | None = Field(None, description="defaults to kernel_size")
 
 
@@ -116,18 +290,20 @@ class DropoutSpec(_Layer):
     p: float = Field(0.5, ge=0.0, lt=1.0, description="probability of zeroing an element")
 
 
-class BatchNormSpec(_Layer):
+class BatchNormSpec(_Weighted):
     type: Literal["batchnorm"]
-    momentum: float = Field(0.1, gt=0.0, le=1.0)
-    eps: float = Field(1e-5, gt=0.0, le=1.0)
+    momentum: float = Field(
+        0.1, gt=0.0, le=1.0, description="weight of each batch in the running statistics"
+    )
+    eps: float = Field(1e-5, gt=0.0, le=1.0, description="added to the variance")
 
 
-class LayerNormSpec(_Layer):
+class LayerNormSpec(_Weighted):
     type: Literal["layernorm"]
     dims: Annotated[int, Field(ge=1, le=4)] | None = Field(
         None, description="how many trailing dimensions to normalise over; null: all of them"
     )
-    eps: float = Field(1e-5, gt=0.0, le=1.0)
+    eps: float = Field(1e-5, gt=0.0, le=1.0, description="added to the variance")
 
 
 class IdentitySpec(_Layer):
@@ -148,10 +324,12 @@ class TanhSpec(_Layer):
 
 class LeakyReluSpec(_Layer):
     type: Literal["leaky_relu"]
-    negative_slope: float = Field(0.01, ge=0.0, le=1000.0)
+    negative_slope: float = Field(
+        0.01, ge=0.0, le=1000.0, description="slope for negative inputs"
+    )
 
 
-class PReluSpec(_Layer):
+class PReluSpec(_Weighted):
     type: Literal["prelu"]
     num_parameters: Literal["single", "channel"] = Field(
         "single", description="one learnt slope, or one per input channel (or feature)"
@@ -160,7 +338,9 @@ class PReluSpec(_Layer):
 
 class EluSpec(_Layer):
     type: Literal["elu"]
-    alpha: float = Field(1.0, gt=0.0, le=1000.0)
+    alpha: float = Field(
+        1.0, gt=0.0, le=1000.0, description="the value negative inputs saturate to is -alpha"
+    )
 
 
 class SeluSpec(_Layer):
@@ -169,7 +349,9 @@ class SeluSpec(_Layer):
 
 class GeluSpec(_Layer):
     type: Literal["gelu"]
-    approximate: Literal["none", "tanh"] = "none"
+    approximate: Literal["none", "tanh"] = Field(
+        "none", description="none: the exact erf form; tanh: the tanh approximation"
+    )
 
 
 class SiluSpec(_Layer):
@@ -178,8 +360,12 @@ class SiluSpec(_Layer):
 
 class SoftplusSpec(_Layer):
     type: Literal["softplus"]
-    beta: float = Field(1.0, gt=0.0, le=1000.0)
-    threshold: float = Field(20.0, gt=0.0, le=1000.0)
+    beta: float = Field(
+        1.0, gt=0.0, le=1000.0, description="log(1 + exp(beta x)) / beta: sharper when larger"
+    )
+    threshold: float = Field(
+        20.0, gt=0.0, le=1000.0, description="above threshold / beta the layer is linear"
+    )
 
 
 class SoftmaxSpec(_Layer):
@@ -190,23 +376,23 @@ class LogSoftmaxSpec(_Layer):
     type: Literal["log_softmax"]
 
 
-class MaxoutSpec(_Layer):
+class MaxoutSpec(_Initialised):
     """A linear layer to out_features·pieces values, then the max over each unit's pieces."""
 
     type: Literal["maxout"]
-    out_features: Annotated[int, Field(gt=0, le=1_000_000)]
+    out_features: int = Field(gt=0, le=1_000_000, description="output units")
     pieces: Annotated[int, Field(ge=2, le=64)] = Field(
         2, description="linear pieces per output unit, at least 2"
     )
-    bias: bool = True
-    init: InitName | None = Field(None, description="overrides model.init for this layer")
 
 
 class ResidualSpec(_Layer):
     """`layers` applied in order, plus a shortcut from the block's input to their output."""
 
     type: Literal["residual"]
-    layers: list[LayerSpec] = Field(min_length=1, max_length=256)
+    layers: list[LayerSpec] = Field(
+        min_length=1, max_length=256, description="the block's layers, applied in order"
+    )
 
 
 LayerSpec = Annotated[
@@ -247,27 +433,36 @@ MAX_TOTAL_LAYERS = 256  # counting the layers inside residual blocks
 MAX_NESTING = 16  # residual blocks inside residual blocks; deeper would strain the recursion
 
 
-def _count_layers(layers: list, depth: int = 1) -> tuple[int, int]:
+def count_layers(layers: list, depth: int = 1) -> tuple[int, int]:
     """How many layers there are in all, and how deep residual blocks nest."""
     count, deepest = len(layers), depth
     for layer in layers:
         if layer.type == "residual":
-            inner, inner_depth = _count_layers(layer.layers, depth + 1)
+            inner, inner_depth = count_layers(layer.layers, depth + 1)
             count, deepest = count + inner, max(deepest, inner_depth)
     return count, deepest
 
 
 class ModelSpec(StrictModel):
-    init: InitName = Field(
+    init: InitSpec = Field(
         "torch_default",
-        description="weight initialisation for linear and conv layers; biases start at zero "
-        "unless torch_default",
+        validate_default=True,  # the bare name becomes its object, as a submitted one does
+        description=f"{INIT_DESCRIPTION}; applies to linear, conv and maxout layers and residual "
+        "projections",
     )
-    layers: list[LayerSpec] = Field(min_length=1, max_length=MAX_TOTAL_LAYERS)
+    bias_init: BiasInitSpec | None = Field(
+        None,
+        description=f"{BIAS_INIT_DESCRIPTION}; null: zeros, except that a layer whose weights "
+        "use torch_default keeps torch's own bias too",
+    )
+    layers: list[LayerSpec] = Field(
+        min_length=1, max_length=MAX_TOTAL_LAYERS,
+        description="the network, applied in order; each layer is an object with a type",
+    )
 
     @model_validator(mode="after")
     def _bounded_nesting(self) -> ModelSpec:
-        count, depth = _count_layers(self.layers)
+        count, depth = count_layers(self.layers)
         if count > MAX_TOTAL_LAYERS:
             raise ValueError(
                 f"the model has {count} layers counting those inside residual blocks; at most "

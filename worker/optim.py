@@ -32,14 +32,18 @@ def build_optimizer(spec: JobSpec, model: nn.Module) -> torch.optim.Optimizer:
         raise ValueError(f"unknown optimizer {opt.type!r}")  # the spec's union rules this out
     hyper = opt.model_dump(exclude={"type", "exclude_from_weight_decay"})
     excluded = set(opt.exclude_from_weight_decay)
-    params = weight_decay_groups(model, excluded) if excluded else model.parameters()
+    if excluded:
+        params = weight_decay_groups(model, excluded)
+    else:  # frozen layers' parameters (requires_grad False) stay out of the optimizer
+        params = [p for p in model.parameters() if p.requires_grad]
     return OPTIMIZERS[opt.type](params, **hyper)
 
 
 def weight_decay_groups(model: nn.Module, excluded: set[str]) -> list[dict[str, Any]]:
     """Two parameter groups, in `named_parameters` order: the decayed parameters, then those
     named by `excluded` ("bias": names ending in "bias"; "norm": normalisation layers'
-    parameters) with weight_decay 0. An empty group is left out."""
+    parameters) with weight_decay 0. Frozen parameters (requires_grad False) are in neither;
+    an empty group is left out."""
     norm_params = {
         id(p)
         for module in model.modules() if isinstance(module, NORM_LAYERS)
@@ -47,6 +51,8 @@ def weight_decay_groups(model: nn.Module, excluded: set[str]) -> list[dict[str, 
     }
     decay, no_decay = [], []
     for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
         spared = ("bias" in excluded and name.endswith("bias")) or (
             "norm" in excluded and id(param) in norm_params
         )
