@@ -13,7 +13,9 @@ from typing import Literal
 
 import numpy as np
 
-Task = Literal["classification", "regression"]
+# classification: one integer class label per sample; multilabel: L independent 0/1 labels
+# per sample, as floats (n, L); regression: float targets (n, 1).
+Task = Literal["classification", "multilabel", "regression"]
 TEST_FRACTION = 0.2
 TEST_SPLIT_SEED = 0
 
@@ -24,7 +26,7 @@ class DatasetInfo:
     task: Task
     input_shape: tuple[int, ...]
     num_classes: int | None  # classification only
-    target_shape: tuple[int, ...]  # () for class labels
+    target_shape: tuple[int, ...]  # () for class labels, (L,) for multilabel
     n_samples: int
     description: str
 
@@ -60,6 +62,7 @@ class Builtin:
     num_classes: Callable[[Options], int | None]
     n_samples: Callable[[Options], int]
     tunable: frozenset[str]  # which Options fields apply
+    target_shape: tuple[int, ...] = ()  # per sample: () for class labels
 
 
 def _digits(opts: Options) -> tuple[np.ndarray, np.ndarray]:
@@ -106,6 +109,27 @@ def _sine(opts: Options) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y.astype(np.float32)
 
 
+ZONE_LABELS = 4
+
+
+def _zones(opts: Options) -> tuple[np.ndarray, np.ndarray]:
+    """Points in the square [-1, 1]^2, each with ZONE_LABELS independent labels: right of the
+    y axis, above a slanted line, inside a ring around the origin, inside a disc off-centre.
+    Noise jitters the point a label is decided on, so labels near a boundary may flip."""
+    rng = np.random.default_rng(opts.seed)
+    n = _n(opts, 1000)
+    x = rng.uniform(-1.0, 1.0, (n, 2))
+    p = x + rng.normal(0.0, 0.05 if opts.noise is None else opts.noise, (n, 2))
+    radius = np.hypot(p[:, 0], p[:, 1])
+    labels = np.stack([
+        p[:, 0] > 0.0,
+        p[:, 1] > 0.5 * p[:, 0] + 0.2,
+        (radius > 0.35) & (radius < 0.75),
+        np.hypot(p[:, 0] - 0.5, p[:, 1] + 0.5) < 0.45,
+    ], axis=1)
+    return x.astype(np.float32), labels.astype(np.float32)
+
+
 def _n(opts: Options, default: int) -> int:
     return opts.n_samples or default
 
@@ -134,7 +158,13 @@ BUILTINS: dict[str, Builtin] = {
     "sine": Builtin(
         "y = sin(x) + noise on [-pi, pi] (regression, 1000 points)",
         "regression", _sine, lambda o: (1,), lambda o: None, lambda o: _n(o, 1000),
-        frozenset({"n_samples", "noise"}),
+        frozenset({"n_samples", "noise"}), target_shape=(1,),
+    ),
+    "zones": Builtin(
+        f"2-D points with {ZONE_LABELS} independent 0/1 labels (multi-label): right of the "
+        "y axis, above a slanted line, in a ring, in a disc (1000 points)",
+        "multilabel", _zones, lambda o: (2,), lambda o: None, lambda o: _n(o, 1000),
+        frozenset({"n_samples", "noise"}), target_shape=(ZONE_LABELS,),
     ),
 }
 
@@ -147,14 +177,15 @@ def describe(name: str, opts: Options | None = None) -> DatasetInfo:
         task=builtin.task,
         input_shape=builtin.input_shape(opts),
         num_classes=builtin.num_classes(opts),
-        target_shape=() if builtin.task == "classification" else (1,),
+        target_shape=builtin.target_shape,
         n_samples=builtin.n_samples(opts),
         description=builtin.description,
     )
 
 
 def load(name: str, opts: Options | None = None) -> Arrays:
-    """Generate the dataset and cut its fixed test split (stratified by class)."""
+    """Generate the dataset and cut its fixed test split (stratified by class labels; a
+    multi-label or regression set is split at random)."""
     opts = opts or Options()
     builtin = BUILTINS[name]
     x, y = builtin.generate(opts)
@@ -166,7 +197,11 @@ def load(name: str, opts: Options | None = None) -> Arrays:
 def split_indices(
     n: int, fraction: float, seed: int, labels: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split range(n) into (kept, held_out) with `fraction` held out, stratified by `labels`."""
+    """Split range(n) into (kept, held_out) with `fraction` held out, stratified by `labels`
+    (one class label per sample; pass None for multi-label and regression targets)."""
+    if labels is not None and labels.ndim != 1:
+        # np.unique would flatten (n, L) 0/1 targets into two bogus "classes" of labels.
+        raise ValueError(f"stratify by class labels of shape (n,), not {labels.shape}")
     rng = np.random.default_rng(seed)
     if labels is None:
         order = rng.permutation(n)

@@ -403,7 +403,7 @@ def test_datasets_lists_the_builtins_with_input_shapes(client):
     assert response.status_code == 200
     shapes = {d["name"]: d["input_shape"] for d in response.json()}
     assert shapes == {"blobs": [2], "digits": [1, 8, 8], "moons": [2], "sine": [1],
-                      "spirals": [2]}
+                      "spirals": [2], "zones": [2]}
     digits = client.get("/v1/datasets/digits").json()
     assert (digits["task"], digits["num_classes"], digits["n_samples"]) == (
         "classification", 10, 1797)

@@ -20,8 +20,9 @@ from core.db import retry_database
 from core.repo import checkpoints as checkpoint_repo
 from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
+from core.specs.metrics import better_direction
 from worker.checkpoints import checkpoint_path, checkpoint_state, write_atomically
-from worker.train import LoopState, Point
+from worker.state import LoopState, Point
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,6 @@ class LeaseLost(RuntimeError):
 
 class DatabaseGone(RuntimeError):
     """The database stayed away longer than the buffer or the retry time allows."""
-
-
-def _better(name: str) -> str | None:
-    if "accuracy" in name:
-        return "max"
-    if name.endswith("loss") or name.endswith("rmse"):
-        return "min"
-    return None
 
 
 class Summary:
@@ -62,7 +55,7 @@ class Summary:
             self.test[point.name] = point.value
             return
         self.latest[point.name] = point.value
-        mode = _better(point.name)
+        mode = better_direction(point.name)
         current = self.best.get(point.name)
         if mode and (
             current is None
@@ -110,6 +103,8 @@ class MetricSink:
             self.summary.add(p)
         self.progress = {"epoch": state.epoch, "epochs": state.epochs, "step": state.step,
                          "total_steps": state.total_steps}
+        if state.notes:
+            self.summary.extra["notes"] = list(state.notes)
         if time.monotonic() - self.last_flush >= self.flush_s:
             self.flush()
 

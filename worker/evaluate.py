@@ -1,4 +1,10 @@
-"""What the loop measures: correct predictions in a batch, and a split's loss and metrics."""
+"""What the loop measures: correct predictions in a batch, and a split's loss and metrics.
+
+The task string and the network's output width say how to read the output, without the
+loss: on a "classification" set a single output is a binary bce_with_logits logit
+(validation allows one output there only with that loss), wider outputs are class logits;
+on a "multilabel" set each output is one label's logit. A logit above 0 predicts 1.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import torch
 from torch import nn
 
 EVAL_BATCH = 4096
+ACCURACY_TASKS = ("classification", "multilabel")  # the tasks batch_correct counts
 
 
 @dataclass
@@ -24,31 +31,86 @@ class Evaluation:
         return {f"{split}_{name}": value for name, value in named.items()}
 
 
+def predicted_class(out: torch.Tensor) -> torch.Tensor:
+    """Class labels (n,) from a classification network's output (n, C), or (n, 1) for a
+    binary bce_with_logits network."""
+    if out.shape[1] == 1:
+        return (out[:, 0] > 0).long()
+    return out.argmax(dim=1)
+
+
+def label_hits(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(n, L) booleans: which multi-label decisions (logit > 0) match the 0/1 targets."""
+    return (out > 0) == (y > 0.5)
+
+
 def batch_correct(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
     """How many predictions in the batch are right, as a 0-d tensor on the batch's device
-    (no host sync). Only classification counts; other tasks return zero."""
+    (no host sync). Classification: right samples (an integer tensor). Multi-label: right
+    label decisions / L (a float tensor), so that dividing by the number of samples gives
+    per-label accuracy as for classification. Other tasks return zero."""
     if task == "classification":
-        return (out.argmax(dim=1) == y).sum()
+        return (predicted_class(out) == y).sum()
+    if task == "multilabel":
+        return label_hits(out, y).sum() / out.shape[1]
     return torch.zeros((), device=out.device, dtype=torch.long)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             task: str) -> Evaluation:
+             task: str, *, top_k: int | None = None) -> Evaluation:
+    """The split's mean loss and the task's metrics: accuracy (and `top<k>_accuracy` when
+    top_k is given) for classification; per-label accuracy and exact_match for multi-label;
+    rmse, mae and r2 (averaged over outputs, as scikit-learn's r2_score) for regression."""
     model.eval()
     total_loss = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
-    squared_error = torch.zeros((), device=x.device)
+    sums: dict[str, torch.Tensor] = {}
+
+    def add(name: str, value: torch.Tensor) -> None:
+        sums[name] = sums[name] + value if name in sums else value
+
     for start in range(0, len(x), EVAL_BATCH):
         xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
         out = model(xb)
         total_loss += loss_fn(out, yb) * len(xb)
         if task == "classification":
-            correct += batch_correct(out, yb, task)
+            add("correct", (predicted_class(out) == yb).sum())
+            if top_k is not None:
+                top = out.topk(top_k, dim=1).indices
+                add("top_k", (top == yb[:, None]).any(dim=1).sum())
+        elif task == "multilabel":
+            hits = label_hits(out, yb)
+            add("label_hits", hits.sum())
+            add("exact", hits.all(dim=1).sum())
         else:
-            # rmse whatever the loss: the loss may be l1 or huber.
-            squared_error += (out - yb).square().sum()
+            # Whatever the loss (mse, l1 or huber), all three are recorded.
+            error = (out - yb).float()
+            add("squared", error.square().sum(dim=0))
+            add("absolute", error.abs().sum())
     loss = (total_loss / len(x)).item()
+    n = len(x)
     if task == "classification":
-        return Evaluation(loss, correct.item() / len(x))
-    return Evaluation(loss, extra={"rmse": math.sqrt(squared_error.item() / y.numel())})
+        extra = {f"top{top_k}_accuracy": sums["top_k"].item() / n} if top_k is not None else {}
+        return Evaluation(loss, sums["correct"].item() / n, extra)
+    if task == "multilabel":
+        return Evaluation(loss, sums["label_hits"].item() / y.numel(),
+                          {"exact_match": sums["exact"].item() / n})
+    squared = sums["squared"]
+    return Evaluation(loss, extra={
+        "rmse": math.sqrt(squared.sum().item() / y.numel()),
+        "mae": sums["absolute"].item() / y.numel(),
+        "r2": _r2(squared, y),
+    })
+
+
+def _r2(squared_error: torch.Tensor, y: torch.Tensor) -> float:
+    """1 - residual / total sum of squares per output, averaged over outputs. An output whose
+    targets are all equal scores 1 when predicted exactly and 0 otherwise (scikit-learn's
+    choice), rather than dividing by zero."""
+    y = y.float().reshape(len(y), -1)
+    total = (y - y.mean(dim=0)).square().sum(dim=0)
+    residual = squared_error.reshape(-1)
+    constant = total == 0
+    score = torch.where(constant, (residual == 0).float(),
+                        1 - residual / torch.where(constant, 1.0, total))
+    return score.mean().item()

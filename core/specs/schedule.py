@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
+from core.specs.metrics import better_direction
 from models.spec import StrictModel
 
 ScheduleUnit = Literal["epoch", "step"]
@@ -15,6 +16,7 @@ Unit = Annotated[ScheduleUnit, Field(
 )]
 Gamma = Annotated[float, Field(gt=0.0, le=1.0, description="multiplies the rate, in (0, 1]")]
 VAL_METRICS = {"classification": ("val_loss", "val_accuracy"),
+               "multilabel": ("val_loss", "val_accuracy"),
                "regression": ("val_loss", "val_rmse")}
 
 
@@ -74,25 +76,29 @@ class OneCycleSchedule(StrictModel):
     type: Literal["one_cycle"]
     max_lr: float = Field(gt=0.0, le=10.0, description="the peak rate; > 0")
     pct_start: float = Field(0.3, gt=0.0, lt=1.0, description="share of the run spent rising")
-    anneal: Literal["cos", "linear"] = "cos"
+    anneal: Literal["cos", "linear"] = Field(
+        "cos", description="the shape of the rise and the fall: cosine or linear"
+    )
 
 
 class ReduceOnPlateauSchedule(StrictModel):
     type: Literal["reduce_on_plateau"]
     monitor: str = Field("val_loss", description="val_loss, val_accuracy or val_rmse")
     mode: Literal["min", "max"] | None = Field(
-        None, description="null: max for val_accuracy, min otherwise"
+        None, description="null: max for accuracies, exact_match and r2, min otherwise"
     )
     factor: float = Field(0.1, gt=0.0, lt=1.0, description="multiplies the rate, in (0, 1)")
     patience: int = Field(10, ge=0, description="epochs without improvement before reducing")
     threshold: float = Field(1e-4, ge=0.0, description="the least change that counts")
-    threshold_mode: Literal["rel", "abs"] = "rel"
+    threshold_mode: Literal["rel", "abs"] = Field(
+        "rel", description="rel: threshold is a share of the best value; abs: an amount"
+    )
     cooldown: int = Field(0, ge=0, description="epochs to wait after a reduction")
-    min_lr: float = Field(0.0, ge=0.0, le=10.0)
+    min_lr: float = Field(0.0, ge=0.0, le=10.0, description="the rate is never reduced below")
 
     @property
     def resolved_mode(self) -> Literal["min", "max"]:
-        return self.mode or ("max" if self.monitor.endswith("accuracy") else "min")
+        return self.mode or ("max" if better_direction(self.monitor) == "max" else "min")
 
 
 ScheduleSpec = Annotated[

@@ -125,7 +125,9 @@ export function bestValidation(summary) {
 
 export function formatValue(name, value) {
   if (value == null || Number.isNaN(value)) return "–";
-  if (name.endsWith("accuracy")) return `${(value * 100).toFixed(2)}%`;
+  if (name.endsWith("accuracy") || name.endsWith("exact_match")) {
+    return `${(value * 100).toFixed(2)}%`;
+  }
   return Math.abs(value) >= 1000 ? value.toFixed(0) : value.toPrecision(4);
 }
 

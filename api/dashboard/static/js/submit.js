@@ -58,9 +58,14 @@ function showProblems(detail) {
   );
 }
 
+function describeTargets(dataset) {
+  if (dataset.task === "multilabel") return `, ${dataset.target_shape[0]} labels each`;
+  return dataset.num_classes ? `, ${dataset.num_classes} classes` : ", regression";
+}
+
 function showModel({ model, dataset, warnings }) {
   result.dataset.outcome = "valid";
-  const classes = dataset.num_classes ? `, ${dataset.num_classes} classes` : ", regression";
+  const classes = describeTargets(dataset);
   result.replaceChildren(
     el("h2", { class: "good" }, "Valid"),
     el("p", {}, `${dataset.name}: ${dataset.n_samples} samples of shape `
