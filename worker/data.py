@@ -1,4 +1,4 @@
-"""Dataset -> tensors on the training device: validation split, standardisation."""
+"""Dataset -> tensors on the training device: validation split, input normalisation."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ class TrainData:
     y_val: torch.Tensor | None
     x_test: torch.Tensor | None
     y_test: torch.Tensor | None
-    normalization: dict[str, torch.Tensor]  # mean and std, per feature; empty when off
+    # Per-feature statistics of the training split, saved in checkpoints as they are:
+    # {"mean", "std"} (standardize), {"min", "max"} (minmax) or {} (none); see normalize_inputs.
+    normalization: dict[str, torch.Tensor]
     num_classes: int | None = None  # classification only
 
     @property
@@ -39,6 +41,39 @@ def standardize_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
+def minmax_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature minimum and maximum of the training split."""
+    return x_train.min(axis=0).astype(np.float32), x_train.max(axis=0).astype(np.float32)
+
+
+def normalization_stats(x_train: np.ndarray, kind: str) -> dict[str, torch.Tensor]:
+    """The statistics `dataset.normalize` asks for, from the training split's inputs."""
+    if kind == "standardize":
+        mean, std = standardize_stats(x_train)
+        return {"mean": torch.from_numpy(mean), "std": torch.from_numpy(std)}
+    if kind == "minmax":
+        low, high = minmax_stats(x_train)
+        return {"min": torch.from_numpy(low), "max": torch.from_numpy(high)}
+    return {}
+
+
+def normalize_inputs(x: torch.Tensor, normalization: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Apply saved statistics (TrainData.normalization, a checkpoint's `normalization`) to
+    raw inputs. A constant feature (max - min below 1e-6) gets range 1 so that it maps to
+    zero rather than to NaN, as standardize_stats does for std."""
+    if not normalization:
+        return x
+    shift, scale = _shift_and_scale(normalization)
+    return (x - shift) / scale
+
+
+def _shift_and_scale(normalization: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    if "mean" in normalization:
+        return normalization["mean"], normalization["std"]
+    low, span = normalization["min"], normalization["max"] - normalization["min"]
+    return low, torch.where(span < 1e-6, torch.ones_like(span), span)
+
+
 def prepare_data(spec: JobSpec, device: torch.device) -> TrainData:
     info = datasets.describe(spec.dataset.name, spec.dataset.options())
     arrays = datasets.load(spec.dataset.name, spec.dataset.options())
@@ -49,17 +84,14 @@ def prepare_data(spec: JobSpec, device: torch.device) -> TrainData:
     x_train, y_train = arrays.x_train[train_idx], arrays.y_train[train_idx]
     x_val, y_val = arrays.x_train[val_idx], arrays.y_train[val_idx]
 
-    normalization: dict[str, torch.Tensor] = {}
-    if spec.dataset.normalize == "standardize":
-        mean, std = standardize_stats(x_train)
-        normalization = {"mean": torch.from_numpy(mean), "std": torch.from_numpy(std)}
+    normalization = normalization_stats(x_train, spec.dataset.normalize)
 
     def to_device(x: np.ndarray | None, features: bool) -> torch.Tensor | None:
         if x is None or len(x) == 0:
             return None
         t = torch.from_numpy(np.ascontiguousarray(x))
-        if features and normalization:
-            t = (t - normalization["mean"]) / normalization["std"]
+        if features:
+            t = normalize_inputs(t, normalization)
         return t.to(device)
 
     return TrainData(

@@ -7,17 +7,27 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from core import datasets
+from core.specs.augment import AugmentSpec
 from models.spec import StrictModel
 
 
 class DatasetSpec(StrictModel):
-    name: str = Field(description="a built-in dataset: digits, spirals, moons, blobs or sine")
+    name: str = Field(
+        description="a built-in dataset: digits, spirals, moons, blobs, sine or zones"
+    )
     val_fraction: float = Field(
         0.1, ge=0.0, le=0.5, description="share of the training split held out for validation"
     )
-    normalize: Literal["standardize", "none"] = Field(
+    normalize: Literal["standardize", "minmax", "none"] = Field(
         "standardize",
-        description="standardize: per-feature mean and std from the training split only",
+        description="standardize: (x - mean) / std; minmax: (x - min) / (max - min), so the "
+        "training inputs lie in [0, 1]. Per feature, from the training split only, and "
+        "applied unchanged to validation and test; a constant feature maps to 0",
+    )
+    augment: list[AugmentSpec] = Field(
+        default_factory=list, max_length=16,
+        description="augmentations applied in order to every training batch on the device, "
+        "never to validation or test; empty: none",
     )
     n_samples: int | None = Field(None, ge=20, le=1_000_000, description="synthetic sets only")
     noise: float | None = Field(None, ge=0.0, le=10.0, description="synthetic sets only")
