@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from torch import Tensor
 from torch.testing import assert_close
 
-from core.jobspec import JobSpec
+from core.jobspec import JobSpec, validate_job
+from core.settings import Settings
 from models import spec as s
 from models.build import SpecError, build_model, summarize
 
@@ -374,3 +375,18 @@ def test_the_residual_example_builds_as_documented() -> None:
                                                                               "layers.2"]
     assert not any(row.name.endswith("shortcut") for row in summary.layers)  # identity
     assert net(torch.randn(4, 2)).shape == (4, 3)
+
+
+def test_the_servers_layer_limit_counts_the_layers_inside_blocks() -> None:
+    block = {"type": "residual", "layers": [{"type": "linear", "out_features": 8},
+                                            {"type": "relu"}] * 3}
+    spec = JobSpec.model_validate({
+        "dataset": {"name": "spirals"},
+        "model": {"layers": [{"type": "linear", "out_features": 8}, block,
+                             {"type": "linear", "out_features": 3}]},
+    })
+    validate_job(spec, Settings(max_layers=9))  # 3 top-level + 6 inside
+    with pytest.raises(SpecError) as caught:
+        validate_job(spec, Settings(max_layers=8))
+    assert caught.value.field == "model.layers"
+    assert "9 layers counting those inside residual blocks" in caught.value.message

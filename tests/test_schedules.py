@@ -34,7 +34,8 @@ from worker.checkpoints import (
 from worker.data import prepare_data
 from worker.optim import build_optimizer
 from worker.schedules import build_scheduler
-from worker.train import LoopState, Point, Preempted, steps_per_epoch, train
+from worker.state import LoopState, Point
+from worker.train import Preempted, steps_per_epoch, train
 
 CPU = torch.device("cpu")
 LR = 0.1

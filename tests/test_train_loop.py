@@ -27,7 +27,8 @@ from models.losses import build_loss
 from worker.checkpoints import checkpoint_state, load_checkpoint, write_atomically
 from worker.data import TrainData, prepare_data
 from worker.optim import build_optimizer
-from worker.train import LoopState, Point, TrainingDiverged, steps_per_epoch, train
+from worker.state import LoopState, Point
+from worker.train import TrainingDiverged, steps_per_epoch, train
 
 CPU = torch.device("cpu")
 

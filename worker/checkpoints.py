@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from worker.schedules import Scheduler
-from worker.train import EpochProgress, LoopState
+from worker.state import EpochProgress, LoopState
 
 FORMAT_VERSION = 1
 
@@ -29,7 +29,9 @@ def checkpoint_state(
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict() if state.scheduler else None,
-        "scaler": None,
+        "scaler": state.scaler.state_dict() if state.scaler else None,
+        "early_stopping": state.stopper.state_dict() if state.stopper else None,
+        "notes": list(state.notes),
         "step": state.step,
         "epoch": state.epoch,
         "loop": state.in_epoch.as_dict(),
@@ -105,6 +107,9 @@ def restore_loop_state(
     return LoopState(
         model, optimizer, shuffle, epoch=payload["epoch"], step=payload["step"],
         in_epoch=EpochProgress.from_dict(payload.get("loop", {}), device), scheduler=scheduler,
+        restored={"scaler": payload.get("scaler"),
+                  "early_stopping": payload.get("early_stopping")},
+        notes=list(payload.get("notes", [])),
     )
 
 

@@ -35,8 +35,8 @@ class Scheduler:
         if self.monitor is None:
             self.torch_scheduler.step()
             return
-        if self.monitor not in metrics:  # validate_job rules this out
-            raise KeyError(f"reduce_on_plateau monitors {self.monitor!r}, which was not recorded")
+        if self.monitor not in metrics:
+            return  # no evaluation this epoch (training.eval_every_epochs > 1): no news
         self.torch_scheduler.step(metrics[self.monitor])
 
     def state_dict(self) -> dict[str, Any]:
@@ -49,8 +49,10 @@ class Scheduler:
 
 def build_scheduler(
     spec: ScheduleSpec, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int,
+    total_steps: int | None = None,
 ) -> Scheduler:
-    """The schedule for a run of `epochs` epochs of `steps_per_epoch` optimizer steps.
+    """The schedule for a run of `epochs` epochs of `steps_per_epoch` optimizer steps, that
+    ends after `total_steps` steps (default: all of them; fewer with training.max_steps).
 
     Build it before restoring the optimizer from a checkpoint: constructing a torch scheduler
     sets the optimizer's rates, which the checkpoint's optimizer state then puts back."""
@@ -63,7 +65,7 @@ def build_scheduler(
             cooldown=spec.cooldown, min_lr=spec.min_lr,
         )
         return Scheduler(plateau, per_step=False, monitor=spec.monitor)
-    total_steps = steps_per_epoch * epochs
+    total_steps = total_steps or steps_per_epoch * epochs
     if spec.type == "one_cycle":
         cycle = lr_scheduler.OneCycleLR(
             optimizer, max_lr=spec.max_lr, total_steps=total_steps, pct_start=spec.pct_start,

@@ -8,18 +8,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from core.jobspec import JobSpec
+from core.specs.training import TrainingSpec
 from worker.augment import build_augmenter
 from worker.data import TrainData
-from worker.evaluate import batch_correct, evaluate
+from worker.evaluate import ACCURACY_TASKS, batch_correct, evaluate
+from worker.precision import compile_network, resolve_precision
 from worker.probes import LayerProbe
+from worker.regularize import clip_gradients, l1_parameters, l1_penalty
 from worker.schedules import Scheduler, build_scheduler
+from worker.state import Callback, EpochProgress, LoopState, Point
+from worker.stopping import EarlyStopper
 
 
 class TrainingDiverged(RuntimeError):
@@ -28,74 +32,6 @@ class TrainingDiverged(RuntimeError):
 
 class Preempted(Exception):
     """Training stopped at a step boundary on request, after the callbacks checkpointed."""
-
-
-@dataclass
-class EpochProgress:
-    """Where the loop is inside an epoch. Checkpointed with the rest, so that a run resumed
-    from the middle of an epoch continues with the same batches and the same sums."""
-
-    order: torch.Tensor | None = None  # this epoch's sample order; None: not started
-    batch: int = 0  # batches of this epoch already trained
-    loss_sum: torch.Tensor | None = None
-    correct: torch.Tensor | None = None
-    window_loss: torch.Tensor | None = None
-    window_count: int = 0
-    elapsed_s: float = 0.0
-
-    def start(self, order: torch.Tensor) -> None:
-        device = order.device
-        self.order, self.batch, self.window_count, self.elapsed_s = order, 0, 0, 0.0
-        self.loss_sum = torch.zeros((), device=device)
-        self.correct = torch.zeros((), device=device, dtype=torch.long)
-        self.window_loss = torch.zeros((), device=device)
-
-    def as_dict(self) -> dict:
-        if self.order is None:
-            return {}
-        return {"order": self.order.cpu(), "batch": self.batch,
-                "loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu(),
-                "window_loss": self.window_loss.cpu(), "window_count": self.window_count,
-                "elapsed_s": self.elapsed_s}
-
-    @classmethod
-    def from_dict(cls, saved: dict, device: torch.device) -> EpochProgress:
-        if not saved:
-            return cls()
-        return cls(saved["order"].to(device), saved["batch"], saved["loss_sum"].to(device),
-                   saved["correct"].to(device), saved["window_loss"].to(device),
-                   saved["window_count"], saved["elapsed_s"])
-
-
-@dataclass
-class LoopState:
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    shuffle: torch.Generator
-    epoch: int = 0  # the epoch in progress, or the last one finished
-    step: int = 0
-    total_steps: int = 0
-    epochs: int = 0
-    in_epoch: EpochProgress = field(default_factory=EpochProgress)
-    scheduler: Scheduler | None = None
-
-
-@dataclass
-class Point:
-    name: str
-    value: float
-    step: int
-    epoch: int
-
-
-class Callback(Protocol):
-    def on_points(self, state: LoopState, points: list[Point]) -> None: ...
-
-    def on_epoch_end(self, state: LoopState, metrics: dict[str, float]) -> None: ...
-
-    def on_train_end(self, state: LoopState, metrics: dict[str, float]) -> None: ...
-
-    def on_preempt(self, state: LoopState) -> None: ...
 
 
 def _check_finite(value: float, step: int, lr: float) -> None:
@@ -115,8 +51,36 @@ def batch_bounds(n_train: int, batch_size: int) -> list[tuple[int, int]]:
     return [(s, e) for s, e in zip(starts, [*starts[1:], n_train], strict=True)]
 
 
-def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    return len(batch_bounds(n_train, batch_size))
+@dataclass(frozen=True)
+class RunPlan:
+    """The run's shape: batches per epoch, optimizer steps per epoch (`accumulate` batches
+    each; the epoch's last step may take fewer), and where the run ends."""
+
+    bounds: list[tuple[int, int]]
+    accumulate: int
+    steps_per_epoch: int
+    epochs: int  # epochs the run touches: the last may end early at max_steps
+    total_steps: int
+
+
+def plan_run(n_train: int, cfg: TrainingSpec) -> RunPlan:
+    bounds = batch_bounds(n_train, cfg.batch_size)
+    per_epoch = math.ceil(len(bounds) / cfg.accumulate_batches)
+    total = per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    return RunPlan(bounds, cfg.accumulate_batches, per_epoch, math.ceil(total / per_epoch),
+                   total)
+
+
+def steps_per_epoch(n_train: int, batch_size: int, accumulate: int = 1) -> int:
+    return math.ceil(len(batch_bounds(n_train, batch_size)) / accumulate)
+
+
+def build_run_scheduler(spec: JobSpec, optimizer: torch.optim.Optimizer, plan: RunPlan
+                        ) -> Scheduler:
+    return build_scheduler(spec.schedule, optimizer, plan.steps_per_epoch, plan.epochs,
+                           plan.total_steps)
 
 
 def train(
@@ -131,7 +95,8 @@ def train(
     resume: LoopState | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
-    """Train for spec.training.epochs and return the final metrics (test ones included).
+    """Train for the run spec.training describes and return the final metrics (test ones
+    included).
 
     `scheduler` defaults to the spec's schedule, built here; `resume` is the state restored
     from a checkpoint (worker/checkpoints.py), its scheduler included. When
@@ -140,97 +105,198 @@ def train(
     """
     cfg = spec.training
     n = len(data.x_train)
-    bounds = batch_bounds(n, cfg.batch_size)
-    per_epoch = len(bounds)
-    log_every = cfg.log_every_steps or max(1, math.ceil(per_epoch / 50))
-    classification = data.task == "classification"
+    plan = plan_run(n, cfg)
+    bounds, per_epoch_batches = plan.bounds, len(plan.bounds)
+    log_every = cfg.log_every_steps or max(1, math.ceil(plan.steps_per_epoch / 50))
     device = data.x_train.device
     state = resume or LoopState(model, optimizer, torch.Generator().manual_seed(cfg.seed))
-    state.total_steps, state.epochs = per_epoch * cfg.epochs, cfg.epochs
+    state.total_steps, state.epochs = plan.total_steps, plan.epochs
     if state.scheduler is None:
         if resume is not None and spec.schedule.type != "constant":
             # Built now, it would start the schedule over and reset the restored rates.
             raise ValueError("pass the scheduler to restore_loop_state to resume a schedule")
-        state.scheduler = scheduler or build_scheduler(spec.schedule, optimizer, per_epoch,
-                                                       cfg.epochs)
+        state.scheduler = scheduler or build_run_scheduler(spec, optimizer, plan)
     schedule = state.scheduler
+    precision = resolve_precision(cfg.precision, device)
+    if precision.scaler is not None:
+        if state.restored.get("scaler"):
+            precision.scaler.load_state_dict(state.restored["scaler"])
+        state.scaler = precision.scaler
+    _note(state, precision.note)
+    stopping = cfg.early_stopping
+    if stopping is not None and state.stopper is None:
+        state.stopper = EarlyStopper(stopping.monitor, stopping.resolved_mode,
+                                     stopping.patience, stopping.min_delta,
+                                     stopping.restore_best)
+        state.stopper.load_state_dict(state.restored.get("early_stopping"), device)
+    forward = model
+    if cfg.compile:
+        forward, note = compile_network(model, data.x_train[: min(n, cfg.batch_size)])
+        _note(state, note)
     augment = build_augmenter(spec.dataset, data.task, data.num_classes)
     probe = LayerProbe(model)
+    reg = spec.regularization
+    penalised = l1_parameters(model) if reg.l1 > 0 else []
+    clipped = [p for p in model.parameters() if p.requires_grad] if reg.clip_grad else []
+
+    def validate() -> dict[str, float]:
+        return evaluate(model, loss_fn, data.x_val, data.y_val, data.task,
+                        top_k=spec.metrics.top_k).as_metrics("val")
+
+    def stops_early(val: dict[str, float]) -> bool:
+        if state.stopper is None or not state.stopper.update(val, model, state.step,
+                                                             state.epoch):
+            return False
+        _note(state, state.stopper.describe_stop(state.step, state.epoch))
+        return True
 
     metrics: dict[str, float] = {}
+    stopped_early = False
     first_epoch = state.epoch if state.in_epoch.order is not None else state.epoch + 1
-    for epoch in range(first_epoch, cfg.epochs + 1):
+    for epoch in range(first_epoch, plan.epochs + 1):
         state.epoch = epoch
         progress = state.in_epoch
         if progress.order is None:
             progress.start(torch.randperm(n, generator=state.shuffle).to(device))
         model.train()
         started = time.perf_counter() - progress.elapsed_s
-        for b in range(progress.batch, per_epoch):
-            start, end = bounds[b]
-            idx = progress.order[start:end]
-            xb, yb = data.x_train[idx], data.y_train[idx]
-            xb, target = augment(xb, yb) if augment else (xb, yb)
-            out = model(xb)
-            loss = loss_fn(out, target)
+        layer_stats: dict[str, float] = {}
+        penalty = grad_norm = None
+        for first in range(progress.batch, per_epoch_batches, plan.accumulate):
+            last = min(first + plan.accumulate, per_epoch_batches)
+            group_size = bounds[last - 1][1] - bounds[first][0]
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            probing = b == per_epoch - 1  # per-layer statistics at each epoch's last step
-            if probing:
+            for b in range(first, last):
+                start, end = bounds[b]
+                idx = progress.order[start:end]
+                xb, yb = data.x_train[idx], data.y_train[idx]
+                xb, target = augment(xb, yb) if augment else (xb, yb)
+                with precision.autocast():
+                    out = forward(xb)
+                    loss = loss_fn(out, target)
+                # Each batch's share of the group's mean: accumulated gradients equal those of
+                # one batch of the whole group.
+                share = len(idx) / group_size
+                objective = loss * share if plan.accumulate > 1 else loss
+                if penalised:
+                    penalty = l1_penalty(penalised, reg.l1)
+                    objective = objective + penalty * share
+                if precision.scaler is not None:
+                    precision.scaler.scale(objective).backward()
+                else:
+                    objective.backward()
+                batch_loss = loss.detach().float() * len(idx)
+                progress.loss_sum += batch_loss
+                progress.window_loss += batch_loss
+                progress.window_count += len(idx)
+                progress.correct += batch_correct(out.detach(), yb, data.task)
+            if precision.scaler is not None:
+                precision.scaler.unscale_(optimizer)  # clipping and probes see true gradients
+            ends_epoch = last == per_epoch_batches or state.step + 1 == plan.total_steps
+            if ends_epoch:  # per-layer statistics at each epoch's last step
                 probe.after_backward()
-            optimizer.step()
-            if probing:
+            if reg.clip_grad is not None:
+                grad_norm = clip_gradients(clipped, reg.clip_grad.by, reg.clip_grad.max)
+            if precision.scaler is not None:
+                precision.scaler.step(optimizer)
+                precision.scaler.update()
+            else:
+                optimizer.step()
+            if ends_epoch:
                 layer_stats = probe.after_step()
             lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             schedule.after_step()
             state.step += 1
-            progress.batch = b + 1
-            batch_loss = loss.detach() * len(idx)
-            progress.loss_sum += batch_loss
-            progress.window_loss += batch_loss
-            progress.window_count += len(idx)
-            if classification:
-                progress.correct += batch_correct(out.detach(), yb, data.task)
-            if state.step % log_every == 0 or b == per_epoch - 1:
+            progress.batch = last
+            if state.step % log_every == 0 or ends_epoch:
                 # The only host sync in the step loop, at a bounded rate.
                 value = (progress.window_loss / progress.window_count).item()
                 _check_finite(value, state.step, lr)
-                _emit(callbacks, state, [Point("train_loss_step", value, state.step, epoch),
-                                         Point("lr", lr, state.step, epoch)])
+                points = [Point("train_loss_step", value, state.step, epoch),
+                          Point("lr", lr, state.step, epoch)]
+                if penalty is not None:
+                    points.append(Point("l1_penalty", penalty.item(), state.step, epoch))
+                if grad_norm is not None:
+                    points.append(Point("grad_norm", grad_norm.item(), state.step, epoch))
+                _emit(callbacks, state, points)
                 progress.window_loss.zero_()
                 progress.window_count = 0
-            if should_stop is not None and b < per_epoch - 1 and should_stop():
+            if (cfg.eval_every_steps and data.x_val is not None
+                    and state.step % cfg.eval_every_steps == 0):
+                progress.pending_val = validate()
+                model.train()
+                _emit(callbacks, state, _points(progress.pending_val, state, epoch))
+                if stops_early(progress.pending_val):
+                    stopped_early = True
+                    break
+            if ends_epoch:
+                break
+            if should_stop is not None and should_stop():
                 progress.elapsed_s = time.perf_counter() - started
                 _preempt(callbacks, state)
         elapsed = time.perf_counter() - started
+        seen = bounds[progress.batch - 1][1]
         metrics = {
-            "train_loss": (progress.loss_sum / n).item(),
-            "samples_per_s": n / elapsed if elapsed > 0 else 0.0,
+            "train_loss": (progress.loss_sum / seen).item(),
+            "samples_per_s": seen / elapsed if elapsed > 0 else 0.0,
         }
-        if classification:
-            metrics["train_accuracy"] = progress.correct.item() / n
+        if data.task in ACCURACY_TASKS:
+            metrics["train_accuracy"] = progress.correct.item() / seen
         metrics |= layer_stats
+        run_ends = stopped_early or state.step == plan.total_steps
+        logged = dict(metrics)
+        if data.x_val is not None and not stopped_early and _evaluates_now(cfg, epoch,
+                                                                          state.step, run_ends):
+            val = validate()
+            logged |= val
+            stopped_early = stops_early(val)
+            run_ends = run_ends or stopped_early
+        metrics = {**progress.pending_val, **logged}
         state.in_epoch = EpochProgress()
-        if data.x_val is not None:
-            metrics |= evaluate(model, loss_fn, data.x_val, data.y_val, data.task).as_metrics("val")
-        _emit(callbacks, state, [Point(k, v, state.step, epoch) for k, v in metrics.items()])
+        _emit(callbacks, state, _points(logged, state, epoch))
+        if run_ends:
+            # The checkpoint callback writes the final checkpoint at the run's end, not here.
+            state.epochs, state.total_steps = epoch, state.step
         # Stepped before the callbacks checkpoint, so the checkpoint holds the next epoch's
         # rate. `lr` was logged with train_loss_step; the epoch's metrics name the last rate.
         schedule.after_epoch(metrics)
         metrics["lr"] = lr
         for callback in callbacks:
             callback.on_epoch_end(state, metrics)
-        if should_stop is not None and epoch < cfg.epochs and should_stop():
+        if run_ends:
+            break
+        if should_stop is not None and should_stop():
             _preempt(callbacks, state)
 
     final = dict(metrics)
+    restored = state.stopper is not None and stopped_early and state.stopper.restore(model)
+    if restored and data.x_val is not None:
+        final |= validate()  # the restored weights' own; already logged at their step
     if data.x_test is not None:
-        test = evaluate(model, loss_fn, data.x_test, data.y_test, data.task).as_metrics("test")
+        test = evaluate(model, loss_fn, data.x_test, data.y_test, data.task,
+                        top_k=spec.metrics.top_k).as_metrics("test")
         final |= test
-        _emit(callbacks, state, [Point(k, v, state.step, state.epoch) for k, v in test.items()])
+        _emit(callbacks, state, _points(test, state, state.epoch))
     for callback in callbacks:
         callback.on_train_end(state, final)
     return final
+
+
+def _evaluates_now(cfg: TrainingSpec, epoch: int, step: int, run_ends: bool) -> bool:
+    """Whether the epoch's end evaluates: every eval_every_epochs epochs and at the run's end,
+    or, evaluating by steps, only at the run's end when its last step did not already."""
+    if cfg.eval_every_steps:
+        return run_ends and step % cfg.eval_every_steps != 0
+    return run_ends or epoch % cfg.eval_every_epochs == 0
+
+
+def _points(values: dict[str, float], state: LoopState, epoch: int) -> list[Point]:
+    return [Point(k, v, state.step, epoch) for k, v in values.items()]
+
+
+def _note(state: LoopState, note: str | None) -> None:
+    if note and note not in state.notes:
+        state.notes.append(note)
 
 
 def _preempt(callbacks: list[Callback], state: LoopState) -> None:

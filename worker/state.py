@@ -1,0 +1,91 @@
+"""What the training loop carries and checkpoints, and what it tells its callbacks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from worker.schedules import Scheduler
+from worker.stopping import EarlyStopper
+
+
+@dataclass
+class EpochProgress:
+    """Where the loop is inside an epoch. Checkpointed with the rest, so that a run resumed
+    from the middle of an epoch continues with the same batches and the same sums."""
+
+    order: torch.Tensor | None = None  # this epoch's sample order; None: not started
+    batch: int = 0  # batches of this epoch already trained
+    loss_sum: torch.Tensor | None = None
+    correct: torch.Tensor | None = None
+    window_loss: torch.Tensor | None = None
+    window_count: int = 0
+    elapsed_s: float = 0.0
+    # The latest validation metrics from a mid-epoch evaluation (training.eval_every_steps),
+    # handed to the epoch's end (checkpoint, reduce_on_plateau) without being logged twice.
+    pending_val: dict[str, float] = field(default_factory=dict)
+
+    def start(self, order: torch.Tensor) -> None:
+        device = order.device
+        self.order, self.batch, self.window_count, self.elapsed_s = order, 0, 0, 0.0
+        self.loss_sum = torch.zeros((), device=device)
+        # float: a multi-label batch counts right label decisions / labels (exact to 2**24)
+        self.correct = torch.zeros((), device=device)
+        self.window_loss = torch.zeros((), device=device)
+        self.pending_val = {}
+
+    def as_dict(self) -> dict:
+        if self.order is None:
+            return {}
+        return {"order": self.order.cpu(), "batch": self.batch,
+                "loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu(),
+                "window_loss": self.window_loss.cpu(), "window_count": self.window_count,
+                "elapsed_s": self.elapsed_s, "pending_val": dict(self.pending_val)}
+
+    @classmethod
+    def from_dict(cls, saved: dict, device: torch.device) -> EpochProgress:
+        if not saved:
+            return cls()
+        return cls(saved["order"].to(device), saved["batch"], saved["loss_sum"].to(device),
+                   saved["correct"].to(device), saved["window_loss"].to(device),
+                   saved["window_count"], saved["elapsed_s"], saved.get("pending_val", {}))
+
+
+@dataclass
+class LoopState:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    shuffle: torch.Generator
+    epoch: int = 0  # the epoch in progress, or the last one finished
+    step: int = 0
+    total_steps: int = 0
+    epochs: int = 0
+    in_epoch: EpochProgress = field(default_factory=EpochProgress)
+    scheduler: Scheduler | None = None
+    stopper: EarlyStopper | None = None
+    scaler: torch.amp.GradScaler | None = None
+    # States read from a checkpoint for the parts the loop builds itself (stopper, scaler).
+    restored: dict[str, Any] = field(default_factory=dict)
+    # What the user should know about how the run went (fallbacks, early stopping).
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Point:
+    name: str
+    value: float
+    step: int
+    epoch: int
+
+
+class Callback(Protocol):
+    def on_points(self, state: LoopState, points: list[Point]) -> None: ...
+
+    def on_epoch_end(self, state: LoopState, metrics: dict[str, float]) -> None: ...
+
+    def on_train_end(self, state: LoopState, metrics: dict[str, float]) -> None: ...
+
+    def on_preempt(self, state: LoopState) -> None: ...
