@@ -205,7 +205,8 @@ function renderStats() {
   const best = job.summary?.best || {};
   const test = job.summary?.test || {};
   const stats = [
-    ...["val_accuracy", "val_loss", "val_rmse"].filter((name) => best[name]).map((name) => [
+    ...["val_accuracy", "val_exact_match", "val_loss", "val_rmse", "val_mae", "val_r2"]
+      .filter((name) => best[name]).map((name) => [
       `best ${name}`, formatValue(name, best[name].value), `epoch ${best[name].epoch}`]),
     ...Object.entries(test).map(([name, value]) => [name, formatValue(name, value), "at the end"]),
   ];
@@ -240,7 +241,9 @@ function scheduleDraw() {
 
 function linesFor(def) {
   if (def.prefix) {
-    return Object.keys(series).filter((name) => name.startsWith(def.prefix)).sort()
+    // In the model's order: layers.2 before layers.10.
+    return Object.keys(series).filter((name) => name.startsWith(def.prefix))
+      .sort((a, b) => a.localeCompare(b, "en", { numeric: true }))
       .map((name) => ({ name, label: name.slice(def.prefix.length) }));
   }
   return def.lines.filter((line) => series[line.name]);
