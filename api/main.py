@@ -12,6 +12,7 @@ from api.routes import (
     dashboard,
     datasets,
     events,
+    gradcheck,
     health,
     jobs,
     metrics,
@@ -36,7 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.publisher = Publisher(settings)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_spec_bytes)
-    for module in (jobs, metrics, events, checkpoints, datasets, workers, health, dashboard):
+    for module in (jobs, gradcheck, metrics, events, checkpoints, datasets, workers, health,
+                   dashboard):
         app.include_router(module.router)
 
     return app

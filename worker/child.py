@@ -25,13 +25,20 @@ from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
 from core.settings import get_settings
 from models.build import build_model
+from models.gradcheck import check_gradients
 from models.losses import build_loss
 from worker.callbacks import CheckpointSink, DatabaseGone, LeaseLost, MetricSink, Summary
 from worker.checkpoints import load_checkpoint, restore_loop_state, sha256_of
 from worker.data import prepare_data
 from worker.optim import build_optimizer
-from worker.schedules import build_scheduler
-from worker.train import LoopState, Preempted, TrainingDiverged, steps_per_epoch, train
+from worker.train import (
+    LoopState,
+    Preempted,
+    TrainingDiverged,
+    build_run_scheduler,
+    plan_run,
+    train,
+)
 
 EXIT_OK = 0
 EXIT_TRAINING_ERROR = 3  # the job's spec or data made training fail: error recorded
@@ -93,14 +100,13 @@ def run(job_id: uuid.UUID, attempt: int) -> int:
         model.to(device)
         optimizer = build_optimizer(spec, model)
         # Built before the optimizer is restored: building sets the optimizer's rates.
-        scheduler = build_scheduler(
-            spec.schedule, optimizer, steps_per_epoch(len(data.x_train), spec.training.batch_size),
-            spec.training.epochs,
-        )
+        scheduler = build_run_scheduler(spec, optimizer,
+                                        plan_run(len(data.x_train), spec.training))
         resume, summary = _resume_point(engine, settings, job, model, optimizer, scheduler,
                                         device)
         metric_sink = MetricSink(engine, job_id, attempt, settings.metric_flush_s,
                                  settings.db_retry_s, summary)
+        _gradient_preflight(spec, job, resume is not None, model, data, metric_sink)
         callbacks = [
             metric_sink,
             CheckpointSink(
@@ -120,7 +126,7 @@ def run(job_id: uuid.UUID, attempt: int) -> int:
     except (DatabaseGone, OperationalError, InterfaceError) as exc:
         log.error("giving up on the database: %s", str(exc).splitlines()[0])
         return EXIT_DATABASE_GONE
-    except (TrainingDiverged, NoCuda) as exc:
+    except (TrainingDiverged, NoCuda, GradientCheckFailed) as exc:
         _record(engine, job_id, attempt, str(exc))
         return EXIT_TRAINING_ERROR
     except Exception as exc:
@@ -162,6 +168,39 @@ def _resume_point(engine, settings, job, model, optimizer, scheduler, device
 
     history = retry_database(trim, "trimming metrics", settings.db_retry_s)
     return resume, Summary.rebuilt(history)
+
+
+PREFLIGHT_BATCH = 8  # samples the gradient check runs on: enough for batchnorm's statistics
+
+
+class GradientCheckFailed(RuntimeError):
+    """The `"gradcheck": true` preflight found autograd disagreeing with numerical gradients."""
+
+
+def _gradient_preflight(spec: JobSpec, job, resumed: bool, model: torch.nn.Module, data,
+                        metric_sink: MetricSink) -> None:
+    """Check gradients on the first training samples before the first step, and keep the
+    report in summary.gradcheck (written at once, so a failed job shows it too). A resumed
+    attempt carries the first attempt's report over instead of checking again."""
+    if not spec.gradcheck:
+        return
+    if resumed:
+        if "gradcheck" in (job.summary or {}):
+            metric_sink.summary.extra["gradcheck"] = job.summary["gradcheck"]
+        return
+    n = min(PREFLIGHT_BATCH, len(data.x_train))
+    report = check_gradients(model, build_loss(spec.loss), data.x_train[:n], data.y_train[:n],
+                             seed=spec.training.seed)
+    metric_sink.summary.extra["gradcheck"] = report.as_dict()
+    metric_sink.progress = {**job.progress, "step": 0, "epoch": 0}  # as _resume_point left it
+    metric_sink.flush_all()
+    worst = report.worst()
+    if report.verdict == "wrong" and worst is not None:
+        raise GradientCheckFailed(
+            f"gradient check failed: {worst.name} {list(worst.shape)} has relative error "
+            f"{worst.relative_error:.2e} between autograd and numerical gradients (above 1e-3); "
+            "see summary.gradcheck, or set gradcheck to false to train anyway"
+        )
 
 
 def _record(engine, job_id: uuid.UUID, attempt: int, message: str) -> None:

@@ -1,0 +1,109 @@
+"""/v1/gradcheck: autograd against numerical gradients on a small batch, synchronously.
+
+The check itself lives in models/gradcheck.py; the job preflight (`"gradcheck": true`) runs
+the same check in the worker for networks too big to check here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+import torch
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from api.deps import SettingsDep
+from api.routes.jobs import SpecBody
+from api.schemas import ValidationErrorOut
+from core import datasets
+from core.jobspec import JobSpec, validate_job
+from core.settings import Settings
+from models.build import SpecError, build_model
+from models.gradcheck import DEFAULT_EPS, check_gradients
+from models.losses import build_loss
+
+# Above this the check would hold a request thread for too long; the preflight has no limit.
+MAX_PARAMS = 200_000
+DEFAULT_BATCH = 8
+MAX_BATCH = 64
+
+router = APIRouter(
+    prefix="/v1/gradcheck", tags=["gradcheck"],
+    responses={422: {"model": ValidationErrorOut, "description": "the field to change"}},
+)
+
+
+class TensorCheckOut(BaseModel):
+    name: str
+    shape: list[int]
+    coordinates: int
+    relative_error: float
+    verdict: str
+
+
+class GradcheckOut(BaseModel):
+    verdict: str
+    tensors: list[TensorCheckOut]
+    notes: list[str]
+    batch_size: int
+    eps: float
+
+
+@router.post("", response_model=GradcheckOut)
+async def gradcheck(
+    spec: SpecBody,
+    settings: SettingsDep,
+    batch_size: Annotated[int, Query(ge=2, le=MAX_BATCH,
+                                     description="training samples to check on")] = DEFAULT_BATCH,
+) -> GradcheckOut:
+    """Build the network as a job would (seeded with training.seed) and compare autograd's
+    gradients with central differences in float64 on the first `batch_size` samples of the
+    training split. Verdicts: correct < 1e-7 ≤ worth a look < 1e-5 ≤ suspect < 1e-3 ≤ wrong."""
+    report = await run_in_threadpool(_check, spec, settings, batch_size)
+    return GradcheckOut.model_validate(report)
+
+
+def _check(spec: JobSpec, settings: Settings, batch_size: int) -> dict:
+    checked = validate_job(spec, settings)
+    params = checked.model.total_params
+    if params > MAX_PARAMS:
+        raise SpecError(
+            "model",
+            f"the network has {params:,} parameters; POST /v1/gradcheck checks at most "
+            f"{MAX_PARAMS:,} while you wait: submit the job with \"gradcheck\": true to run the "
+            "check in the worker before training instead",
+        )
+    x, y = _batch(spec, checked.dataset.task, batch_size)
+    with torch.random.fork_rng(devices=[]):  # the API process's RNG is not the job's
+        torch.manual_seed(spec.training.seed)
+        model, _ = build_model(spec.model, checked.dataset.input_shape)
+    report = check_gradients(model, build_loss(spec.loss), x, y, eps=DEFAULT_EPS,
+                             seed=spec.training.seed)
+    return report.as_dict()
+
+
+def _batch(spec: JobSpec, task: str, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first samples of the job's training split (validation held out as the worker does),
+    normalised as dataset.normalize says but with the batch's own statistics: the check
+    needs inputs on the training scale, not the split's exact statistics."""
+    arrays = datasets.load(spec.dataset.name, spec.dataset.options())
+    labels = arrays.y_train if task == "classification" else None
+    train_idx, _ = datasets.split_indices(
+        len(arrays.x_train), spec.dataset.val_fraction, spec.dataset.seed, labels
+    )
+    chosen = train_idx[:batch_size]
+    x = torch.from_numpy(np.ascontiguousarray(arrays.x_train[chosen])).to(torch.float64)
+    y = torch.from_numpy(np.ascontiguousarray(arrays.y_train[chosen]))
+    if spec.dataset.normalize == "minmax":
+        low = x.amin(dim=0)
+        x = (x - low) / _nonzero(x.amax(dim=0) - low)
+    elif spec.dataset.normalize != "none":
+        x = (x - x.mean(dim=0)) / _nonzero(x.std(dim=0, unbiased=False))
+    return x, y
+
+
+def _nonzero(scale: torch.Tensor) -> torch.Tensor:
+    """A constant feature (a digit's blank border) maps to zero rather than to NaN."""
+    return torch.where(scale < 1e-6, torch.ones_like(scale), scale)
