@@ -26,10 +26,16 @@ ExcludeFromWeightDecay = Annotated[
 class SGDSpec(StrictModel):
     type: Literal["sgd"]
     lr: LearningRate = 0.01
-    momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    dampening: float = Field(0.0, ge=0.0, le=1.0)
+    momentum: float = Field(
+        0.0, ge=0.0, lt=1.0, description="share of the previous update kept in the next; 0: none"
+    )
+    dampening: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of the new gradient held back from the momentum"
+    )
     weight_decay: WeightDecay = 0.0
-    nesterov: bool = False
+    nesterov: bool = Field(
+        False, description="Nesterov momentum: needs momentum > 0 and dampening 0"
+    )
     exclude_from_weight_decay: ExcludeFromWeightDecay
 
     @field_validator("nesterov")
@@ -49,7 +55,10 @@ class _AdamFamily(StrictModel):
     """Adam and its variants share their hyperparameters; only defaults differ."""
 
     lr: LearningRate = 0.001
-    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    betas: tuple[Beta, Beta] = Field(
+        (0.9, 0.999),
+        description="decay rates of the running means of the gradient and of its square",
+    )
     eps: Eps = 1e-8
     weight_decay: WeightDecay = Field(0.0, description="an L2 penalty added to the gradient")
     exclude_from_weight_decay: ExcludeFromWeightDecay
@@ -76,9 +85,13 @@ class RAdamSpec(_AdamFamily):
 class AdagradSpec(StrictModel):
     type: Literal["adagrad"]
     lr: LearningRate = 0.01
-    lr_decay: float = Field(0.0, ge=0.0, le=1.0)
+    lr_decay: float = Field(
+        0.0, ge=0.0, le=1.0, description="the rate is lr / (1 + (t - 1) * lr_decay) at step t"
+    )
     weight_decay: WeightDecay = 0.0
-    initial_accumulator_value: float = Field(0.0, ge=0.0, le=1e6)
+    initial_accumulator_value: float = Field(
+        0.0, ge=0.0, le=1e6, description="starting value of the sum of squared gradients"
+    )
     eps: Eps = 1e-10
     exclude_from_weight_decay: ExcludeFromWeightDecay
 
@@ -86,7 +99,10 @@ class AdagradSpec(StrictModel):
 class AdadeltaSpec(StrictModel):
     type: Literal["adadelta"]
     lr: LearningRate = 1.0
-    rho: float = Field(0.9, ge=0.0, lt=1.0)
+    rho: float = Field(
+        0.9, ge=0.0, lt=1.0, description="decay of the running means of squared gradients "
+        "and squared updates"
+    )
     eps: Eps = 1e-6
     weight_decay: WeightDecay = 0.0
     exclude_from_weight_decay: ExcludeFromWeightDecay
@@ -98,8 +114,11 @@ class RMSpropSpec(StrictModel):
     alpha: float = Field(0.99, ge=0.0, lt=1.0, description="smoothing of the squared gradient")
     eps: Eps = 1e-8
     weight_decay: WeightDecay = 0.0
-    momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    centered: bool = False
+    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="momentum on the update; 0: none")
+    centered: bool = Field(
+        False, description="divide by the gradient's estimated variance rather than its "
+        "uncentred second moment"
+    )
     exclude_from_weight_decay: ExcludeFromWeightDecay
 
 
