@@ -13,13 +13,22 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-import psycopg
-import pytest
-import redis
+# One intra-op thread for the test process and every process it starts (API, workers,
+# training children inherit the environment): the suite's networks are tiny, and on a 2-core
+# machine running several of these processes at once, two threads each fight for the cores
+# and make a small training run several times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from core.migrate import upgrade
-from core.settings import Settings
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+import pytest  # noqa: E402
+import redis  # noqa: E402
+import torch  # noqa: E402
+
+from core.migrate import upgrade  # noqa: E402
+from core.settings import Settings  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 PG_ADMIN_URL = os.environ.get("TRAINDOCK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TRAINDOCK_TEST_REDIS", "redis://127.0.0.1:6379/0")
