@@ -26,18 +26,17 @@ from core.settings import Settings
 from core.specs.dataset import DatasetSpec
 from models.losses import build_loss
 from tests.conftest import ROOT, load_example
+from tests.resume import Sink, run_interrupted, start_run
 from tests.test_api_specs import _assert_names_field
-from tests.test_schedules import Sink, _start
 from tests.test_train_loop import run_job
 from worker.augment import build_augmenter
 from worker.checkpoints import (
     checkpoint_state,
     load_checkpoint,
-    restore_loop_state,
     write_atomically,
 )
 from worker.data import normalize_inputs, prepare_data
-from worker.train import Preempted, train
+from worker.train import train
 
 CPU = torch.device("cpu")
 
@@ -290,28 +289,10 @@ def test_resumed_run_repeats_the_same_augmentations(stop_at: int, tmp_path: Path
         [{"type": "random_crop", "padding": 1}, {"type": "gaussian_noise", "std": 0.3},
          {"type": "mixup", "alpha": 0.4}], batch_size=128, log_every_steps=1))
 
-    straight = Sink()
-    data, model_a, optimizer, scheduler = _start(spec, straight)
-    train(spec, model_a, optimizer, build_loss(spec.loss), data, [straight], scheduler=scheduler)
-
-    first = Sink(checkpoint=tmp_path / "ckpt.pt")
-    data, model, optimizer, scheduler = _start(spec, first)
-    with pytest.raises(Preempted):
-        train(spec, model, optimizer, build_loss(spec.loss), data, [first], scheduler=scheduler,
-              should_stop=lambda: first.step >= stop_at)
-    torch.manual_seed(12345)  # a fresh process: the checkpoint must put the generators back
-
-    second = Sink()
-    data, model_b, optimizer, scheduler = _start(spec, second)
-    resume = restore_loop_state(load_checkpoint(first.checkpoint), model_b, optimizer, CPU,
-                                scheduler)
-    assert resume.step == stop_at
-    train(spec, model_b, optimizer, build_loss(spec.loss), data, [second], resume=resume)
-
-    for key, value in model_a.state_dict().items():
-        assert torch.equal(model_b.state_dict()[key], value), key
-    resumed = [p for p in first.series("train_loss_step") if p[0] <= stop_at]
-    assert resumed + second.series("train_loss_step") == straight.series("train_loss_step")
+    runs = run_interrupted(spec, stop_at, tmp_path)
+    assert runs.resumed_from == stop_at
+    runs.assert_same_weights()
+    assert runs.joined("train_loss_step") == runs.straight.series("train_loss_step")
 
 
 def test_digits_with_random_shift_still_learns() -> None:
@@ -372,7 +353,7 @@ def test_minmax_maps_constant_features_to_zero_not_nan() -> None:
 def test_minmax_statistics_survive_the_checkpoint(tmp_path: Path) -> None:
     spec = _minmax_spirals()
     sink = Sink()
-    data, model, optimizer, scheduler = _start(spec, sink)
+    data, model, optimizer, scheduler = start_run(spec, sink)
     train(spec, model, optimizer, build_loss(spec.loss), data, [sink], scheduler=scheduler)
     path = tmp_path / "final.pt"
     write_atomically(checkpoint_state(sink.state, sink.spec, data.normalization, {}), path)

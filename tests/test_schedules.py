@@ -9,7 +9,6 @@ end with the same weights as one that was never stopped.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,15 @@ from core.jobspec import JobSpec, validate_job
 from core.settings import Settings
 from models.build import SpecError, build_model
 from models.losses import build_loss
-from tests.test_train_loop import ListSink, spirals_job
+from tests.resume import Sink, run_interrupted, start_run
+from tests.test_train_loop import spirals_job
 from worker.checkpoints import (
-    checkpoint_state,
     load_checkpoint,
     restore_loop_state,
-    write_atomically,
 )
 from worker.data import prepare_data
 from worker.optim import build_optimizer
 from worker.schedules import build_scheduler
-from worker.state import LoopState, Point
 from worker.train import Preempted, steps_per_epoch, train
 
 CPU = torch.device("cpu")
@@ -251,27 +248,6 @@ def test_schedules_that_fit_the_run_validate() -> None:
 # --- in the loop --------------------------------------------------------------------------------
 
 
-@dataclass
-class Sink(ListSink):
-    """The loop tests' in-memory sink, which also checkpoints when the loop is stopped."""
-
-    step: int = 0
-    checkpoint: Path | None = None
-    spec: dict | None = None
-    normalization: dict | None = None
-
-    def on_points(self, state: LoopState, points: list[Point]) -> None:
-        super().on_points(state, points)
-        self.step = state.step
-
-    def on_preempt(self, state: LoopState) -> None:
-        payload = checkpoint_state(state, self.spec, self.normalization, {})
-        write_atomically(payload, self.checkpoint)
-
-    def series(self, name: str) -> list[tuple[int, float]]:
-        return [(p.step, p.value) for p in self.points if p.name == name]
-
-
 def test_the_loop_logs_the_rate_of_every_logged_step() -> None:
     spec = JobSpec.model_validate(_job(schedule={"type": "cosine", "unit": "step"},
                                        training={"epochs": 2, "batch_size": 64,
@@ -308,19 +284,6 @@ def reference_rates(make: Any, lr: float, steps: int) -> list[float]:
 # --- resume -----------------------------------------------------------------------------------
 
 
-def _start(spec: JobSpec, sink: Sink) -> tuple:
-    """What worker/child.py does before training: seed, data, model, optimizer, scheduler."""
-    torch.manual_seed(spec.training.seed)
-    data = prepare_data(spec, CPU)
-    model, _ = build_model(spec.model, data.input_shape)
-    optimizer = build_optimizer(spec, model)
-    scheduler = build_scheduler(spec.schedule, optimizer,
-                                steps_per_epoch(len(data.x_train), spec.training.batch_size),
-                                spec.training.epochs)
-    sink.spec, sink.normalization = spec.model_dump(mode="json"), data.normalization
-    return data, model, optimizer, scheduler
-
-
 @pytest.mark.parametrize("stop_at", [25, 17], ids=["mid-epoch", "epoch-end"])
 @pytest.mark.parametrize("schedule", [
     {"type": "cosine", "eta_min": 0.001},
@@ -332,29 +295,11 @@ def test_resumed_run_equals_an_uninterrupted_one(schedule: dict, stop_at: int,
                                                  tmp_path: Path) -> None:
     spec = JobSpec.model_validate(_job(schedule=schedule, training={
         "epochs": 3, "batch_size": 64, "seed": 2, "log_every_steps": 1}))
-
-    straight = Sink()
-    data, model_a, optimizer, scheduler = _start(spec, straight)
-    train(spec, model_a, optimizer, build_loss(spec.loss), data, [straight], scheduler=scheduler)
-
-    first = Sink(checkpoint=tmp_path / "ckpt.pt")
-    data, model, optimizer, scheduler = _start(spec, first)
-    with pytest.raises(Preempted):
-        train(spec, model, optimizer, build_loss(spec.loss), data, [first], scheduler=scheduler,
-              should_stop=lambda: first.step >= stop_at)
-    torch.manual_seed(12345)  # a fresh process: the checkpoint must put every generator back
-
-    second = Sink()
-    data, model_b, optimizer, scheduler = _start(spec, second)
-    resume = restore_loop_state(load_checkpoint(first.checkpoint), model_b, optimizer, CPU,
-                                scheduler)
-    assert resume.step == stop_at
-    train(spec, model_b, optimizer, build_loss(spec.loss), data, [second], resume=resume)
-
-    for key, value in model_a.state_dict().items():
-        assert torch.equal(model_b.state_dict()[key], value), key
-    resumed = [p for p in first.series("lr") if p[0] <= stop_at] + second.series("lr")
-    assert resumed == straight.series("lr")
+    runs = run_interrupted(spec, stop_at, tmp_path)
+    assert runs.resumed_from == stop_at
+    runs.assert_same_weights()
+    resumed = runs.joined("lr")
+    assert resumed == runs.straight.series("lr")
     assert len({v for _, v in resumed}) > 1
 
 
@@ -362,11 +307,11 @@ def test_resuming_a_schedule_without_restoring_it_is_refused(tmp_path: Path) -> 
     spec = JobSpec.model_validate(_job(schedule={"type": "cosine"}, training={
         "epochs": 2, "batch_size": 64, "log_every_steps": 1}))
     first = Sink(checkpoint=tmp_path / "ckpt.pt")
-    data, model, optimizer, scheduler = _start(spec, first)
+    data, model, optimizer, scheduler = start_run(spec, first)
     with pytest.raises(Preempted):
         train(spec, model, optimizer, build_loss(spec.loss), data, [first], scheduler=scheduler,
               should_stop=lambda: first.step >= 5)
-    data, model, optimizer, _ = _start(spec, Sink())
+    data, model, optimizer, _ = start_run(spec, Sink())
     resume = restore_loop_state(load_checkpoint(first.checkpoint), model, optimizer, CPU)
     with pytest.raises(ValueError, match="restore_loop_state"):
         train(spec, model, optimizer, build_loss(spec.loss), data, [], resume=resume)

@@ -18,12 +18,12 @@ from core.settings import Settings
 from models.build import SpecError, build_model
 from models.losses import build_loss
 from tests.conftest import wait_for_state
-from tests.test_schedules import Sink
+from tests.resume import Sink, run_interrupted, start_run
 from tests.test_train_loop import run_job
 from worker.checkpoints import load_checkpoint, restore_loop_state
 from worker.data import prepare_data
 from worker.optim import build_optimizer
-from worker.train import Preempted, build_run_scheduler, plan_run, train
+from worker.train import Preempted, plan_run, train
 
 CPU = torch.device("cpu")
 
@@ -153,35 +153,11 @@ def test_early_stopping_min_delta_and_mode() -> None:
 
 
 def test_early_stopping_resumes_where_it_left_off(tmp_path: Path) -> None:
-    spec = JobSpec.model_validate(overfitting_job())
-    straight = Sink()
-    data, model_a, optimizer, scheduler = _start(spec, straight)
-    train(spec, model_a, optimizer, build_loss(spec.loss), data, [straight], scheduler=scheduler)
-
-    first = Sink(checkpoint=tmp_path / "ckpt.pt")
-    data, model, optimizer, scheduler = _start(spec, first)
-    with pytest.raises(Preempted):
-        train(spec, model, optimizer, build_loss(spec.loss), data, [first], scheduler=scheduler,
-              should_stop=lambda: first.step >= 20)
-    torch.manual_seed(12345)
-    second = Sink()
-    data, model_b, optimizer, scheduler = _start(spec, second)
-    resume = restore_loop_state(load_checkpoint(first.checkpoint), model_b, optimizer, CPU,
-                                scheduler)
-    train(spec, model_b, optimizer, build_loss(spec.loss), data, [second], resume=resume)
-    assert second.state.step == straight.state.step
-    for key, value in model_a.state_dict().items():
-        assert torch.equal(model_b.state_dict()[key], value), key
-
-
-def _start(spec: JobSpec, sink: Sink) -> tuple:
-    torch.manual_seed(spec.training.seed)
-    data = prepare_data(spec, CPU)
-    model, _ = build_model(spec.model, data.input_shape)
-    optimizer = build_optimizer(spec, model)
-    scheduler = build_run_scheduler(spec, optimizer, plan_run(len(data.x_train), spec.training))
-    sink.spec, sink.normalization = spec.model_dump(mode="json"), data.normalization
-    return data, model, optimizer, scheduler
+    runs = run_interrupted(JobSpec.model_validate(overfitting_job()), 20, tmp_path)
+    assert runs.first.step == 20 < runs.straight.state.step
+    assert runs.second.state.step == runs.straight.state.step  # stopped at the same step
+    runs.assert_same_weights()
+    assert runs.second.state.notes == runs.straight.state.notes
 
 
 # --- L1 and clipping, against torch by hand -----------------------------------------------------
@@ -263,13 +239,13 @@ def test_mixed_precision_trains_close_to_fp32(precision: str) -> None:
 def test_fp16_scaler_state_is_checkpointed_and_restored(tmp_path: Path) -> None:
     spec = JobSpec.model_validate(job({"epochs": 3, "precision": "fp16"}))
     first = Sink(checkpoint=tmp_path / "ckpt.pt")
-    data, model, optimizer, scheduler = _start(spec, first)
+    data, model, optimizer, scheduler = start_run(spec, first)
     with pytest.raises(Preempted):
         train(spec, model, optimizer, build_loss(spec.loss), data, [first], scheduler=scheduler,
               should_stop=lambda: first.step >= 20)
     saved = load_checkpoint(first.checkpoint)
     assert saved["scaler"] is not None and saved["scaler"]["scale"] > 0
-    data, model, optimizer, scheduler = _start(spec, Sink())
+    data, model, optimizer, scheduler = start_run(spec, Sink())
     resume = restore_loop_state(saved, model, optimizer, CPU, scheduler)
     assert resume.restored["scaler"]["scale"] == saved["scaler"]["scale"]
 
