@@ -22,7 +22,8 @@ from core.specs.regularization import RegularizationSpec
 from core.specs.schedule import ConstantSchedule, ScheduleSpec
 from core.specs.training import ResourcesSpec, TrainingSpec
 from models.build import ModelSummary, SpecError, summarize
-from models.spec import ModelSpec, StrictModel
+from models.spec import ModelSpec
+from models.strict import StrictModel
 
 
 class JobSpec(StrictModel):

@@ -14,6 +14,7 @@ from torch import nn
 
 from models.flops import layer_flops, residual_sum_flops
 from models.init import bias_scheme, init_bias, init_weights
+from models.init_spec import BiasInitSpec, InitSpec
 from models.layers import (
     ACTIVATION_GAIN_NAMES,
     REGISTRY,
@@ -23,7 +24,7 @@ from models.layers import (
     build_shortcut,
     shortcut_problem,
 )
-from models.spec import BiasInitSpec, InitSpec, ModelSpec
+from models.spec import ModelSpec
 
 
 class SpecError(ValueError):

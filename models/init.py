@@ -11,7 +11,7 @@ import torch
 from pydantic import TypeAdapter
 from torch import nn
 
-from models.spec import BiasInitSpec, InitSpec, TorchDefaultInit, ZerosInit
+from models.init_spec import BiasInitSpec, InitSpec, TorchDefaultInit, ZerosInit
 
 _WEIGHT_SCHEME = TypeAdapter(InitSpec)
 _BIAS_SCHEME = TypeAdapter(BiasInitSpec)

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import Field
 
-from models.spec import StrictModel
+from models.strict import StrictModel
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "docs" / "generate_spec.py"

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from models.spec import StrictModel
+from models.strict import StrictModel
 
 
 class GaussianNoise(StrictModel):

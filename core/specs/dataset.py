@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from core import datasets
 from core.specs.augment import AugmentSpec
-from models.spec import StrictModel
+from models.strict import StrictModel
 
 
 class DatasetSpec(StrictModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from models.spec import StrictModel
+from models.strict import StrictModel
 
 Weight = Annotated[float, Field(gt=0.0, le=1e6)]
 

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from models.spec import StrictModel
+from models.strict import StrictModel
 
 
 def better_direction(name: str) -> Literal["min", "max"] | None:

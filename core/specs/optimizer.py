@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from models.spec import StrictModel
+from models.strict import StrictModel
 
 LearningRate = Annotated[float, Field(gt=0.0, le=10.0, description="learning rate, > 0")]
 WeightDecay = Annotated[float, Field(ge=0.0, le=1.0, description="weight decay, >= 0")]

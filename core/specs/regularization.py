@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from models.spec import StrictModel
+from models.strict import StrictModel
 
 
 class ClipGradSpec(StrictModel):

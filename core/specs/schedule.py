@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from core.specs.metrics import better_direction
-from models.spec import StrictModel
+from models.strict import StrictModel
 
 ScheduleUnit = Literal["epoch", "step"]
 Unit = Annotated[ScheduleUnit, Field(

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from core.specs.metrics import better_direction
-from models.spec import StrictModel
+from models.strict import StrictModel
 
 
 class EarlyStoppingSpec(StrictModel):
