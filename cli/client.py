@@ -26,14 +26,32 @@ def read_spec(path: str) -> dict:
 
 def run_validate(api: Api, args: argparse.Namespace) -> int:
     report = api.post("/v1/jobs/validate", read_spec(args.spec))
-    print(f"{'layer':<14}{'type':<12}{'output shape':<18}{'params':>10}")
-    for layer in report["model"]["layers"]:
+    model = report["model"]
+    print(f"{'layer':<14}{'type':<12}{'output shape':<18}{'params':>10}{'fixed':>10}"
+          f"{'FLOPs':>12}")
+    for layer in model["layers"]:
         shape = "x".join(str(d) for d in layer["output_shape"])
-        print(f"{layer['name']:<14}{layer['type']:<12}{shape:<18}{layer['params']:>10,}")
-    print(f"total parameters: {report['model']['total_params']:,}")
+        print(f"{layer['name']:<14}{layer['type']:<12}{shape:<18}{layer['params']:>10,}"
+              f"{layer['non_trainable_params']:>10,}{layer['flops']:>12,}")
+    print(f"total parameters: {model['total_params']:,} ({model['trainable_params']:,} "
+          f"trainable); FLOPs per example: {model['total_flops']:,}")
     for warning in report["warnings"]:
         print(f"warning: {warning}")
     return 0
+
+
+def run_gradcheck(api: Api, args: argparse.Namespace) -> int:
+    """Exit 0 when every tensor's gradient is correct or worth a look, 1 otherwise."""
+    report = api.post("/v1/gradcheck", read_spec(args.spec))
+    print(f"{'tensor':<28}{'shape':<14}{'checked':>8}{'rel. error':>12}  verdict")
+    for tensor in report["tensors"]:
+        shape = "x".join(str(d) for d in tensor["shape"])
+        print(f"{tensor['name']:<28}{shape:<14}{tensor['coordinates']:>8}"
+              f"{tensor['relative_error']:>12.2e}  {tensor['verdict']}")
+    for note in report["notes"]:
+        print(f"note: {note}")
+    print(f"verdict: {report['verdict']}")
+    return 0 if report["verdict"] in ("correct", "worth a look") else 1
 
 
 def run_submit(api: Api, args: argparse.Namespace) -> int:

@@ -10,8 +10,9 @@ import sys
 from cli.http import add_connection_options, run_client_verb
 
 # the module of each client verb; they reach the API over HTTP only
-CLIENT_VERBS = {"validate": "client", "submit": "client", "show": "client", "cancel": "client",
-                "watch": "watch", "ls": "ls", "metrics": "metrics", "download": "download"}
+CLIENT_VERBS = {"validate": "client", "gradcheck": "client", "submit": "client",
+                "show": "client", "cancel": "client", "watch": "watch", "ls": "ls",
+                "metrics": "metrics", "download": "download"}
 # core.tables.JOB_STATES, repeated: the client does not import the server's code
 JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
 JOB_HELP = "a job id, or at least its first 6 characters"
@@ -46,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = client_verb("validate", "check a job spec and show the network's shapes")
     validate.add_argument("spec", help="path to a JSON job spec, or - for standard input")
+
+    gradcheck = client_verb(
+        "gradcheck", "compare autograd with numerical gradients for a spec's network; exit 1 "
+        "when a tensor's are suspect or wrong")
+    gradcheck.add_argument("spec", help="path to a JSON job spec, or - for standard input")
 
     submit = client_verb("submit", "submit a job spec; print the job id")
     submit.add_argument("spec", help="path to a JSON job spec, or - for standard input")

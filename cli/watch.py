@@ -188,17 +188,25 @@ def summary_block(job: dict[str, Any]) -> str:
         f"progress  epoch {progress.get('epoch', 0)}/{progress.get('epochs', '?')}  "
         f"step {progress.get('step', 0)}/{progress.get('total_steps', '?')}",
     ]
-    names = sorted(latest, key=lambda n: (n not in best, n))
+    # Per-layer statistics (grad_norm/layers.0, ...) would bury the scores: they are counted
+    # here and read with `traindock metrics JOB --names ...`.
+    names = sorted((n for n in latest if "/" not in n), key=lambda n: (n not in best, n))
+    per_layer = len(latest) - len(names)
     if names:
         rows = [[n, format_value(latest[n]),
                  format_value(best[n]["value"]) if n in best else "",
                  str(best[n]["epoch"]) if n in best else ""] for n in names]
         lines += ["", render_table(["metric", "latest", "best", "best at epoch"], rows,
                                    right=(1, 2, 3))]
+    if per_layer:
+        lines.append(f"({per_layer} per-layer statistics: traindock metrics "
+                     f"{job['id'][:8]} lists them)")
     if test:
         lines += ["", render_table(["test metric", "value"],
                                    [[n, format_value(v)] for n, v in sorted(test.items())],
                                    right=(1,))]
+    for note in summary.get("notes") or []:
+        lines += ["", f"note      {note}"]
     if job.get("error"):
         lines += ["", f"error     {job['error']}"]
     return "\n".join(lines)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import torch
 
-from cli.watch import StepRate, progress_line
+from cli.watch import StepRate, progress_line, summary_block
 from tests.conftest import ROOT, free_port, load_example
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("TRAINDOCK_")}
@@ -145,6 +145,34 @@ def test_a_bad_spec_is_the_servers_422(api_url):
     assert result.stdout == ""
     assert result.stderr.startswith("error: model.layers[1] (linear): input is 3-D")
     assert "Traceback" not in result.stderr
+
+
+def test_validate_prints_frozen_parameters_flops_and_warnings(api_url, client):
+    spec = {"dataset": {"name": "spirals"},
+            "model": {"layers": [{"type": "linear", "out_features": 8, "frozen": True},
+                                 {"type": "batchnorm"}, {"type": "relu"},
+                                 {"type": "linear", "out_features": 3}, {"type": "softmax"}]}}
+    result = traindock("validate", "-", "--url", api_url, stdin=json.dumps(spec))
+    assert result.returncode == 0, result.stderr
+    model = client.post("/v1/jobs/validate", json=spec).json()["model"]
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["layer", "type", "output", "shape", "params", "fixed", "FLOPs"]
+    assert lines[1].split() == ["layers.0", "linear", "8", "24", "24",
+                                f"{model['layers'][0]['flops']:,}"]
+    assert (f"total parameters: {model['total_params']:,} ({model['trainable_params']:,} "
+            f"trainable); FLOPs per example: {model['total_flops']:,}") in lines
+    assert any(line.startswith("warning: model.layers[4] (softmax)") for line in lines)
+
+
+def test_gradcheck_prints_each_tensor_and_exits_0_when_correct(api_url):
+    spec = {"dataset": {"name": "spirals"},
+            "model": {"layers": [{"type": "linear", "out_features": 8}, {"type": "tanh"},
+                                 {"type": "linear", "out_features": 3}]}}
+    result = traindock("gradcheck", "-", "--url", api_url, stdin=json.dumps(spec))
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines()[1:5]]
+    assert names == ["layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias"]
+    assert result.stdout.splitlines()[-1] == "verdict: correct"
 
 
 def test_an_unreachable_api_is_exit_2_with_advice():
@@ -307,3 +335,17 @@ def test_the_client_imports_neither_the_server_nor_torch():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_summary_keeps_per_layer_statistics_out_and_the_notes_in():
+    job = {"id": "d3f79683-0000", "name": "overfit", "state": "succeeded", "attempt": 1,
+           "progress": {"epoch": 16, "epochs": 16, "step": 64, "total_steps": 64},
+           "created_at": None, "started_at": None, "finished_at": None, "error": None,
+           "summary": {"latest": {"val_loss": 0.43, "grad_norm/layers.0": 0.29,
+                                  "update_ratio/layers.0": 0.004},
+                       "best": {"val_loss": {"value": 0.36, "step": 44, "epoch": 11}},
+                       "test": {}, "notes": ["early stopping at epoch 16 (step 64): ..."]}}
+    text = summary_block(job)
+    assert "val_loss" in text and "grad_norm/layers.0" not in text
+    assert "(2 per-layer statistics: traindock metrics d3f79683 lists them)" in text
+    assert text.splitlines()[-1] == "note      early stopping at epoch 16 (step 64): ..."
