@@ -218,3 +218,32 @@ def test_job_page_curve_grows_live_and_cancel_stops_it(page, client, running_job
     assert {name: s["step"] for name, s in drawn.items()} == {
         name: s["step"] for name, s in stored.items()}
 
+
+
+def test_job_page_shows_warnings_notes_the_gradient_check_and_the_summary(page, client, worker):
+    spec = {"name": "dashboard-notes", "gradcheck": True,
+            "dataset": {"name": "spirals", "n_samples": 200, "val_fraction": 0.3},
+            "model": {"layers": [{"type": "linear", "out_features": 64}, {"type": "relu"},
+                                 {"type": "batchnorm"}, {"type": "linear", "out_features": 3},
+                                 {"type": "softmax"}]},
+            "optimizer": {"type": "adam", "lr": 0.05},
+            "training": {"epochs": 100, "batch_size": 32, "checkpoint_every_epochs": 0,
+                         "early_stopping": {"patience": 2}}}
+    job_id = submit(client, spec)
+    done = wait_for_state(client, job_id, FINAL, timeout=90)
+    assert done["state"] == "succeeded", done["error"]
+
+    page.goto(f"/jobs/{job_id}")
+    notes = page.locator("#job-notes li")
+    expect(notes).to_have_count(3)
+    expect(notes.nth(0)).to_have_class("warning")
+    expect(notes.nth(0)).to_contain_text("model.layers[4] (softmax)")
+    expect(notes.nth(1)).to_contain_text("early stopping at epoch")
+    expect(notes.nth(2)).to_contain_text("gradient check: correct (6 tensors")
+    model = done["model"]
+    footer = page.locator("#model tfoot td")
+    expect(footer).to_have_text(["total", f"{model['total_params']:,}",
+                                 f"{model['non_trainable_params']:,}",
+                                 f"{model['total_flops']:,}"])
+    expect(page.locator("#card-update")).to_be_visible()
+    screenshot(page, "notes")

@@ -22,6 +22,8 @@ const CHARTS = [
   ] },
   { id: "lr", title: "Learning rate", lines: [{ name: "lr", stroke: PALETTE[2] }] },
   { id: "grad", title: "Gradient norm per layer (log scale)", logY: true, prefix: "grad_norm/" },
+  { id: "update", title: "Update / weight ratio per layer (log scale)", logY: true,
+    prefix: "update_ratio/" },
 ];
 
 const jobId = decodeURIComponent(location.pathname.split("/")[2] || "");
@@ -180,6 +182,7 @@ function renderJob() {
   errorText.hidden = !job.error;
   errorText.textContent = job.error || "";
   renderStats();
+  renderNotes();
   cancelButton.hidden = FINAL_STATES.has(job.state);
   cancelButton.disabled = Boolean(job.cancel_requested);
   cancelButton.textContent = job.cancel_requested ? "Cancelling…" : "Cancel";
@@ -213,6 +216,26 @@ function renderStats() {
   document.getElementById("job-stats").replaceChildren(...stats.map(([name, value, note]) =>
     el("div", { class: "stat" }, el("div", { class: "muted small" }, name),
       el("div", { class: "stat-value" }, value), el("div", { class: "muted small" }, note))));
+}
+
+// What the job said beyond its metrics: validation warnings, the run's notes (early
+// stopping, a precision or compile fallback) and the gradient check's verdict.
+function renderNotes() {
+  const items = [
+    ...(job.model?.warnings || []).map((text) => ["warning", `warning: ${text}`]),
+    ...(job.summary?.notes || []).map((text) => ["note", text]),
+  ];
+  const check = job.summary?.gradcheck;
+  if (check) {
+    const worst = [...check.tensors].sort((a, b) => b.relative_error - a.relative_error)[0];
+    const detail = worst
+      ? `; worst ${worst.name}, relative error ${worst.relative_error.toExponential(2)}` : "";
+    items.push([`gradcheck-${check.verdict.replace(/ /g, "-")}`,
+      `gradient check: ${check.verdict} (${check.tensors.length} tensors${detail})`]);
+  }
+  const list = document.getElementById("job-notes");
+  list.hidden = items.length === 0;
+  list.replaceChildren(...items.map(([kind, text]) => el("li", { class: kind }, text)));
 }
 
 setInterval(() => {
@@ -278,23 +301,30 @@ function renderModel(model) {
   const table = document.getElementById("model");
   if (!model?.layers) return;
   table.replaceChildren(
-    el("thead", {}, el("tr", {}, ["layer", "type", "output shape", "params"].map((h) =>
-      el("th", { class: h === "params" ? "num" : null }, h)))),
+    el("thead", {}, el("tr", {}, ["layer", "type", "output shape", "params", "fixed", "FLOPs"]
+      .map((h, i) => el("th", { class: i >= 3 ? "num" : null,
+        title: h === "fixed" ? "not trained: frozen layers, batchnorm's running statistics"
+          : h === "FLOPs" ? "per example; a multiply-add counts 2" : null }, h)))),
     el("tbody", {},
       el("tr", { class: "muted" }, el("td", {}, "input"), el("td", {}),
-        el("td", {}, `(${(model.input_shape || []).join(", ")})`), el("td", {})),
+        el("td", {}, `(${(model.input_shape || []).join(", ")})`), el("td", {}), el("td", {}),
+        el("td", {})),
       model.layers.map((layer) => el("tr", {},
         el("td", {}, layer.name), el("td", {}, layer.type),
         el("td", {}, `(${layer.output_shape.join(", ")})`),
-        el("td", { class: "num" }, layer.params.toLocaleString())))),
+        el("td", { class: "num" }, layer.params.toLocaleString()),
+        el("td", { class: "num" }, (layer.non_trainable_params ?? 0).toLocaleString()),
+        el("td", { class: "num" }, (layer.flops ?? 0).toLocaleString())))),
     el("tfoot", {}, el("tr", {}, el("td", { colspan: 3 }, "total"),
-      el("td", { class: "num" }, model.total_params.toLocaleString()))),
+      el("td", { class: "num" }, model.total_params.toLocaleString()),
+      el("td", { class: "num" }, (model.non_trainable_params ?? 0).toLocaleString()),
+      el("td", { class: "num" }, (model.total_flops ?? 0).toLocaleString()))),
   );
 }
 
 // The stored spec comes back in the database's key order; show it in the order one writes it.
 const SPEC_ORDER = ["name", "dataset", "model", "loss", "optimizer", "schedule", "training",
-  "resources", "max_attempts"];
+  "regularization", "metrics", "resources", "max_attempts", "gradcheck"];
 
 function readingOrder(spec) {
   const keys = Object.keys(spec).sort((a, b) =>
