@@ -9,6 +9,8 @@ evaluation mode:
   addition per output element for the bias. Stride and dilation enter through the output
   size; positions in the zero padding are counted, as torch.utils.flop_counter counts them;
 - maxout: its linear projection to out·pieces as above, plus pieces − 1 comparisons per unit;
+  maxout_conv1d/2d likewise: the convolution to out_channels·pieces, plus pieces − 1
+  comparisons per output element;
 - residual projection: a linear or 1×1 conv without bias, as above; the block's own row counts
   the addition of the shortcut, one per output element;
 - batchnorm: 2 per element (at inference the running statistics and the affine scale fold
@@ -34,7 +36,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
-from models.layers import GlobalAvgPool, Maxout, Reshape, Shape
+from models.layers import MAXOUT_CONVS, GlobalAvgPool, Maxout, Reshape, Shape
 
 ELEMENTWISE_ACTIVATIONS = (
     nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU,
@@ -55,6 +57,11 @@ def layer_flops(module: nn.Module, in_shape: Shape, out_shape: Shape) -> int | N
         return _affine(module.in_features, module.out_features, module.bias) + units * (
             module.pieces - 1
         )
+    if isinstance(module, MAXOUT_CONVS):
+        per_output = 2 * math.prod(module.weight.shape[1:])
+        convolved = n_out * module.pieces  # before the max over pieces
+        bias = convolved if module.bias is not None else 0
+        return convolved * per_output + bias + n_out * (module.pieces - 1)
     if isinstance(module, nn.Linear):
         return _affine(module.in_features, module.out_features, module.bias)
     if isinstance(module, _ConvNd):

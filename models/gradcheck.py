@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.layers import Maxout
+from models.layers import MAXOUT_CONVS, Maxout
 
 DEFAULT_EPS = 1e-6
 MAX_COORDINATES = 30  # per tensor; smaller tensors are checked at every coordinate
@@ -38,7 +38,7 @@ VERDICTS = ("correct", "worth a look", "suspect", "wrong")
 LOSS_ROUNDING = 1e-15
 
 # Modules whose function has kinks: a perturbation that crosses one is a false alarm.
-_KINKED = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.MaxPool1d, nn.MaxPool2d, Maxout,
+_KINKED = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.MaxPool1d, nn.MaxPool2d, Maxout, *MAXOUT_CONVS,
            nn.L1Loss, nn.HuberLoss)
 
 

@@ -56,6 +56,32 @@ class Maxout(nn.Linear):
         return f"{super().extra_repr()}, pieces={self.pieces}"
 
 
+class MaxoutConv1d(nn.Conv1d):
+    """A conv1d to out_channels·pieces channels and the max over each output channel's
+    pieces: channel i takes channels i·pieces to i·pieces + pieces − 1, as Maxout's units do."""
+
+    def __init__(self, in_channels: int, out_channels: int, pieces: int, **conv: Any):
+        super().__init__(in_channels, out_channels * pieces, **conv)
+        self.pieces = pieces
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x).unflatten(1, (-1, self.pieces)).amax(dim=2)
+
+
+class MaxoutConv2d(nn.Conv2d):
+    """The 2-D form of MaxoutConv1d."""
+
+    def __init__(self, in_channels: int, out_channels: int, pieces: int, **conv: Any):
+        super().__init__(in_channels, out_channels * pieces, **conv)
+        self.pieces = pieces
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x).unflatten(1, (-1, self.pieces)).amax(dim=2)
+
+
+MAXOUT_CONVS = (MaxoutConv1d, MaxoutConv2d)
+
+
 class Residual(nn.Module):
     """`layers(x) + shortcut(x)`; the shortcut is the identity unless a projection is given.
     Parameters read `layers.<j>.weight` and `shortcut.weight`."""
@@ -89,7 +115,8 @@ def _linear_hint(shape: Shape) -> str:
 
 
 def _maxout_hint(shape: Shape) -> str:
-    return f"maxout needs 1-D features but the input is {_dims(shape)}; add a flatten layer first"
+    return (f"maxout needs 1-D features but the input is {_dims(shape)}; add a flatten layer "
+            "first, or use maxout_conv1d / maxout_conv2d")
 
 
 def _conv1d_hint(shape: Shape) -> str:
@@ -156,6 +183,18 @@ def _build_conv(conv: type[nn.Conv1d] | type[nn.Conv2d]) -> Callable[[Any, Shape
         return conv(
             shape[0], spec.out_channels, spec.kernel_size, spec.stride, spec.padding,
             dilation=spec.dilation, groups=spec.groups, bias=spec.bias,
+        )
+
+    return build
+
+
+def _build_maxout_conv(conv: type[nn.Conv1d] | type[nn.Conv2d]
+                       ) -> Callable[[Any, Shape], nn.Module]:
+    def build(spec: s._ConvSpec, shape: Shape) -> nn.Module:
+        return conv(
+            shape[0], spec.out_channels, spec.pieces, kernel_size=spec.kernel_size,
+            stride=spec.stride, padding=spec.padding, dilation=spec.dilation,
+            groups=spec.groups, bias=spec.bias,
         )
 
     return build
@@ -238,6 +277,14 @@ REGISTRY: dict[str, LayerEntry] = {
     "maxout": LayerEntry(
         build=lambda spec, shape: Maxout(shape[0], spec.out_features, spec.pieces, spec.bias),
         ranks=(1,), rank_hint=_maxout_hint, has_weights=True,
+    ),
+    "maxout_conv1d": LayerEntry(
+        build=_build_maxout_conv(MaxoutConv1d), ranks=(2,), rank_hint=_conv1d_hint,
+        has_weights=True, check=_check_groups,
+    ),
+    "maxout_conv2d": LayerEntry(
+        build=_build_maxout_conv(MaxoutConv2d), ranks=(3,), rank_hint=_conv2d_hint,
+        has_weights=True, check=_check_groups,
     ),
     "residual": LayerEntry(build=None),
 }

@@ -234,6 +234,25 @@ class MaxoutSpec(_Initialised):
     )
 
 
+Pieces = Annotated[int, Field(ge=2, le=64, description="linear pieces per output unit, at least 2")]
+
+
+class MaxoutConv1dSpec(Conv1dSpec):
+    """A conv1d to out_channels·pieces channels, then the max over each output channel's
+    pieces, at every position."""
+
+    type: Literal["maxout_conv1d"]
+    pieces: Pieces = 2
+
+
+class MaxoutConv2dSpec(Conv2dSpec):
+    """A conv2d to out_channels·pieces channels, then the max over each output channel's
+    pieces, at every position (the convolutional maxout of Goodfellow et al., 2013)."""
+
+    type: Literal["maxout_conv2d"]
+    pieces: Pieces = 2
+
+
 class ResidualSpec(_Layer):
     """`layers` applied in order, plus a shortcut from the block's input to their output."""
 
@@ -271,6 +290,8 @@ LayerSpec = Annotated[
     | SoftmaxSpec
     | LogSoftmaxSpec
     | MaxoutSpec
+    | MaxoutConv1dSpec
+    | MaxoutConv2dSpec
     | ResidualSpec,
     Field(discriminator="type"),
 ]

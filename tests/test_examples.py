@@ -14,6 +14,7 @@ from tests.test_train_loop import run_job
 RESULTS = {
     "digits-cnn-augmented": ("test_accuracy", 0.96),
     "digits-cnn": ("test_accuracy", 0.95),
+    "digits-maxout": ("test_accuracy", 0.94),
     "digits-mlp": ("test_accuracy", 0.93),
     "moons-bce": ("test_accuracy", 0.98),
     "sine-regression": ("test_rmse", 0.08),

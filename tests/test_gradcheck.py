@@ -80,6 +80,10 @@ CASES: dict[str, tuple[list[dict], tuple[int, ...]]] = {
     "softmax": ([{"type": "linear", "out_features": 3}, {"type": "softmax"}], (4,)),
     "log_softmax": ([{"type": "linear", "out_features": 3}, {"type": "log_softmax"}], (4,)),
     "maxout": (_then_linear({"type": "maxout", "out_features": 4, "pieces": 3}), (4,)),
+    "maxout_conv2d": ([{"type": "maxout_conv2d", "out_channels": 2, "pieces": 3},
+                       {"type": "flatten"}, {"type": "linear", "out_features": 3}], (1, 5, 5)),
+    "maxout_conv1d": ([{"type": "maxout_conv1d", "out_channels": 2, "pieces": 2},
+                       {"type": "flatten"}, {"type": "linear", "out_features": 3}], (2, 6)),
     "residual": (_then_linear(
         {"type": "linear", "out_features": 5},
         {"type": "residual", "layers": [{"type": "linear", "out_features": 5},

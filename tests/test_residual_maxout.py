@@ -79,6 +79,16 @@ def _maxout_no_bias_ref(sd: StateDict, x: Tensor) -> Tensor:
     return z.reshape(x.shape[0], 2, 4).max(dim=2).values
 
 
+def _maxout_conv2d_ref(sd: StateDict, x: Tensor) -> Tensor:
+    z = F.conv2d(x, sd["layers.0.weight"], sd["layers.0.bias"], padding=1)  # (batch, 4·3, 6, 6)
+    return z.reshape(x.shape[0], 4, 3, 6, 6).max(dim=2).values
+
+
+def _maxout_conv1d_ref(sd: StateDict, x: Tensor) -> Tensor:
+    z = F.conv1d(x, sd["layers.0.weight"], sd["layers.0.bias"], stride=2)  # (batch, 3·2, 4)
+    return z.reshape(x.shape[0], 3, 2, 4).max(dim=2).values
+
+
 # (layers, per-sample input shape, the network written out with torch.nn.functional on the
 # built network's state dict); test_models.py counts these towards its per-type coverage.
 CASES: dict[str, tuple[list[dict], tuple[int, ...], Callable[[StateDict, Tensor], Tensor]]] = {
@@ -119,6 +129,14 @@ CASES: dict[str, tuple[list[dict], tuple[int, ...], Callable[[StateDict, Tensor]
          {"type": "maxout", "out_features": 2, "pieces": 4, "bias": False}],
         (3,), _maxout_no_bias_ref,
     ),
+    "maxout-conv2d": (
+        [{"type": "maxout_conv2d", "out_channels": 4, "pieces": 3, "padding": 1}], (2, 6, 6),
+        _maxout_conv2d_ref,
+    ),
+    "maxout-conv1d": (
+        [{"type": "maxout_conv1d", "out_channels": 3, "kernel_size": 3, "stride": 2}], (2, 9),
+        _maxout_conv1d_ref,
+    ),
 }
 
 # The state-dict names each case must keep: checkpoints depend on them.
@@ -139,6 +157,8 @@ STATE_DICT_KEYS = {
                         "layers.3.weight", "layers.3.bias"],
     "maxout": ["layers.0.weight", "layers.0.bias"],
     "maxout-no-bias": ["layers.0.weight", "layers.0.bias", "layers.2.weight"],
+    "maxout-conv2d": ["layers.0.weight", "layers.0.bias"],
+    "maxout-conv1d": ["layers.0.weight", "layers.0.bias"],
 }
 
 

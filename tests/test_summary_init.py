@@ -280,6 +280,11 @@ FLOP_CASES = [
      6 * 3 * (2 * 1 * 2) + 6 * 3),
     # 12 = 4 units × 3 pieces: the projection, its bias, then 2 comparisons per unit
     ({"type": "maxout", "out_features": 4, "pieces": 3}, (6,), 2 * 6 * 12 + 12 + 4 * 2),
+    # (2, 6, 6) -> 4·3 channels of (6, 6), then 2 comparisons per output element
+    ({"type": "maxout_conv2d", "out_channels": 4, "pieces": 3, "padding": 1}, (2, 6, 6),
+     12 * 36 * (2 * 2 * 9) + 12 * 36 + 4 * 36 * 2),
+    ({"type": "maxout_conv1d", "out_channels": 3, "kernel_size": 3, "bias": False}, (2, 9),
+     6 * 7 * (2 * 2 * 3) + 3 * 7 * 1),
     ({"type": "batchnorm"}, (4, 5, 5), 2 * 100),
     ({"type": "batchnorm"}, (10,), 2 * 10),
     ({"type": "layernorm"}, (3, 10), 7 * 30),
