@@ -290,6 +290,23 @@ def test_early_stopping_checked_against_the_job(overrides: dict, path: str,
     assert caught.value.field == path and message in caught.value.message
 
 
+@pytest.mark.parametrize(("dataset", "loss", "out", "monitor", "mode"), [
+    ("sine", "mse", 1, "val_r2", "max"), ("sine", "mse", 1, "val_mae", "min"),
+    ("zones", "bce_with_logits", 4, "val_exact_match", "max"),
+    ("spirals", "cross_entropy", 3, "val_accuracy", "max"),
+])
+def test_every_recorded_validation_metric_can_be_watched(dataset: str, loss: str, out: int,
+                                                         monitor: str, mode: str) -> None:
+    body = job({"early_stopping": {"monitor": monitor}},
+               schedule={"type": "reduce_on_plateau", "monitor": monitor})
+    body["dataset"] = {"name": dataset}
+    body["loss"] = {"type": loss}
+    body["model"]["layers"][-1]["out_features"] = out
+    spec = JobSpec.model_validate(body)
+    validate_job(spec, Settings())
+    assert spec.training.early_stopping.resolved_mode == spec.schedule.resolved_mode == mode
+
+
 def test_bad_training_options_are_422s_naming_the_field(client: Any) -> None:
     cases = [
         ({"training": {"accumulate_batches": 0}}, "training.accumulate_batches"),

@@ -15,9 +15,11 @@ Unit = Annotated[ScheduleUnit, Field(
     "are optimizer steps and the rate changes after every step"
 )]
 Gamma = Annotated[float, Field(gt=0.0, le=1.0, description="multiplies the rate, in (0, 1]")]
+# The validation metrics every job of a task records: what reduce_on_plateau and early
+# stopping may watch (top-k accuracy exists only when asked for, so it is not among them).
 VAL_METRICS = {"classification": ("val_loss", "val_accuracy"),
-               "multilabel": ("val_loss", "val_accuracy"),
-               "regression": ("val_loss", "val_rmse")}
+               "multilabel": ("val_loss", "val_accuracy", "val_exact_match"),
+               "regression": ("val_loss", "val_rmse", "val_mae", "val_r2")}
 
 
 class ConstantSchedule(StrictModel):
@@ -83,7 +85,12 @@ class OneCycleSchedule(StrictModel):
 
 class ReduceOnPlateauSchedule(StrictModel):
     type: Literal["reduce_on_plateau"]
-    monitor: str = Field("val_loss", description="val_loss, val_accuracy or val_rmse")
+    monitor: str = Field(
+        "val_loss",
+        description="a validation metric the task records: val_loss; val_accuracy "
+        "(classification and multi-label; multi-label also val_exact_match); val_rmse, val_mae "
+        "or val_r2 (regression)",
+    )
     mode: Literal["min", "max"] | None = Field(
         None, description="null: max for accuracies, exact_match and r2, min otherwise"
     )

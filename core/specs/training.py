@@ -15,7 +15,8 @@ class EarlyStoppingSpec(StrictModel):
     """Stop when a validation metric has not improved for `patience` evaluations."""
 
     monitor: str = Field(
-        "val_loss", description="the validation metric watched: val_loss, val_accuracy, ..."
+        "val_loss", description="the validation metric watched, as for reduce_on_plateau's "
+        "monitor: val_loss, val_accuracy, val_exact_match, val_rmse, val_mae or val_r2"
     )
     mode: Literal["min", "max"] | None = Field(
         None, description="null: max for accuracies, exact_match and r2, min otherwise"
