@@ -28,6 +28,15 @@ class CrossEntropy(nn.Module):
         return F.cross_entropy(out, target, weight=weight, label_smoothing=self.label_smoothing)
 
 
+def mean_weight(loss_fn: nn.Module, target: torch.Tensor) -> torch.Tensor | int:
+    """What a batch's mean loss is divided by: the sum of the targets' class weights for a
+    weighted cross_entropy with class labels, else the number of samples. Batches' means
+    weighted by it combine into the exact mean over a whole split."""
+    if isinstance(loss_fn, CrossEntropy) and loss_fn.weight is not None and target.dim() == 1:
+        return loss_fn.weight.to(target.device)[target].sum()
+    return len(target)
+
+
 class BCEWithLogits(nn.Module):
     """F.binary_cross_entropy_with_logits on the dataset's targets as they come: binary class
     labels (n,) of integers 0/1 become float (n, 1) to match the network's single output;

@@ -161,6 +161,18 @@ def test_classification_accuracy_and_top_k_match_sklearn() -> None:
 
 
 @pytest.mark.usefixtures("chunked")
+def test_a_weighted_loss_over_chunks_is_the_weighted_mean_over_the_split() -> None:
+    out = torch.randn(100, 3, generator=_gen(11))
+    y = torch.randint(0, 3, (100,), generator=_gen(12))
+    weight = [1.0, 5.0, 0.2]
+    loss = build_loss(JobSpec.model_validate({**load_example("spirals-mlp"), "loss": {
+        "type": "cross_entropy", "weight": weight}}).loss)
+    result = _evaluate(out, y, loss, "classification")
+    want = F.cross_entropy(out, y, weight=torch.tensor(weight)).item()
+    assert result.loss == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.usefixtures("chunked")
 def test_binary_accuracy_thresholds_the_single_logit_at_zero() -> None:
     out, y = torch.randn(50, 1, generator=_gen(9)), torch.randint(0, 2, (50,), generator=_gen(10))
     result = _evaluate(out, y, loss_of({"type": "bce_with_logits"}), "classification")

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from models.losses import mean_weight
+
 EVAL_BATCH = 4096
 ACCURACY_TASKS = ("classification", "multilabel")  # the tasks batch_correct counts
 
@@ -64,6 +66,7 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Ten
     rmse, mae and r2 (averaged over outputs, as scikit-learn's r2_score) for regression."""
     model.eval()
     total_loss = torch.zeros((), device=x.device)
+    total_weight = torch.zeros((), device=x.device)
     sums: dict[str, torch.Tensor] = {}
 
     def add(name: str, value: torch.Tensor) -> None:
@@ -72,7 +75,9 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Ten
     for start in range(0, len(x), EVAL_BATCH):
         xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
         out = model(xb)
-        total_loss += loss_fn(out, yb) * len(xb)
+        weight = mean_weight(loss_fn, yb)
+        total_loss += loss_fn(out, yb) * weight
+        total_weight += weight
         if task == "classification":
             add("correct", (predicted_class(out) == yb).sum())
             if top_k is not None:
@@ -87,7 +92,7 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Ten
             error = (out - yb).float()
             add("squared", error.square().sum(dim=0))
             add("absolute", error.abs().sum())
-    loss = (total_loss / len(x)).item()
+    loss = (total_loss / total_weight).item()
     n = len(x)
     if task == "classification":
         extra = {f"top{top_k}_accuracy": sums["top_k"].item() / n} if top_k is not None else {}
