@@ -9,14 +9,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 class BodySizeLimit:
     """413 for a body larger than `max_bytes`, by its Content-Length or, for a chunked
-    body, as soon as the bytes received pass the limit. Meant for small JSON bodies."""
+    body, as soon as the bytes received pass the limit. Meant for small JSON bodies; the
+    `exempt` (method, path) pairs stream large bodies and enforce their own limits."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 exempt: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if (scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH")
+                or (scope["method"], scope["path"].rstrip("/")) in self.exempt):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])

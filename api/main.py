@@ -36,7 +36,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = sessionmaker(app.state.engine, expire_on_commit=False)
     app.state.publisher = Publisher(settings)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_spec_bytes)
+    # Dataset uploads are streamed to disk and capped by TRAINDOCK_MAX_UPLOAD_BYTES instead.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_spec_bytes,
+                       exempt=frozenset({("POST", "/v1/datasets")}))
     for module in (jobs, gradcheck, metrics, events, checkpoints, datasets, workers, health,
                    dashboard):
         app.include_router(module.router)

@@ -52,6 +52,25 @@ class Settings(BaseSettings):
     max_layers: int = Field(256, ge=1)
     max_spec_bytes: int = Field(256 * 1024, ge=1024)
     keep_checkpoints: int = Field(3, ge=1, le=100)
+    device_data_mb: int = Field(
+        1024, ge=0,
+        description="a job's float32 arrays up to this size are copied to the device whole; "
+        "larger ones stay memory-mapped and are streamed in batches",
+    )
+
+    # Uploaded and imported datasets
+    max_upload_bytes: int = Field(
+        2 * 1024**3, ge=1024, le=1024**4,
+        description="the largest dataset upload or URL import, counted as the bytes arrive",
+    )
+    max_unpacked_bytes: int = Field(
+        4 * 1024**3, ge=1024, le=4 * 1024**4,
+        description="the most an uploaded archive may unpack to (refuses zip bombs)",
+    )
+    import_timeout_s: float = Field(
+        60.0, gt=0, le=3600,
+        description="a URL import's connect and read timeout (each wait, not the whole download)",
+    )
 
     # Broker publishing must never hang a request.
     publish_timeout_s: float = Field(2.0, gt=0, le=30)
@@ -103,6 +122,10 @@ class Settings(BaseSettings):
     @property
     def checkpoint_dir(self) -> Path:
         return self.data_dir / "checkpoints"
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.data_dir / "datasets"
 
     @property
     def log_dir(self) -> Path:

@@ -138,3 +138,28 @@ class Checkpoint(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Dataset(Base):
+    """An uploaded dataset: its description, and the sha256 naming its folder under
+    `DATA_DIR/datasets/` (core/dataset_store.py). Several rows may share one folder."""
+
+    __tablename__ = "dataset"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    format: Mapped[str] = mapped_column(String(32))
+    task: Mapped[str] = mapped_column(String(32))
+    input_shape: Mapped[list[int]] = mapped_column(JSONB)
+    target_shape: Mapped[list[int]] = mapped_column(JSONB)
+    num_classes: Mapped[int | None] = mapped_column(Integer)
+    class_names: Mapped[list[str] | None] = mapped_column(JSONB)
+    class_counts: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # {"train": n, "val": n | None, "test": n | None}
+    splits: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    feature_stats: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    # {"filename": ...} for an upload, {"url": ...} for an import
+    source: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,30 +1,189 @@
-"""/v1/datasets: the datasets a job can name."""
+"""/v1/datasets: upload or import a dataset; list, describe and delete them (built-in ones are
+listed and described too)."""
 
 from __future__ import annotations
 
-import dataclasses
+import json
+import re
+import uuid
+from pathlib import Path
+from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
+from api import dataset_ingest
+from api.dataset_schemas import (
+    BuiltinDatasetOut,
+    DatasetImport,
+    UploadedDatasetOut,
+    UploadOptions,
+    builtin_out,
+)
+from api.deps import SessionDep, SettingsDep
+from api.schemas import ValidationErrorOut
+from api.uploads import receive_multipart
+from api.url_import import check_url, download, filename_of
 from core import datasets
+from core.repo import datasets as dataset_repo
+from core.settings import Settings
+from core.tables import Dataset
+from core.uploads.parsed import UploadError
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
+ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {"model": ValidationErrorOut, "description": "the name is taken, or a job uses it"},
+    413: {"model": ValidationErrorOut, "description": "over TRAINDOCK_MAX_UPLOAD_BYTES or "
+          "TRAINDOCK_MAX_UNPACKED_BYTES"},
+    415: {"description": "neither multipart/form-data nor application/json"},
+    422: {"model": ValidationErrorOut, "description": "the field or file member to change"},
+}
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["file", "name"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "the data file; its name's suffix tells the format"},
+                    **UploadOptions.model_json_schema()["properties"],
+                },
+            }},
+            "application/json": {"schema": DatasetImport.model_json_schema()},
+        },
+    }
+}
 
-def _describe(name: str) -> dict:
-    info = dataclasses.asdict(datasets.describe(name))
-    info["options"] = sorted(datasets.BUILTINS[name].tunable)
-    info["builtin"] = True
-    return info
+
+def dataset_out(row: Dataset) -> UploadedDatasetOut:
+    return UploadedDatasetOut.model_validate(row, from_attributes=True)
 
 
-@router.get("")
-def list_datasets() -> list[dict]:
-    return [_describe(name) for name in sorted(datasets.BUILTINS)]
+def _http_error(exc: UploadError) -> HTTPException:
+    return HTTPException(exc.status, [{"field": exc.field, "message": str(exc),
+                                       "type": "upload"}])
 
 
-@router.get("/{name}")
-def get_dataset(name: str) -> dict:
-    if name not in datasets.BUILTINS:
-        raise HTTPException(404, f"no dataset named {name!r}; GET /v1/datasets lists them")
-    return _describe(name)
+def _find(session, key: str) -> Dataset:
+    row = dataset_repo.get_by_id_or_name(session, key)
+    if row is None:
+        raise HTTPException(404, f"no dataset with id or name {key!r}; GET /v1/datasets "
+                            "lists them")
+    return row
+
+
+@router.get("", response_model=list[UploadedDatasetOut | BuiltinDatasetOut])
+def list_datasets(session: SessionDep) -> list[UploadedDatasetOut | BuiltinDatasetOut]:
+    """Uploaded datasets, newest first, then the built-in ones by name."""
+    uploaded = [dataset_out(row) for row in dataset_repo.list_datasets(session)]
+    return [*uploaded, *(builtin_out(name) for name in sorted(datasets.BUILTINS))]
+
+
+@router.get("/{key}", response_model=UploadedDatasetOut | BuiltinDatasetOut)
+def get_dataset(key: str, session: SessionDep) -> UploadedDatasetOut | BuiltinDatasetOut:
+    """A built-in dataset by name, or an uploaded one by id or name."""
+    if key in datasets.BUILTINS:
+        return builtin_out(key)
+    return dataset_out(_find(session, key))
+
+
+@router.delete("/{key}", status_code=204, responses={409: ERRORS[409]})
+def delete_dataset(key: str, session: SessionDep, settings: SettingsDep) -> Response:
+    """Delete an uploaded dataset (by id or name), and its stored arrays unless another
+    dataset holds the same content. 409 while a queued or running job uses it."""
+    if key in datasets.BUILTINS:
+        raise _http_error(UploadError("id", f"{key!r} is built in; it cannot be deleted", 409))
+    try:
+        dataset_ingest.delete(session, settings, _find(session, key))
+    except UploadError as exc:
+        raise _http_error(exc) from None
+    return Response(status_code=204)
+
+
+@router.post("", status_code=201, response_model=UploadedDatasetOut, responses=ERRORS,
+             openapi_extra=UPLOAD_BODY)
+async def create_dataset(request: Request, session: SessionDep, settings: SettingsDep
+                         ) -> UploadedDatasetOut:
+    """Upload a file (multipart/form-data: `file`, `name`, options) or import one from a URL
+    (JSON: `url`, `name`, options). The body is streamed to disk, never held in memory."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("multipart/form-data", "application/json"):
+        raise HTTPException(415, "send multipart/form-data (an upload: file, name, ...) or "
+                            "application/json (an import: url, name, ...)")
+    path = _temp_path(settings)
+    try:
+        if kind == "multipart/form-data":
+            options, filename, source = await _receive_upload(request, settings, path)
+        else:
+            options, filename, source = await _receive_import(request, session, settings, path)
+        row = await run_in_threadpool(dataset_ingest.ingest, session, settings, path, filename,
+                                      options, source)
+    except UploadError as exc:
+        raise _http_error(exc) from None
+    except ClientDisconnect:
+        raise HTTPException(400, "the client hung up before the body was complete") from None
+    finally:
+        path.unlink(missing_ok=True)
+    return dataset_out(row)
+
+
+def _temp_path(settings: Settings) -> Path:
+    """Where the body lands: under DATA_DIR, named by the server (never by the client)."""
+    folder = settings.data_dir / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{uuid.uuid4().hex}.part"
+
+
+def _options(model: type[UploadOptions], data: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()],
+                                     body=data) from None
+
+
+async def _receive_upload(request: Request, settings: Settings, path: Path
+                          ) -> tuple[UploadOptions, str, dict[str, Any]]:
+    received = await receive_multipart(request.headers["content-type"], request.stream(), path,
+                                       settings.max_upload_bytes)
+    fields: dict[str, Any] = dict(received.fields)
+    size = fields.get("image_size")
+    if isinstance(size, str) and re.fullmatch(r"\s*\d+\s*[x,]\s*\d+\s*", size):
+        fields["image_size"] = re.split(r"[x,]", size)  # "32x48": height x width
+    options = _options(UploadOptions, fields)
+    filename = (received.filename or "")[-255:]
+    return options, filename, {"filename": filename}
+
+
+async def _receive_import(request: Request, session, settings: Settings, path: Path
+                          ) -> tuple[UploadOptions, str, dict[str, Any]]:
+    # The API's body limit does not cover this route (uploads are large): JSON is capped here.
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > settings.max_spec_bytes:
+            raise HTTPException(413, f"request body is larger than {settings.max_spec_bytes} "
+                                "bytes; an import names a URL and a few options")
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise HTTPException(422, [{"field": "body", "type": "json_invalid",
+                                   "message": f"body: not valid JSON ({exc})"}]) from None
+    if not isinstance(document, dict):
+        raise HTTPException(422, [{"field": "body", "type": "dict_type",
+                                   "message": "body: must be a JSON object {url, name, ...}"}])
+    data = _options(DatasetImport, document)
+    check_url(data.url)
+    await run_in_threadpool(_check_name, session, data.name)
+    await download(data.url, path, settings.max_upload_bytes, settings.import_timeout_s)
+    return data, filename_of(data.url), {"url": data.url}
+
+
+def _check_name(session, name: str) -> None:
+    dataset_ingest.check_name_free(session, name)
+    session.rollback()
