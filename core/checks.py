@@ -49,7 +49,7 @@ def output(spec: JobSpec, info: datasets.DatasetInfo, summary: ModelSummary) -> 
         )
     binary = loss.type == "bce_with_logits" and info.task == "classification"
     if binary and info.num_classes != 2:
-        tunable = datasets.BUILTINS[info.name].tunable
+        tunable = datasets.BUILTINS[info.name].tunable if info.builtin else frozenset()
         more = ", or set dataset.classes to 2" if "classes" in tunable else ""
         raise SpecError(
             "loss.type",
@@ -112,7 +112,7 @@ def schedule(checked: ValidatedJob) -> None:
                 f"({run} {schedule.unit}s); shorten it or train for longer",
             )
     if schedule.type == "reduce_on_plateau":
-        if spec.dataset.val_fraction == 0:
+        if not checked.has_validation:
             raise SpecError(
                 "schedule.monitor",
                 "reduce_on_plateau watches a validation metric but dataset.val_fraction is 0; "
@@ -154,9 +154,9 @@ def _training_warnings(checked: ValidatedJob) -> list[str]:
 
 def training(checked: ValidatedJob) -> None:
     """Early stopping needs a validation split and a metric the task records."""
-    spec, stopping = checked.spec, checked.spec.training.early_stopping
+    stopping = checked.spec.training.early_stopping
     if stopping is not None:
-        if spec.dataset.val_fraction == 0:
+        if not checked.has_validation:
             raise SpecError(
                 "training.early_stopping",
                 "early stopping watches a validation metric but dataset.val_fraction is 0; "
@@ -227,8 +227,16 @@ def warnings(checked: ValidatedJob) -> list[str]:
             f"training.batch_size {spec.training.batch_size} exceeds the training split "
             f"({n_train} samples): each epoch is a single step"
         )
-    if spec.dataset.val_fraction == 0:
+    if not checked.has_validation:
         notes.append("dataset.val_fraction is 0: no validation metrics will be recorded")
+    own_val = checked.dataset.val_samples
+    default_fraction = type(spec.dataset).model_fields["val_fraction"].default
+    if own_val and spec.dataset.val_fraction != default_fraction:
+        notes.append(
+            f"dataset.val_fraction {spec.dataset.val_fraction:g} does not apply: "
+            f"{checked.dataset.name} has its own validation split ({own_val} samples), which "
+            "is used instead; remove dataset.val_fraction"
+        )
     doubled = _doubled_output_activation(spec)
     if doubled:
         notes.append(doubled)

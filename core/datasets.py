@@ -1,17 +1,23 @@
-"""Built-in datasets: generated from a seed or shipped inside a package, never downloaded.
+"""Datasets a job trains on: built-in ones, generated from a seed or shipped inside a
+package, never downloaded; and uploaded ones, stored by core/dataset_store.py.
 
-`describe` answers shape questions cheaply (the API validates specs with it); `load` makes
-the arrays (the worker trains on them). The test split is cut with a fixed seed, whatever
-the dataset's seed, so that for the same data test accuracy means the same thing across jobs.
+`describe` and `describe_stored` answer shape questions cheaply (the API validates specs with
+them); `load` and `job_arrays` make the arrays (the worker trains on them). The test split is
+cut with a fixed seed, whatever the dataset's seed, so that for the same data test accuracy
+means the same thing across jobs; an uploaded dataset's own validation and test splits are
+used as they are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+
+from core import dataset_store
 
 # classification: one integer class label per sample; multilabel: L independent 0/1 labels
 # per sample, as floats (n, L); regression: float targets (n, 1).
@@ -27,12 +33,25 @@ class DatasetInfo:
     input_shape: tuple[int, ...]
     num_classes: int | None  # classification only
     target_shape: tuple[int, ...]  # () for class labels, (L,) for multilabel
-    n_samples: int
+    n_samples: int  # every split together
     description: str
+    # Uploaded datasets only: the row's id, the stored version, the class names, and the sizes
+    # of the dataset's own validation and test splits (None: cut from its training split).
+    id: str | None = None
+    sha256: str | None = None
+    class_names: tuple[str, ...] | None = None
+    val_samples: int | None = None
+    test_samples: int | None = None
+
+    @property
+    def builtin(self) -> bool:
+        return self.sha256 is None
 
     @property
     def n_test(self) -> int:
-        return int(round(self.n_samples * TEST_FRACTION))
+        if self.test_samples is not None:
+            return self.test_samples
+        return int(round((self.n_samples - (self.val_samples or 0)) * TEST_FRACTION))
 
 
 @dataclass(frozen=True)
@@ -183,6 +202,32 @@ def describe(name: str, opts: Options | None = None) -> DatasetInfo:
     )
 
 
+def describe_stored(stored: Mapping[str, Any]) -> DatasetInfo:
+    """An uploaded dataset's description from its meta.json (core/dataset_store.py) or its
+    database row: task, input_shape, target_shape, num_classes, class_names, splits, and the
+    row's id, name and sha256 where known."""
+    splits = stored["splits"]
+    own = {name: splits.get(name) or None for name in ("val", "test")}  # 0 rows: none of its own
+    sha256 = stored["sha256"]
+    name = stored.get("name") or sha256[:12]
+    sizes = ", ".join(f"{split} {splits[split]}" for split in ("train", "val", "test")
+                      if splits.get(split))
+    return DatasetInfo(
+        name=name,
+        task=stored["task"],
+        input_shape=tuple(stored["input_shape"]),
+        num_classes=stored.get("num_classes"),
+        target_shape=tuple(stored["target_shape"]),
+        n_samples=sum(n for n in splits.values() if n),
+        description=f"uploaded {stored['task']} dataset ({sizes})",
+        id=str(stored["id"]) if stored.get("id") is not None else None,
+        sha256=sha256,
+        class_names=tuple(stored["class_names"]) if stored.get("class_names") else None,
+        val_samples=own["val"],
+        test_samples=own["test"],
+    )
+
+
 def load(name: str, opts: Options | None = None) -> Arrays:
     """Generate the dataset and cut its fixed test split (stratified by class labels; a
     multi-label or regression set is split at random)."""
@@ -214,3 +259,65 @@ def split_indices(
     held_out = np.sort(np.concatenate(held))
     kept = np.setdiff1d(np.arange(n), held_out, assume_unique=True)
     return kept, held_out
+
+
+@dataclass(frozen=True)
+class JobArrays:
+    """A job's splits before normalisation: each split's array and the rows of it the split
+    takes, in order (None: every row). The arrays may be memory-mapped: nothing is read until
+    the rows are."""
+
+    task: Task
+    x_train: np.ndarray
+    y_train: np.ndarray
+    train_rows: np.ndarray | None
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+    val_rows: np.ndarray | None
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    test_rows: np.ndarray | None
+
+
+def source_arrays(name: str | None, opts: Options, sha256: str | None,
+                  root: Path | None) -> dict[str, np.ndarray]:
+    """The arrays a job's splits are cut from, by name (`x_train`, `y_train`, and `x_val`,
+    `y_val`, `x_test`, `y_test` where the dataset has them). A built-in dataset is generated,
+    its fixed test split already cut; an uploaded one (`sha256`) is memory-mapped from `root`,
+    the datasets folder."""
+    if sha256 is None:
+        arrays = load(name or "", opts)
+        return {"x_train": arrays.x_train, "y_train": arrays.y_train,
+                "x_test": arrays.x_test, "y_test": arrays.y_test}
+    if root is None:
+        raise ValueError("an uploaded dataset needs the datasets folder to load from")
+    return dataset_store.load_arrays(root, sha256, mmap=True)
+
+
+def job_arrays(stored: Mapping[str, np.ndarray], task: Task, val_fraction: float,
+               seed: int) -> JobArrays:
+    """Cut what the dataset lacks from its training array: first the fixed test split
+    (TEST_FRACTION, TEST_SPLIT_SEED), then the validation split (val_fraction, `seed`), each
+    stratified for classification, as the built-in datasets are cut. Only the labels are read."""
+    x_train, y_train = stored["x_train"], stored["y_train"]
+    labels = np.asarray(y_train) if task == "classification" else None
+    rows = np.arange(len(x_train))
+    test = None
+    if "x_test" not in stored:
+        rows, test = split_indices(len(rows), TEST_FRACTION, TEST_SPLIT_SEED, labels)
+    val = None
+    if "x_val" not in stored:
+        kept, held = split_indices(len(rows), val_fraction, seed,
+                                   None if labels is None else labels[rows])
+        rows, val = rows[kept], rows[held]
+    every_row = len(rows) == len(x_train)
+    return JobArrays(
+        task=task,
+        x_train=x_train, y_train=y_train, train_rows=None if every_row else rows,
+        x_val=stored.get("x_val", x_train if val is not None else None),
+        y_val=stored.get("y_val", y_train if val is not None else None),
+        val_rows=val,
+        x_test=stored.get("x_test", x_train if test is not None else None),
+        y_test=stored.get("y_test", y_train if test is not None else None),
+        test_rows=test,
+    )

@@ -1,14 +1,19 @@
 """The JobSpec: everything a job needs, as data. Unknown fields are rejected everywhere.
 
-`validate_job` checks what pydantic alone cannot: shapes (the network is built on the meta
-device against the dataset's input shape), then the sections against each other and the
-server's limits (core/checks.py). Every failure names the field path and says what to change.
+`validate_job` checks what pydantic alone cannot: which dataset the spec names (an uploaded
+one is known only to the database, asked through `lookup`), shapes (the network is built on
+the meta device against the dataset's input shape), then the sections against each other and
+the server's limits (core/checks.py). Every failure names the field path and says what to
+change.
 """
 
 from __future__ import annotations
 
 import math
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import Field
 
@@ -63,7 +68,7 @@ class JobSpec(StrictModel):
 
     @property
     def display_name(self) -> str:
-        return self.name or f"{self.dataset.name}-job"
+        return self.name or f"{self.dataset.label}-job"
 
 
 @dataclass
@@ -75,8 +80,15 @@ class ValidatedJob:
 
     @property
     def n_train(self) -> int:
-        held_out = 1 - self.spec.dataset.val_fraction
-        return int((self.dataset.n_samples - self.dataset.n_test) * held_out)
+        info = self.dataset
+        pool = info.n_samples - (info.val_samples or 0) - info.n_test
+        if info.val_samples is not None:  # the dataset's own validation split
+            return pool
+        return int(pool * (1 - self.spec.dataset.val_fraction))
+
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.dataset.val_samples) or self.spec.dataset.val_fraction > 0
 
     @property
     def estimated_steps(self) -> int:
@@ -90,10 +102,19 @@ class ValidatedJob:
         return {**self.model.as_dict(), "warnings": self.warnings}
 
 
-def validate_job(spec: JobSpec, settings: Settings) -> ValidatedJob:
-    """Check shapes, loss and limits; raises SpecError naming the field to change."""
+# An uploaded dataset by name (str) or id (UUID) -> its description (meta.json's keys plus the
+# row's id, name and sha256; see datasets.describe_stored), or None when there is none.
+DatasetLookup = Callable[[str | uuid.UUID], Mapping[str, Any] | None]
+
+
+def validate_job(spec: JobSpec, settings: Settings,
+                 lookup: DatasetLookup | None = None) -> ValidatedJob:
+    """Check the dataset, shapes, loss and limits; raises SpecError naming the field to change.
+    The returned job's spec names an uploaded dataset by name, id and sha256, so that the
+    worker loads the version validated here without asking the database."""
     checks.limits(spec, settings)
-    info = datasets.describe(spec.dataset.name, spec.dataset.options())
+    resolved, info = resolve_dataset(spec.dataset, lookup)
+    spec = spec.model_copy(update={"dataset": resolved})
     summary = summarize(spec.model, info.input_shape)
     if summary.total_params > settings.max_params:
         raise SpecError(
@@ -108,3 +129,43 @@ def validate_job(spec: JobSpec, settings: Settings) -> ValidatedJob:
     checks.augment(checked)
     checked.warnings = checks.warnings(checked)
     return checked
+
+
+def resolve_dataset(spec: DatasetSpec, lookup: DatasetLookup | None
+                    ) -> tuple[DatasetSpec, datasets.DatasetInfo]:
+    """The dataset a spec names, and the spec with an uploaded dataset's name, id and sha256
+    filled in. Without a lookup only built-in datasets are known."""
+    if spec.is_builtin:
+        return spec, datasets.describe(spec.name, spec.options())
+    by_id = spec.id is not None
+    found = lookup(spec.id if by_id else spec.name) if lookup is not None else None
+    if found is None:
+        if by_id:
+            raise SpecError(
+                "dataset.id",
+                f"no uploaded dataset has id {spec.id}; GET /v1/datasets lists the datasets "
+                "and their ids",
+            )
+        known = ", ".join(sorted(datasets.BUILTINS))
+        raise SpecError(
+            "dataset.name",
+            f"unknown dataset {spec.name!r}; the built-in datasets are: {known}; GET "
+            "/v1/datasets lists the uploaded ones too (POST /v1/datasets uploads one)",
+        )
+    if by_id and spec.name is not None and spec.name != found["name"]:
+        raise SpecError(
+            "dataset.name",
+            f"dataset.id {spec.id} is the dataset named {found['name']!r}, not {spec.name!r}: "
+            "give only one of the two",
+        )
+    if spec.sha256 is not None and spec.sha256 != found["sha256"]:
+        raise SpecError(
+            "dataset.sha256",
+            f"{found['name']!r} is version {found['sha256']}, not {spec.sha256}: remove "
+            "dataset.sha256 to train on the dataset as it is, or name the dataset that holds "
+            "that version",
+        )
+    resolved = spec.model_copy(update={
+        "name": found["name"], "id": uuid.UUID(str(found["id"])), "sha256": found["sha256"],
+    })
+    return resolved, datasets.describe_stored(found)

@@ -50,6 +50,8 @@ NONE = type(None)
 # (a field's own `examples=[...]` comes first). Keys are `field`, or `variant.field` with the
 # variant's tag or class name. Only examples come from here: which sections, fields and
 # variants exist is always read from the models.
+# Optional fields of which one must be given: examples show this one as if it were required.
+ONE_OF_REQUIRED = {"DatasetSpec.name"}
 EXAMPLE_VALUES: dict[str, Any] = {
     "JobSpec.name": "digits-mlp",
     "DatasetSpec.name": "digits",
@@ -396,7 +398,7 @@ def example_of(model: type[BaseModel], tag: str | None, bare: bool = False) -> d
     (`frozen` on every layer says little about a particular one)."""
     base: dict[str, Any] = {tag: tag_value(model, tag)} if tag else {}
     for name, info in model.model_fields.items():
-        if info.is_required() and name != tag:
+        if (info.is_required() or f"{model.__name__}.{name}" in ONE_OF_REQUIRED) and name != tag:
             given = hint(model, tag, name)
             base[name] = sample(info.annotation, list(info.metadata)) if (
                 given is PydanticUndefined) else given
@@ -405,7 +407,8 @@ def example_of(model: type[BaseModel], tag: str | None, bare: bool = False) -> d
         return base
     own = [n for n in model.__annotations__ if n in model.model_fields]
     order = own + [n for n in model.model_fields if n not in own]
-    optional = [n for n in order if not model.model_fields[n].is_required() and n != tag]
+    optional = [n for n in order
+                if not model.model_fields[n].is_required() and n != tag and n not in base]
     for name in optional:
         if (value := hint(model, tag, name)) is not PydanticUndefined:
             validate(model, {**base, name: value}, f"the example value for {name!r}")

@@ -95,7 +95,7 @@ def run(job_id: uuid.UUID, attempt: int) -> int:
         spec = JobSpec.model_validate(job.spec)
         device = pick_device(spec.resources.device)
         torch.manual_seed(spec.training.seed)
-        data = prepare_data(spec, device)
+        data = prepare_data(spec, device, settings.dataset_dir, settings.device_data_mb)
         model, _ = build_model(spec.model, data.input_shape)
         model.to(device)
         optimizer = build_optimizer(spec, model)

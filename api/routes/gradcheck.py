@@ -6,6 +6,7 @@ the same check in the worker for networks too big to check here.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -14,11 +15,11 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from api.deps import SettingsDep
+from api.deps import DatasetLookupDep, SettingsDep
 from api.routes.jobs import SpecBody
 from api.schemas import ValidationErrorOut
 from core import datasets
-from core.jobspec import JobSpec, validate_job
+from core.jobspec import DatasetLookup, JobSpec, validate_job
 from core.settings import Settings
 from models.build import SpecError, build_model
 from models.gradcheck import DEFAULT_EPS, check_gradients
@@ -55,18 +56,20 @@ class GradcheckOut(BaseModel):
 async def gradcheck(
     spec: SpecBody,
     settings: SettingsDep,
+    lookup: DatasetLookupDep,
     batch_size: Annotated[int, Query(ge=2, le=MAX_BATCH,
                                      description="training samples to check on")] = DEFAULT_BATCH,
 ) -> GradcheckOut:
     """Build the network as a job would (seeded with training.seed) and compare autograd's
     gradients with central differences in float64 on the first `batch_size` samples of the
     training split. Verdicts: correct < 1e-7 ≤ worth a look < 1e-5 ≤ suspect < 1e-3 ≤ wrong."""
-    report = await run_in_threadpool(_check, spec, settings, batch_size)
+    report = await run_in_threadpool(_check, spec, settings, lookup, batch_size)
     return GradcheckOut.model_validate(report)
 
 
-def _check(spec: JobSpec, settings: Settings, batch_size: int) -> dict:
-    checked = validate_job(spec, settings)
+def _check(spec: JobSpec, settings: Settings, lookup: DatasetLookup, batch_size: int) -> dict:
+    checked = validate_job(spec, settings, lookup)
+    spec = checked.spec  # an uploaded dataset's version resolved
     params = checked.model.total_params
     if params > MAX_PARAMS:
         raise SpecError(
@@ -75,7 +78,7 @@ def _check(spec: JobSpec, settings: Settings, batch_size: int) -> dict:
             f"{MAX_PARAMS:,} while you wait: submit the job with \"gradcheck\": true to run the "
             "check in the worker before training instead",
         )
-    x, y = _batch(spec, checked.dataset.task, batch_size)
+    x, y = _batch(spec, checked.dataset.task, batch_size, settings.dataset_dir)
     with torch.random.fork_rng(devices=[]):  # the API process's RNG is not the job's
         torch.manual_seed(spec.training.seed)
         model, _ = build_model(spec.model, checked.dataset.input_shape)
@@ -84,16 +87,17 @@ def _check(spec: JobSpec, settings: Settings, batch_size: int) -> dict:
     return report.as_dict()
 
 
-def _batch(spec: JobSpec, task: str, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first samples of the job's training split (validation held out as the worker does),
-    normalised as dataset.normalize says but with the batch's own statistics: the check
-    needs inputs on the training scale, not the split's exact statistics."""
-    arrays = datasets.load(spec.dataset.name, spec.dataset.options())
-    labels = arrays.y_train if task == "classification" else None
-    train_idx, _ = datasets.split_indices(
-        len(arrays.x_train), spec.dataset.val_fraction, spec.dataset.seed, labels
-    )
-    chosen = train_idx[:batch_size]
+def _batch(spec: JobSpec, task: str, batch_size: int, root: Path
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first samples of the job's training split (validation and test held out as the
+    worker does; an uploaded dataset's rows read from its memory-mapped arrays), normalised as
+    dataset.normalize says but with the batch's own statistics: the check needs inputs on
+    the training scale, not the split's exact statistics."""
+    ds = spec.dataset
+    stored = datasets.source_arrays(ds.name, ds.options(), ds.sha256, root)
+    arrays = datasets.job_arrays(stored, task, ds.val_fraction, ds.seed)
+    rows = np.arange(len(arrays.x_train)) if arrays.train_rows is None else arrays.train_rows
+    chosen = rows[:batch_size]
     x = torch.from_numpy(np.ascontiguousarray(arrays.x_train[chosen])).to(torch.float64)
     y = torch.from_numpy(np.ascontiguousarray(arrays.y_train[chosen]))
     if spec.dataset.normalize == "minmax":

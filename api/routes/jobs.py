@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import JobDep, PublisherDep, SessionDep, SettingsDep
+from api.deps import DatasetLookupDep, JobDep, PublisherDep, SessionDep, SettingsDep
 from api.schemas import EXAMPLE_SPEC, JobOut, JobPage, ValidationErrorOut, ValidationOut
 from core.jobspec import JobSpec, ValidatedJob, validate_job
 from core.repo import jobs as job_repo
@@ -26,9 +26,9 @@ SpecBody = Annotated[
 
 
 @router.post("/validate", response_model=ValidationOut)
-def validate(spec: SpecBody, settings: SettingsDep) -> ValidationOut:
+def validate(spec: SpecBody, settings: SettingsDep, lookup: DatasetLookupDep) -> ValidationOut:
     """Dry run: build the network on the meta device and report shapes and parameters."""
-    checked = validate_job(spec, settings)
+    checked = validate_job(spec, settings, lookup)
     return ValidationOut(model=checked.model.as_dict(), dataset=dataclasses.asdict(checked.dataset),
                          warnings=checked.warnings)
 
@@ -39,13 +39,14 @@ def submit(
     session: SessionDep,
     settings: SettingsDep,
     publisher: PublisherDep,
+    lookup: DatasetLookupDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
     """Queue a job. With an `Idempotency-Key` header, the same key and body return the same
     job (200) and the same key with another body is a 409."""
-    checked = validate_job(spec, settings)
-    document = spec.model_dump(mode="json")
+    checked = validate_job(spec, settings, lookup)
+    document = checked.spec.model_dump(mode="json")  # names the dataset version validated
     if idempotency_key:
         existing = job_repo.get_job_by_idempotency_key(session, idempotency_key)
         if existing is not None:
