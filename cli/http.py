@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -66,6 +67,15 @@ class Api:
 
     def post(self, path: str, body: Any = None) -> Any:
         return self._send("POST", path, json=body).json()
+
+    def upload(self, path: str, file: Path, fields: dict[str, str], timeout: float) -> Any:
+        """POST a file as multipart form data; httpx reads it in chunks as it sends."""
+        with open(file, "rb") as handle:
+            return self._send("POST", path, files={"file": (file.name, handle)}, data=fields,
+                              timeout=timeout).json()
+
+    def delete(self, path: str) -> None:
+        self._send("DELETE", path)
 
     @contextmanager
     def stream(self, path: str, **params: Any) -> Iterator[httpx.Response]:

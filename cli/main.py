@@ -12,7 +12,8 @@ from cli.http import add_connection_options, run_client_verb
 # the module of each client verb; they reach the API over HTTP only
 CLIENT_VERBS = {"validate": "client", "gradcheck": "client", "submit": "client",
                 "show": "client", "cancel": "client", "watch": "watch", "ls": "ls",
-                "metrics": "metrics", "download": "download"}
+                "metrics": "metrics", "download": "download", "upload": "datasets",
+                "datasets": "datasets", "rm-dataset": "datasets"}
 # core.tables.JOB_STATES, repeated: the client does not import the server's code
 JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
 JOB_HELP = "a job id, or at least its first 6 characters"
@@ -83,6 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a checkpoint id (default: the newest)")
     download.add_argument("-o", "--output", metavar="PATH",
                           help="file or folder to save to (default: <job name>-step-<n>.pt)")
+    upload = client_verb("upload", "upload a dataset (npz, csv, MNIST IDX zip, image folders "
+                                   "zip); print its id")
+    upload.add_argument("file", help="the file to upload")
+    upload.add_argument("--name", required=True, help="what jobs call it")
+    upload.add_argument("--target", help="csv: the column to predict (default: the last)")
+    upload.add_argument("--task", choices=["classification", "regression"],
+                        help="default: inferred from the targets")
+    upload.add_argument("--format", choices=["npz", "csv", "idx", "images"],
+                        help="default: from the file name and contents")
+    upload.add_argument("--image-size", type=int, help="images: resize to N x N")
+    upload.add_argument("--color", choices=["grayscale", "rgb"], help="images (default rgb)")
+
+    client_verb("datasets", "list the built-in and uploaded datasets")
+
+    rm_dataset = client_verb("rm-dataset", "delete an uploaded dataset (refused while a "
+                                           "queued or running job uses it)")
+    rm_dataset.add_argument("dataset", help="its name or id")
     return parser
 
 
@@ -97,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return getattr(serve, f"run_{args.command}")(args)
     module = importlib.import_module(f"cli.{CLIENT_VERBS[args.command]}")
-    return run_client_verb(getattr(module, f"run_{args.command}"), args)
+    return run_client_verb(getattr(module, f"run_{args.command.replace('-', '_')}"), args)
 
 
 if __name__ == "__main__":

@@ -175,6 +175,31 @@ def test_gradcheck_prints_each_tensor_and_exits_0_when_correct(api_url):
     assert result.stdout.splitlines()[-1] == "verdict: correct"
 
 
+def test_upload_list_and_remove_a_dataset(api_url, tmp_path):
+    path = tmp_path / "points.csv"
+    rows = ["x,y,label"] + [f"{i % 7},{(i * 3) % 5},{'odd' if i % 2 else 'even'}"
+                            for i in range(40)]
+    path.write_text("\n".join(rows) + "\n")
+    name = f"cli-points-{os.getpid()}"
+    result = traindock("upload", str(path), "--name", name, "--url", api_url)
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    assert f"  {name}: classification, 2 classes, input 2, train 40; sha256 " in first
+    assert second == f'train on it with "dataset": {{"name": "{name}"}}'
+
+    listed = traindock("datasets", "--url", api_url)
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(name))
+    assert row.split()[:6] == [name, "csv", "classification", "2", "2", "train"]
+    assert "digits" in listed.stdout and "built-in" in listed.stdout
+
+    again = traindock("upload", str(path), "--name", name, "--url", api_url)
+    assert again.returncode == 1 and again.stderr.startswith("error: name")
+    assert traindock("rm-dataset", name, "--url", api_url).stdout == f"deleted {name}\n"
+    gone = traindock("rm-dataset", name, "--url", api_url)
+    assert gone.returncode == 1 and name in gone.stderr
+
+
 def test_an_unreachable_api_is_exit_2_with_advice():
     url = f"http://127.0.0.1:{free_port()}"
     for verb in (["ls"], ["watch", "0123456789"], ["submit", str(ROOT / "examples" /
@@ -328,7 +353,8 @@ def test_the_eta_comes_from_the_rate_seen_while_watching():
 
 
 def test_the_client_imports_neither_the_server_nor_torch():
-    code = ("import sys, cli.main, cli.client, cli.watch, cli.ls, cli.metrics, cli.download;"
+    code = ("import sys, cli.main, cli.client, cli.watch, cli.ls, cli.metrics, cli.download, "
+            "cli.datasets;"
             "print(sorted({m.split('.')[0] for m in sys.modules} & "
             "{'api', 'worker', 'core', 'models', 'torch', 'sqlalchemy', 'celery', 'psycopg'}))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV,
