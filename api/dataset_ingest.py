@@ -125,9 +125,10 @@ def delete(session: Session, settings: Settings, row: Dataset) -> None:
     folder, trash = dataset_path(root, row.sha256), None
     if folder.is_dir() and not dataset_repo.sha256_in_use(session, row.sha256):
         # Moved aside, not removed, until the row's deletion is committed: a failed commit
-        # puts it back. `.tmp-` names are what sweep_partial() clears after a crash.
+        # puts it back. `.tmp-` names are what sweep_stale() clears after a crash.
         trash = root / f".tmp-deleted-{uuid.uuid4().hex}"
         os.replace(folder, trash)
+        os.utime(trash)  # fresh: sweep_stale() in another API process must not take it yet
     try:
         session.commit()
     except BaseException:

@@ -18,6 +18,7 @@ from api.routes import (
     metrics,
     workers,
 )
+from core.dataset_store import sweep_stale
 from core.db import make_engine
 from core.queue import Publisher
 from core.settings import Settings, get_settings
@@ -35,6 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings)
     app.state.sessionmaker = sessionmaker(app.state.engine, expire_on_commit=False)
     app.state.publisher = Publisher(settings)
+    # A crash mid-upload leaves a received body or a half-written folder; clear old ones.
+    sweep_stale(settings.dataset_dir, settings.data_dir / "uploads")
     install_error_handlers(app)
     # Dataset uploads are streamed to disk and capped by TRAINDOCK_MAX_UPLOAD_BYTES instead.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_spec_bytes,

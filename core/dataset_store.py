@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,8 +134,24 @@ def remove(root: Path, sha256: str) -> None:
     shutil.rmtree(dataset_path(root, sha256), ignore_errors=True)
 
 
-def sweep_partial(root: Path) -> None:
-    """Remove folders a crashed upload left half-written (`.tmp-*`)."""
-    if root.is_dir():
-        for tmp in root.glob(".tmp-*"):
-            shutil.rmtree(tmp, ignore_errors=True)
+STALE_AFTER_S = 3600.0
+
+
+def sweep_stale(root: Path, uploads: Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove what a crashed API left behind: half-written dataset folders (`.tmp-*` in the
+    store) and received bodies with their work folders (in `uploads`). Only entries untouched
+    for `older_than_s`: another API process may be writing a fresh one right now. Returns
+    what was removed."""
+    cutoff = time.time() - older_than_s
+    stale = [p for p in [*_entries(root, ".tmp-*"), *_entries(uploads, "*")]
+             if p.stat().st_mtime < cutoff]
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return stale
+
+
+def _entries(folder: Path, pattern: str) -> list[Path]:
+    return list(folder.glob(pattern)) if folder.is_dir() else []

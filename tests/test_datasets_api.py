@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import threading
 import time
@@ -21,7 +22,9 @@ import numpy as np
 import psycopg
 import pytest
 
+from api.main import create_app
 from core.dataset_store import load_arrays
+from core.settings import Settings
 from tests.conftest import Service, free_port
 
 SMALL_CAP = 200_000
@@ -540,3 +543,23 @@ def test_a_1_gib_upload_keeps_the_api_small(memory_api):
         assert created["feature_stats"]["std"] == 0.0
         assert http.delete(f"/v1/datasets/{created['id']}").status_code == 204
     assert peak - idle < 150, f"the API's resident memory grew by {peak - idle:.0f} MB"
+
+
+def test_an_api_starting_clears_what_a_crashed_upload_left_but_not_fresh_work(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data")
+    store, uploads = settings.dataset_dir, settings.data_dir / "uploads"
+    old_folder, old_body = store / ".tmp-crashed", uploads / "crashed.part"
+    fresh_folder, fresh_body = store / ".tmp-writing", uploads / "receiving.part"
+    kept = store / ("a" * 64)
+    for folder in (old_folder, fresh_folder, kept):
+        folder.mkdir(parents=True)
+    uploads.mkdir()
+    for body in (old_body, fresh_body):
+        body.write_bytes(b"partial")
+    two_hours_ago = time.time() - 7200
+    for path in (old_folder, old_body, kept):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+
+    create_app(settings)
+    assert not old_folder.exists() and not old_body.exists()
+    assert fresh_folder.is_dir() and fresh_body.is_file() and kept.is_dir()
