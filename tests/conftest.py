@@ -165,24 +165,28 @@ def start_worker(env: dict[str, str], log_dir: Path, name: str = "w1") -> Servic
     return service
 
 
-@pytest.fixture(scope="session")
-def api_url(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def start_api(env: dict[str, str], log_dir: Path, **extra: str) -> tuple[Service, str]:
+    """An API process on its own port, once it answers /healthz; `extra` adds environment."""
     port = free_port()
-    logs = tmp_path_factory.mktemp("logs")
     service = Service([sys.executable, "-m", "cli.main", "api", "--port", str(port)],
-                      service_env, logs / "api.log")
+                      env | extra, log_dir / f"api-{port}.log")
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         try:
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
+                return service, url
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline or service.proc.poll() is not None:
             service.stop()
             raise RuntimeError(f"API did not become healthy:\n{service.log()[-3000:]}")
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def api_url(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    service, url = start_api(service_env, tmp_path_factory.mktemp("logs"))
     yield url
     service.stop()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import threading
 import time
 import uuid
@@ -25,7 +24,7 @@ import pytest
 from api.main import create_app
 from core.dataset_store import load_arrays
 from core.settings import Settings
-from tests.conftest import Service, free_port
+from tests.conftest import free_port, start_api
 
 SMALL_CAP = 200_000
 
@@ -75,25 +74,6 @@ def nothing_left(settings) -> Iterator[None]:
     yield
     assert stored_files(settings.data_dir) == files
     assert dataset_rows(settings.database_url) == rows
-
-
-def start_api(env: dict[str, str], log_dir: Path, **extra: str) -> tuple[Service, str]:
-    """An API process of the test's own, on the session's database and DATA_DIR."""
-    port = free_port()
-    service = Service([sys.executable, "-m", "cli.main", "api", "--port", str(port)],
-                      env | extra, log_dir / f"api-{port}.log")
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return service, url
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or service.proc.poll() is not None:
-            service.stop()
-            raise RuntimeError(f"API did not become healthy:\n{service.log()[-3000:]}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
