@@ -4,7 +4,7 @@ the uploaded-dataset lookup that job validation resolves dataset names and ids w
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -22,7 +22,9 @@ def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_db(request: Request) -> Iterator[Session]:
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    # Async, so that closing the session at the request's end runs on the event loop: a sync
+    # teardown would wait for a thread while holding the request's connection (see valid_job).
     with request.app.state.sessionmaker() as session:
         yield session
 
@@ -37,9 +39,16 @@ PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 
 
 def valid_job(job_id: uuid.UUID, session: SessionDep) -> Job:
+    """The job, detached, its read transaction ended so that the connection is back in the
+    pool before the route runs. A request must not hold a connection while it waits for a
+    thread: with more requests in flight than the pool has connections, every thread would
+    wait for a connection held by a request waiting for a thread (GET /v1/jobs/{id} stalled
+    at 64 clients until this)."""
     job = job_repo.get_job(session, job_id)
     if job is None:
         raise HTTPException(404, f"no job with id {job_id}")
+    session.expunge(job)
+    session.rollback()
     return job
 
 

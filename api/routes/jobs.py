@@ -123,6 +123,5 @@ def cancel(job: JobDep, session: SessionDep) -> JobOut:
     session.commit()
     if state is None:
         raise HTTPException(409, f"job {job.id} has already ended ({job.state}); nothing to cancel")
-    session.refresh(job)
-    return JobOut.of(job)
+    return JobOut.of(job_repo.get_job(session, job.id))
 
