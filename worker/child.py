@@ -1,8 +1,8 @@
 """The training child: `python -m worker.child JOB_ID ATTEMPT`.
 
 A fresh interpreter per attempt keeps CUDA state and leaked memory out of the worker. Its
-exit code tells the supervisor what happened (see EXIT_* below); on a training error it also
-records a message for the user in the job's `error`.
+exit code tells the supervisor what happened (worker/exit_codes.py); on a training error it
+also records a message for the user in the job's `error`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,14 @@ from models.losses import build_loss
 from worker.callbacks import CheckpointSink, DatabaseGone, LeaseLost, MetricSink, Summary
 from worker.checkpoints import load_checkpoint, restore_loop_state, sha256_of
 from worker.data import prepare_data
+from worker.exit_codes import (
+    EXIT_CRASH,
+    EXIT_DATABASE_GONE,
+    EXIT_LEASE_LOST,
+    EXIT_OK,
+    EXIT_PREEMPTED,
+    EXIT_TRAINING_ERROR,
+)
 from worker.optim import build_optimizer
 from worker.train import (
     LoopState,
@@ -39,13 +47,6 @@ from worker.train import (
     plan_run,
     train,
 )
-
-EXIT_OK = 0
-EXIT_TRAINING_ERROR = 3  # the job's spec or data made training fail: error recorded
-EXIT_LEASE_LOST = 4  # another attempt owns the job: nothing to record
-EXIT_CRASH = 5  # an unexpected exception: traceback recorded
-EXIT_PREEMPTED = 6  # stopped on SIGTERM after writing a checkpoint: the job goes back to the queue
-EXIT_DATABASE_GONE = 7  # the database stayed unreachable: retried like a killed attempt
 
 log = logging.getLogger("traindock.child")
 

@@ -21,7 +21,7 @@ from core.db import retry_database, session_scope
 from core.queue import Publisher
 from core.repo import jobs as job_repo
 from core.settings import Settings
-from worker.child import (
+from worker.exit_codes import (
     EXIT_CRASH,
     EXIT_DATABASE_GONE,
     EXIT_LEASE_LOST,
