@@ -7,7 +7,8 @@ an asyncio httpx pool (slower: on 2 cores the Python client then takes CPU from 
 Each cell is the median over repeats of a timed run after a warm-up run; the client shares
 the 2 cores with the server, as a load balancer or clients on the same host would. No worker
 runs: submitted jobs stay queued in a database of the run's own, dropped at the end. GET is
-also measured at 8 clients, below the API's 15 database connections, because at 64 it stalls.
+also measured at 8 clients, below the API's 15 database connections: at 64 it stalled until
+requests stopped holding a connection while they waited for a thread (api/deps.py valid_job).
 
     python bench/http_load.py            # 2 s warm-up + 3 x 5 s per cell, about 3 minutes
     python bench/http_load.py --quick    # 2 s runs, to prove it works
