@@ -112,13 +112,20 @@ def schedule(checked: ValidatedJob) -> None:
                 f"({run} {schedule.unit}s); shorten it or train for longer",
             )
     if schedule.type == "reduce_on_plateau":
-        if not checked.has_validation:
-            raise SpecError(
-                "schedule.monitor",
-                "reduce_on_plateau watches a validation metric but dataset.val_fraction is 0; "
-                "set dataset.val_fraction above 0 or use another schedule",
-            )
-        _monitor(checked, "schedule.monitor", schedule.monitor)
+        _watched(checked, "schedule.monitor", schedule.monitor, "reduce_on_plateau",
+                 "use another schedule")
+
+
+def _watched(checked: ValidatedJob, where: str, monitor: str, what: str, instead: str) -> None:
+    """A validation metric is watched (`where`: the field; its `.monitor` when that is not
+    the field itself): the job needs a validation split and a metric its task records."""
+    if not checked.has_validation:
+        raise SpecError(
+            where,
+            f"{what} watches a validation metric but dataset.val_fraction is 0; set "
+            f"dataset.val_fraction above 0 or {instead}",
+        )
+    _monitor(checked, where if where.endswith(".monitor") else f"{where}.monitor", monitor)
 
 
 def _monitor(checked: ValidatedJob, where: str, monitor: str) -> None:
@@ -156,13 +163,8 @@ def training(checked: ValidatedJob) -> None:
     """Early stopping needs a validation split and a metric the task records."""
     stopping = checked.spec.training.early_stopping
     if stopping is not None:
-        if not checked.has_validation:
-            raise SpecError(
-                "training.early_stopping",
-                "early stopping watches a validation metric but dataset.val_fraction is 0; "
-                "set dataset.val_fraction above 0 or remove early_stopping",
-            )
-        _monitor(checked, "training.early_stopping.monitor", stopping.monitor)
+        _watched(checked, "training.early_stopping", stopping.monitor, "early stopping",
+                 "remove early_stopping")
 
 
 # Which inputs each shape-bound augmentation fits, by rank: (C, L) signals, (C, H, W) images.

@@ -133,6 +133,7 @@ def train(
     if cfg.compile:
         forward, note = compile_network(model, data.x_train[: min(n, cfg.batch_size)])
         _note(state, note)
+    counts_correct = data.task in ACCURACY_TASKS  # regression has no accuracy to count
     augment = build_augmenter(spec.dataset, data.task, data.num_classes)
     probe = LayerProbe(model)
     reg = spec.regularization
@@ -189,7 +190,8 @@ def train(
                 progress.loss_sum += batch_loss
                 progress.window_loss += batch_loss
                 progress.window_count += len(idx)
-                progress.correct += batch_correct(out.detach(), yb, data.task)
+                if counts_correct:
+                    progress.correct += batch_correct(out.detach(), yb, data.task)
             if precision.scaler is not None:
                 precision.scaler.unscale_(optimizer)  # clipping and probes see true gradients
             ends_epoch = last == per_epoch_batches or state.step + 1 == plan.total_steps
@@ -240,7 +242,7 @@ def train(
             "train_loss": (progress.loss_sum / seen).item(),
             "samples_per_s": seen / elapsed if elapsed > 0 else 0.0,
         }
-        if data.task in ACCURACY_TASKS:
+        if counts_correct:
             metrics["train_accuracy"] = progress.correct.item() / seen
         metrics |= layer_stats
         run_ends = stopped_early or state.step == plan.total_steps
