@@ -64,7 +64,7 @@ def test_every_point_arrives_once_across_a_reconnect(client, worker):
     spec = load_example("digits-mlp")
     # Small batches and a loss point every step: long enough (seconds) to disconnect in
     # the middle, with many flushes.
-    spec["training"] |= {"epochs": 8, "batch_size": 16, "log_every_steps": 1}
+    spec["training"] |= {"epochs": 20, "batch_size": 16, "log_every_steps": 1}
     created = client.post("/v1/jobs", json=spec)
     assert created.status_code == 201, created.text
     job_id = created.json()["id"]
