@@ -7,11 +7,12 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from core.jobspec import DatasetLookup
-from core.queue import Publisher
+from core.queue import BackgroundPublisher
 from core.repo import datasets as dataset_repo
 from core.repo import jobs as job_repo
 from core.settings import Settings
@@ -29,13 +30,26 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
         yield session
 
 
-def get_publisher(request: Request) -> Publisher:
+async def get_async_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
+    """psycopg's own connection, from the pool of the AUTOCOMMIT engine, for the routes that
+    run on the event loop (core/repo/jobs_async.py)."""
+    async with request.app.state.async_engine.connect() as conn:
+        pooled = await conn.get_raw_connection()
+        try:
+            yield pooled.driver_connection
+        except psycopg.OperationalError:
+            await conn.invalidate()  # broken: not back into the pool
+            raise
+
+
+def get_publisher(request: Request) -> BackgroundPublisher:
     return request.app.state.publisher
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_db)]
-PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+AsyncConnDep = Annotated[psycopg.AsyncConnection, Depends(get_async_conn)]
+PublisherDep = Annotated[BackgroundPublisher, Depends(get_publisher)]
 
 
 def valid_job(job_id: uuid.UUID, session: SessionDep) -> Job:

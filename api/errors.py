@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -40,7 +41,8 @@ async def spec_error_handler(request: Request, exc: SpecError):
     return JSONResponse(status_code=422, content={"detail": spec_error_details(exc)})
 
 
-async def database_down_handler(request: Request, exc: OperationalError):
+async def database_down_handler(request: Request,
+                                exc: OperationalError | psycopg.OperationalError):
     return JSONResponse(
         status_code=503,
         headers={"Retry-After": "5"},
@@ -52,3 +54,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(SpecError, spec_error_handler)
     app.add_exception_handler(OperationalError, database_down_handler)
+    # The routes on the event loop send their statements with psycopg itself (api/deps.py).
+    app.add_exception_handler(psycopg.OperationalError, database_down_handler)

@@ -19,8 +19,8 @@ from api.routes import (
     workers,
 )
 from core.dataset_store import sweep_stale
-from core.db import make_engine
-from core.queue import Publisher
+from core.db import make_async_engine, make_engine
+from core.queue import BackgroundPublisher, Publisher
 from core.settings import Settings, get_settings
 
 
@@ -35,7 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings)
     app.state.sessionmaker = sessionmaker(app.state.engine, expire_on_commit=False)
-    app.state.publisher = Publisher(settings)
+    app.state.async_engine = make_async_engine(settings)
+    app.state.publisher = BackgroundPublisher(Publisher(settings))
     # A crash mid-upload leaves a received body or a half-written folder; clear old ones.
     sweep_stale(settings.dataset_dir, settings.data_dir / "uploads")
     install_error_handlers(app)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -113,6 +115,30 @@ class Publisher:
             return True
         self.paused_until = time.monotonic() + self.pause_s
         return False
+
+
+class BackgroundPublisher:
+    """Publishes from a thread of its own, so that a request never waits on the broker. The
+    job is committed before it is handed over; one the process dies before publishing stays
+    queued until the reaper publishes it (republish_after_s). One thread publishing in turn
+    also costs the API less than a thread-pool hop per submission."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self._pending: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self._thread.start()
+
+    def publish(self, job_id: str) -> None:
+        self._pending.put(job_id)
+
+    def _run(self) -> None:
+        while True:
+            job_id = self._pending.get()
+            try:
+                self.publisher.publish(job_id)
+            except Exception:  # publish_job logs the broker's errors; this is anything else
+                log.exception("publishing job %s failed", job_id)
 
 
 REDIS_PRIORITY_SEPARATOR = "\x06\x16"

@@ -8,6 +8,7 @@ import redis
 
 from core.queue import (
     DEFAULT_QUEUE,
+    BackgroundPublisher,
     TRAIN_TASK,
     Publisher,
     make_celery,
@@ -58,6 +59,32 @@ def test_the_publisher_pauses_after_a_failure(settings: Settings):
     started = time.monotonic()
     assert publisher.publish("b") is False
     assert time.monotonic() - started < 0.05  # paused: the broker was not tried again
+
+
+def test_the_background_publisher_hands_over_at_once_and_publishes_every_id(
+        settings: Settings):
+    import time
+
+    dead = settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{free_port()}/0",
+                                       "publish_timeout_s": 0.5})
+    stuck = BackgroundPublisher(Publisher(dead, pause_s=0))
+    started = time.monotonic()
+    for job_id in ("a", "b", "c"):
+        stuck.publish(job_id)
+    assert time.monotonic() - started < 0.05  # the request never waits on the broker
+
+    base = settings.broker_url.rsplit("/", 1)[0]
+    isolated = settings.model_copy(update={"broker_url": f"{base}/14"})
+    redis.Redis.from_url(isolated.broker_url).flushdb()
+    ids = {f"3333333{i}-3333-4333-8333-333333333333" for i in range(5)}
+    live = BackgroundPublisher(Publisher(isolated))
+    for job_id in sorted(ids):
+        live.publish(job_id)
+    deadline = time.monotonic() + 10
+    while pending_job_ids(isolated) != ids and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert pending_job_ids(isolated) == ids
+    redis.Redis.from_url(isolated.broker_url).flushdb()
 
 
 def test_pending_job_ids_sees_waiting_messages_on_redis(settings: Settings):

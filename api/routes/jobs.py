@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
-from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import DatasetLookupDep, JobDep, PublisherDep, SessionDep, SettingsDep
+from api.deps import AsyncConnDep, DatasetLookupDep, JobDep, PublisherDep, SessionDep, SettingsDep
 from api.schemas import EXAMPLE_SPEC, JobOut, JobPage, ValidationErrorOut, ValidationOut
-from core.jobspec import JobSpec, ValidatedJob, validate_job
+from core.jobspec import JobSpec, validate_job
 from core.repo import jobs as job_repo
+from core.repo import jobs_async
 from core.tables import JOB_STATES
 
 router = APIRouter(
@@ -34,9 +36,9 @@ def validate(spec: SpecBody, settings: SettingsDep, lookup: DatasetLookupDep) ->
 
 
 @router.post("", status_code=201, response_model=JobOut)
-def submit(
+async def submit(
     spec: SpecBody,
-    session: SessionDep,
+    conn: AsyncConnDep,
     settings: SettingsDep,
     publisher: PublisherDep,
     lookup: DatasetLookupDep,
@@ -45,39 +47,28 @@ def submit(
 ) -> JobOut:
     """Queue a job. With an `Idempotency-Key` header, the same key and body return the same
     job (200) and the same key with another body is a 409."""
-    checked = validate_job(spec, settings, lookup)
+    # Building the network on the meta device is CPU work: off the event loop. The rest is
+    # one or two statements, on it (see core/db.py make_async_engine).
+    checked = await run_in_threadpool(validate_job, spec, settings, lookup)
     document = checked.spec.model_dump(mode="json")  # names the dataset version validated
     if idempotency_key:
-        existing = job_repo.get_job_by_idempotency_key(session, idempotency_key)
+        existing = await jobs_async.fetch_job_by_idempotency_key(conn, idempotency_key)
         if existing is not None:
             return _replay(existing, document, response)
-    job = _create(session, checked, document, settings.max_attempts, idempotency_key)
+    job = await jobs_async.insert_job(
+        conn,
+        name=checked.spec.display_name,
+        spec=document,
+        max_attempts=checked.spec.max_attempts or settings.max_attempts,
+        model_summary=checked.model_report(),
+        total_steps=checked.estimated_steps,
+        idempotency_key=idempotency_key,
+    )
     if job is None:  # lost a race on the same key
-        session.rollback()
-        existing = job_repo.get_job_by_idempotency_key(session, idempotency_key or "")
+        existing = await jobs_async.fetch_job_by_idempotency_key(conn, idempotency_key or "")
         return _replay(existing, document, response)
     publisher.publish(str(job.id))
     return JobOut.of(job)
-
-
-def _create(session, checked: ValidatedJob, document: dict, default_attempts: int,
-            key: str | None):
-    try:
-        job = job_repo.create_job(
-            session,
-            name=checked.spec.display_name,
-            spec=document,
-            max_attempts=checked.spec.max_attempts or default_attempts,
-            model_summary=checked.model_report(),
-            total_steps=checked.estimated_steps,
-            idempotency_key=key,
-        )
-        session.commit()
-        return job
-    except IntegrityError:
-        if key is None:
-            raise
-        return None
 
 
 def _replay(existing, document: dict, response: Response) -> JobOut:
@@ -112,7 +103,12 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(job: JobDep) -> JobOut:
+async def get_job(job_id: uuid.UUID, conn: AsyncConnDep) -> JobOut:
+    """The job's state, progress, summary, spec and model. On the event loop: this is the
+    endpoint clients poll."""
+    job = await jobs_async.fetch_job(conn, job_id)
+    if job is None:
+        raise HTTPException(404, f"no job with id {job_id}")
     return JobOut.of(job)
 
 
