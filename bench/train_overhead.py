@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,7 @@ from core.jobspec import JobSpec  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.losses import build_loss  # noqa: E402
 from worker.checkpoints import checkpoint_path, checkpoint_state, write_atomically  # noqa: E402
+from worker.child import training_threads  # noqa: E402
 from worker.data import prepare_data  # noqa: E402
 from worker.optim import build_optimizer  # noqa: E402
 from worker.state import LoopState, Point  # noqa: E402
@@ -152,7 +154,9 @@ def bare_subprocess(job: str, quick: bool) -> dict[str, float]:
     args = [sys.executable, str(Path(bare_loop.__file__)), "--job", job] + (
         ["--quick"] if quick else [])
     started = time.perf_counter()
-    out = subprocess.run(args, check=True, capture_output=True, text=True)
+    # The same threads as the training child, which sets them from the same rule.
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    out = subprocess.run(args, check=True, capture_output=True, text=True, env=env)
     result = json.loads(out.stdout)
     return {**result, "wall_s": time.perf_counter() - started}
 
@@ -175,6 +179,8 @@ def main() -> None:
                         "--quick 2)")
     args = parser.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)
+    # Every run, bare or not, in-process or not, trains on the threads a training child uses.
+    torch.set_num_threads(training_threads(0))
     e2e_repeats = {"long": 1} if args.quick else {"mlp": 2, "cnn": 2,
                                                                        "long": 1}
     rows, notes = [], []
@@ -242,6 +248,8 @@ def main() -> None:
           "(c): median of "
           f"{', '.join(f'{k} {v}' for k, v in e2e_repeats.items())} runs"
           f"{'' if args.quick else ' after a warm-up job'}, poll every {POLL_S} s.")
+    notes.append(f"torch intra-op threads: {torch.get_num_threads()} in every run (the training "
+                 "child's default: the cores but one, worker/child.py training_threads)")
     for note in notes:
         print(f"- {note}")
 

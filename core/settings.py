@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     max_layers: int = Field(256, ge=1)
     max_spec_bytes: int = Field(256 * 1024, ge=1024)
     keep_checkpoints: int = Field(3, ge=1, le=100)
+    cpu_threads: int = Field(
+        0, ge=0, le=1024,
+        description="torch's intra-op threads in a training child (0: OMP_NUM_THREADS when "
+        "set, else one less than the cores this process may use, at least 1, so that a core "
+        "is left for the worker, the API and PostgreSQL)",
+    )
     device_data_mb: int = Field(
         1024, ge=0,
         description="a job's float32 arrays up to this size are copied to the device whole; "

@@ -103,7 +103,7 @@ class Network(nn.Module):
         return self.layers(x)
 
 
-def _infer_layer(layer, shape: Shape, where: str) -> tuple[nn.Module, Shape]:
+def _infer_layer(layer, shape: Shape, where: str, device: str) -> tuple[nn.Module, Shape]:
     entry = REGISTRY[layer.type]
     if entry.ranks is not None and len(shape) not in entry.ranks:
         raise SpecError(where, entry.rank_hint(shape) if entry.rank_hint else "wrong input rank")
@@ -111,9 +111,11 @@ def _infer_layer(layer, shape: Shape, where: str) -> tuple[nn.Module, Shape]:
     if problem:
         raise SpecError(where, problem)
     try:
-        with torch.device("meta"):
+        # On the CPU, the layer draws its initial weights: from a copy of the RNG's state, so
+        # that the network built afterwards gets the same weights as after a meta-device pass.
+        with torch.device(device), torch.random.fork_rng(devices=[], enabled=device != "meta"):
             module = entry.build(layer, shape)
-            out = module.eval()(torch.empty((2, *shape)))
+            out = module.eval()(torch.zeros((2, *shape)))
     except (ValueError, RuntimeError) as exc:
         raise SpecError(where, _explain_torch_error(layer, shape, exc)) from None
     out_shape = tuple(out.shape[1:])
@@ -186,10 +188,12 @@ class _Planned:
     inner: tuple[_Planned, ...] = ()
 
 
-def _walk(spec: ModelSpec, input_shape: Shape, path: str) -> tuple[ModelSummary, list[_Planned]]:
+def _walk(spec: ModelSpec, input_shape: Shape, path: str, device: str = "meta"
+          ) -> tuple[ModelSummary, list[_Planned]]:
     shape = tuple(input_shape)
     summary = ModelSummary(input_shape=shape, output_shape=shape)
-    plans, summary.output_shape = _walk_layers(spec.layers, shape, path, "layers.", summary.layers)
+    plans, summary.output_shape = _walk_layers(spec.layers, shape, path, "layers.", summary.layers,
+                                               device)
     if summary.trainable_params == 0 and summary.total_params > 0:
         raise SpecError(
             path,
@@ -200,7 +204,7 @@ def _walk(spec: ModelSpec, input_shape: Shape, path: str) -> tuple[ModelSummary,
 
 
 def _walk_layers(
-    layers: list, shape: Shape, path: str, prefix: str, rows: list[LayerSummary]
+    layers: list, shape: Shape, path: str, prefix: str, rows: list[LayerSummary], device: str
 ) -> tuple[list[_Planned], Shape]:
     """Infer shapes layer by layer, appending summary rows; a residual block's rows are its
     layers' (named `<prefix><i>.layers.<j>`), its projection's (`<prefix><i>.shortcut`), then
@@ -212,7 +216,7 @@ def _walk_layers(
         inner: list[_Planned] = []
         if REGISTRY[layer.type].build is None:
             inner, out_shape = _walk_layers(
-                layer.layers, shape, f"{path}[{i}].layers", f"{name}.layers.", rows
+                layer.layers, shape, f"{path}[{i}].layers", f"{name}.layers.", rows, device
             )
             problem = shortcut_problem(shape, out_shape)
             if problem:
@@ -225,7 +229,7 @@ def _walk_layers(
             rows.append(LayerSummary(layer.name or name, layer.type, out_shape, 0,
                                      flops=residual_sum_flops(out_shape)))
         else:
-            module, out_shape = _infer_layer(layer, shape, where)
+            module, out_shape = _infer_layer(layer, shape, where, device)
             rows.append(_row(layer.name or name, layer.type, module, shape, out_shape,
                              frozen=getattr(layer, "frozen", False)))
         plans.append(_Planned(layer, shape, out_shape, tuple(inner)))
@@ -252,13 +256,17 @@ def _row(name: str, layer_type: str, module: nn.Module, in_shape: Shape, out_sha
     )
 
 
-def build_model(spec: ModelSpec, input_shape: Shape) -> tuple[Network, ModelSummary]:
+def build_model(spec: ModelSpec, input_shape: Shape, shape_device: str = "meta"
+                ) -> tuple[Network, ModelSummary]:
     """Build the real network on the CPU, initialised as the spec says.
 
     Seed torch's RNG before calling for a reproducible initialisation; move the result to the
-    training device afterwards.
+    training device afterwards. The shapes are inferred layer by layer on `shape_device`:
+    "meta" allocates nothing, but a process's first meta-device pass imports about 2 s of
+    torch's decompositions; "cpu" runs each layer on two samples of zeros instead, which is
+    what the training child wants (it allocates the network anyway).
     """
-    summary, plans = _walk(spec, input_shape, "model.layers")
+    summary, plans = _walk(spec, input_shape, "model.layers", shape_device)
     return Network(_build_layers(plans, spec.init, spec.bias_init)), summary
 
 
