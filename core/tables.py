@@ -122,6 +122,31 @@ class Metric(Base):
     wall_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+
+class MetricRollup(Base):
+    """Per series, the count, min, max, sum and last point of each aligned block of
+    2**level steps (block = step >> level), kept up to date as points are written
+    (core/repo/rollups.py), so that a downsampled read of a long series reads a few thousand
+    of these rows instead of every point."""
+
+    __tablename__ = "metric_rollup"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("job.id", ondelete="CASCADE"), primary_key=True
+    )
+    key_id: Mapped[int] = mapped_column(
+        SmallInteger, ForeignKey("metric_key.id"), primary_key=True
+    )
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    block: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+    vmin: Mapped[float] = mapped_column(Double)
+    vmax: Mapped[float] = mapped_column(Double)
+    vsum: Mapped[float] = mapped_column(Double)
+    last_step: Mapped[int] = mapped_column(BigInteger)
+    last_value: Mapped[float] = mapped_column(Double)
+    last_epoch: Mapped[int] = mapped_column(Integer)
+
 class Checkpoint(Base):
     __tablename__ = "checkpoint"
     __table_args__ = (Index("ix_checkpoint_job_id_step", "job_id", "step", unique=True),)

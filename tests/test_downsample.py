@@ -1,7 +1,7 @@
 """Downsampling in SQL, on a series of a million points (a noisy sine with spikes) written
-straight into PostgreSQL: checked against numpy on the same data, and the bucket ranges
-against a plain GROUP BY width_bucket(...) query. Query times are printed (run with -s),
-not asserted."""
+straight into PostgreSQL with its rollups rebuilt after: checked against numpy on the same
+data, and against a plain GROUP BY step / width over the points (tests/test_rollups.py).
+Query times are printed (run with -s), not asserted."""
 
 from __future__ import annotations
 
@@ -24,10 +24,12 @@ from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
 from core.settings import Settings
 from tests.conftest import create_database, drop_database, load_example
+from tests.test_rollups import check_against_reference, check_rollups, expected_width
 
 N = 1_000_000
 SPIKES = {123_457: 40.0, 500_001: -35.0, 876_543: 55.0}
 STEPS_PER_EPOCH = 10_000
+SPARSE = 50_000  # random steps, fewer once repeats are dropped
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -48,34 +50,40 @@ def noisy_sine(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return steps, values, (steps - 1) // STEPS_PER_EPOCH + 1
 
 
-def copy_points(engine: Engine, job_id: uuid.UUID, name: str, steps: np.ndarray,
-                values: np.ndarray, epochs: np.ndarray) -> None:
+def copy_series(engine: Engine, job_id: uuid.UUID,
+                series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
     """COPY in PostgreSQL's binary format, built by numpy in one piece: a million rows go in
-    within seconds, where formatting them as text in Python takes longer than the tests."""
+    within seconds, where formatting them as text in Python takes longer than the tests. The
+    rollups are rebuilt in the same transaction: a point written past write_points has none."""
     row = np.dtype([("fields", ">i2"),
                     ("job_len", ">i4"), ("job", "V16"), ("key_len", ">i4"), ("key", ">i2"),
                     ("step_len", ">i4"), ("step", ">i8"), ("value_len", ">i4"), ("value", ">f8"),
                     ("epoch_len", ">i4"), ("epoch", ">i4"), ("wall_len", ">i4"), ("wall", ">i8")])
-    rows = np.empty(len(steps), dtype=row)
-    rows["fields"] = 6
-    for field, size in (("job", 16), ("key", 2), ("step", 8), ("value", 8), ("epoch", 4),
-                        ("wall", 8)):
-        rows[f"{field}_len"] = size
     now_us = (datetime.now(UTC) - PG_EPOCH) // timedelta(microseconds=1)
     with engine.begin() as conn:
-        key_id = metric_repo.metric_key_ids(conn, [name])[name]
-        rows["job"], rows["key"] = np.void(job_id.bytes), key_id
-        rows["step"], rows["value"], rows["epoch"] = steps, values, epochs
-        rows["wall"] = now_us + steps  # a microsecond apart
-        # Skips the per-row foreign-key checks, most of the time of a million-row COPY; the
-        # job and the key were made just above. (Needs a superuser, as the tests have.)
+        key_ids = metric_repo.metric_key_ids(conn, list(series))
+        # Skips the per-row foreign-key checks, most of the time of a million-row COPY and of
+        # the rollup rebuild; the job and the keys were made just above. (Needs a superuser,
+        # as the tests have.)
         conn.execute(text("SET LOCAL session_replication_role = replica"))
         cur = conn.connection.driver_connection.cursor()
-        with cur.copy("COPY metric (job_id, key_id, step, value, epoch, wall_time) "
-                      "FROM STDIN (FORMAT binary)") as copy:
-            copy.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
-            copy.write(rows.tobytes())
-            copy.write(struct.pack(">h", -1))
+        for name, (steps, values, epochs) in series.items():
+            rows = np.empty(len(steps), dtype=row)
+            rows["fields"] = 6
+            for field, size in (("job", 16), ("key", 2), ("step", 8), ("value", 8),
+                                ("epoch", 4), ("wall", 8)):
+                rows[f"{field}_len"] = size
+            rows["job"], rows["key"] = np.void(job_id.bytes), key_ids[name]
+            rows["step"], rows["value"], rows["epoch"] = steps, values, epochs
+            rows["wall"] = now_us + steps  # a microsecond apart
+            with cur.copy("COPY metric (job_id, key_id, step, value, epoch, wall_time) "
+                          "FROM STDIN (FORMAT binary)") as copy:
+                copy.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
+                copy.write(rows.tobytes())
+                copy.write(struct.pack(">h", -1))
+        started = time.perf_counter()
+        metric_repo.rebuild_rollups(conn, job_id)
+        print(f"rollups rebuilt in {time.perf_counter() - started:.1f} s")
 
 
 def claimed_job(engine: Engine) -> uuid.UUID:
@@ -91,12 +99,16 @@ def claimed_job(engine: Engine) -> uuid.UUID:
 def write_million(engine: Engine) -> Series:
     job_id = claimed_job(engine)
     steps, values, epochs = noisy_sine(N)
+    sparse = np.unique(np.random.default_rng(2).integers(1, N + 1, SPARSE))
     started = time.perf_counter()
-    copy_points(engine, job_id, "big", steps, values, epochs)
-    # A short series beside it: every 10,000th step.
-    copy_points(engine, job_id, "val_loss", steps[9_999::10_000], -values[9_999::10_000],
-                epochs[9_999::10_000])
-    print(f"\nCOPY of {N:,} points: {time.perf_counter() - started:.1f} s")
+    copy_series(engine, job_id, {
+        "big": (steps, values, epochs),
+        # A short series beside it: every 10,000th step.
+        "val_loss": (steps[9_999::10_000], -values[9_999::10_000], epochs[9_999::10_000]),
+        # And one at random steps: blocks with a few points each, or none.
+        "sparse": (sparse, values[sparse - 1], epochs[sparse - 1]),
+    })
+    print(f"\nCOPY of {N:,} points and their rollups: {time.perf_counter() - started:.1f} s")
     return Series(engine, job_id, steps, values, epochs)
 
 
@@ -124,12 +136,16 @@ def timed_read(series: Series, **kwargs) -> tuple[dict, float]:
 
 def check_buckets(big: dict, series: Series, first_step: int, max_points: int) -> None:
     """Each bucket against numpy: a dense series' buckets are the runs of steps between
-    consecutive answered steps, so their min, max and mean can be recomputed."""
+    consecutive answered steps, so their min, max and mean can be recomputed; and each run
+    but the last ends on a multiple of the documented width (less one)."""
     steps = np.array(big["step"])
     assert big["downsampled"] is True
     assert 0 < len(steps) <= max_points
     assert np.all(np.diff(steps) > 0)
     assert steps[-1] == N  # the last bucket ends with the last point
+    width = expected_width(first_step, N, max_points)
+    assert np.all(steps[:-1] % width == width - 1)
+    assert len(steps) == N // width - first_step // width + 1  # a dense series fills them all
     assert big["value"] == series.values[steps - 1].tolist()  # "last" of each bucket
     assert big["epoch"] == series.epochs[steps - 1].tolist()
     starts = np.concatenate([[first_step], steps[:-1] + 1]) - 1
@@ -142,44 +158,37 @@ def check_buckets(big: dict, series: Series, first_step: int, max_points: int) -
     np.testing.assert_allclose(big["mean"], sums / counts, rtol=1e-9, atol=1e-12)
 
 
-def test_a_million_points_come_back_as_buckets_that_keep_the_extremes(million):
+def test_a_million_points_come_back_as_aligned_buckets_that_keep_the_extremes(million):
     out, elapsed = timed_read(million, names=["big"], since_step=-1, max_points=1000)
     big = out["big"]
     print(f"\ndownsample {N:,} points to {len(big['step'])} buckets: {elapsed * 1000:.0f} ms")
     check_buckets(big, million, first_step=1, max_points=1000)
-    assert len(big["step"]) == 1000  # a dense series fills every bucket
+    assert big["step"][:2] == [1023, 2047]  # 1024 steps wide: 977 buckets, 977 rollup rows
     assert min(big["min"]) == million.values.min() == -35.0
     assert max(big["max"]) == million.values.max() == 55.0
     for spike in SPIKES.values():
         assert spike in big["min"] + big["max"]
 
 
-def test_buckets_are_the_ranges_width_bucket_numbers(million):
-    """The same buckets as the obvious query (exact numeric width_bucket, GROUP BY), which is
-    too slow to serve: it sorts or hashes every point."""
-    since, max_points = 654_321, 777
-    out, elapsed = timed_read(million, names=["big"], since_step=since, max_points=max_points)
-    print(f"\ndownsample {N - since:,} points to {max_points} buckets: {elapsed * 1000:.0f} ms")
-    with Session(million.engine) as session:
-        started = time.perf_counter()
-        reference = session.execute(text("""
-            WITH m AS (
-                SELECT step, value FROM metric JOIN metric_key k ON k.id = key_id
-                WHERE job_id = :job AND k.name = 'big' AND step > :since
-            ), span AS (SELECT min(step) AS lo, max(step) AS hi FROM m)
-            SELECT max(step), min(value), max(value), avg(value)
-            FROM m, span
-            GROUP BY width_bucket(CAST(step AS numeric), lo, hi + 1, :n)
-            ORDER BY 1
-        """), {"job": million.job_id, "since": since, "n": max_points}).all()
-        print(f"the same with GROUP BY width_bucket: {(time.perf_counter() - started) * 1000:.0f}"
-              " ms")
-    big = out["big"]
-    assert big["step"] == [row[0] for row in reference]
-    assert big["min"] == [row[1] for row in reference]
-    assert big["max"] == [row[2] for row in reference]
-    assert big["mean"] == pytest.approx([row[3] for row in reference], rel=1e-9)
-    check_buckets(big, million, first_step=since + 1, max_points=max_points)
+@pytest.mark.parametrize(("since", "max_points"), [
+    (654_321, 777),  # since_step inside a 128-step block: 14 points, then 128-step blocks
+    (654_300, 777),  # ... and two 16-step blocks between
+    (600_001, 20),  # 3 * 8192 steps wide: every finer level fills the straddling block
+    (500_000, 2),  # 6 * 65536
+    (-1, 1),
+    (-1, 2),
+    (123_456, 5000),  # 176 steps wide: 11 16-step blocks
+])
+def test_buckets_are_a_group_by_over_the_points(million, since, max_points):
+    """The same buckets as the obvious query (GROUP BY step / width), which is too slow to
+    serve: it reads every point. since_step may cut a block of every level: its points
+    after since_step are counted, the others not."""
+    started = time.perf_counter()
+    out, width = check_against_reference(million.engine, million.job_id, "big", since,
+                                         max_points)
+    print(f"\n{N - since:,} points in {len(out['step'])} buckets of {width} steps: read and "
+          f"reference in {(time.perf_counter() - started) * 1000:.0f} ms")
+    check_buckets(out, million, first_step=max(since + 1, 1), max_points=max_points)
 
 
 def test_raw_at_the_limit_and_downsampled_past_it(million):
@@ -188,15 +197,17 @@ def test_raw_at_the_limit_and_downsampled_past_it(million):
     assert out == {"big": {"step": million.steps[tail:].tolist(),
                            "value": million.values[tail:].tolist(),
                            "epoch": million.epochs[tail:].tolist()}}
-    out, _ = timed_read(million, names=["big"], since_step=tail, max_points=4999)
-    check_buckets(out["big"], million, first_step=tail + 1, max_points=4999)
+    # One point too many: buckets of 2 steps, read from the points.
+    out, width = check_against_reference(million.engine, million.job_id, "big", tail, 4999)
+    assert width == 2
+    check_buckets(out, million, first_step=tail + 1, max_points=4999)
 
 
 def test_a_short_series_stays_raw_beside_a_long_one(million):
     out, elapsed = timed_read(million, names=None, since_step=-1, max_points=1000)
-    print(f"\nboth series, max_points 1000: {elapsed * 1000:.0f} ms")
-    assert sorted(out) == ["big", "val_loss"]
-    assert out["big"]["downsampled"] is True
+    print(f"\nevery series, max_points 1000: {elapsed * 1000:.0f} ms")
+    assert sorted(out) == ["big", "sparse", "val_loss"]
+    assert out["big"]["downsampled"] is True and out["sparse"]["downsampled"] is True
     assert out["val_loss"] == {"step": million.steps[9_999::10_000].tolist(),
                                "value": (-million.values[9_999::10_000]).tolist(),
                                "epoch": million.epochs[9_999::10_000].tolist()}
@@ -204,6 +215,16 @@ def test_a_short_series_stays_raw_beside_a_long_one(million):
                         max_points=10)
     assert list(out) == ["val_loss"] and out["val_loss"]["step"][-1] == N
     assert len(out["val_loss"]["step"]) <= 10
+    check_against_reference(million.engine, million.job_id, "val_loss", 500_000, 10)
+
+
+def test_a_sparse_series(million):
+    for since, max_points in ((-1, 1000), (333_333, 100), (-1, 40_000)):
+        check_against_reference(million.engine, million.job_id, "sparse", since, max_points)
+
+
+def test_the_rollups_are_the_points_grouped(million):
+    assert check_rollups(million.engine, million.job_id) > N // 16
 
 
 def copies_running(settings: Settings, within_s: float) -> int:

@@ -94,16 +94,17 @@ def test_long_series_are_downsampled_keeping_extremes(client, two_series):
     n = len(dense["step"])
     assert 1 <= n <= 7
     assert all(len(dense[key]) == n for key in ("value", "epoch", "min", "max", "mean"))
-    # 100 steps in 7 ranges of width 100/7, each answered by its last step.
-    assert dense["step"] == [15, 29, 43, 58, 72, 86, 100]
+    # Steps 1..100 in buckets 15 steps wide (the narrowest that needs at most 7), aligned to
+    # multiples of 15 (0-14, 15-29, ...), each answered by its last step.
+    assert dense["step"] == [14, 29, 44, 59, 74, 89, 100]
     assert dense["value"] == [float(s) for s in dense["step"]]
     assert dense["epoch"] == [1 + s // 50 for s in dense["step"]]
     assert min(dense["min"]) == -50.0 and max(dense["max"]) == 100.0
-    assert dense["min"][2] == -50.0  # the dip, in the range 30..43
-    assert dense["mean"][0] == pytest.approx(8.0)  # the mean of 1..15
+    assert dense["min"][2] == -50.0  # the dip, in the bucket 30..44
+    assert dense["mean"][0] == pytest.approx(7.5)  # the mean of 1..14
     for low, mean, high in zip(dense["min"], dense["mean"], dense["max"], strict=True):
         assert low <= mean <= high
-    # Ten points with max_points 7: downsampled over their own span, 10..100.
+    # Ten points with max_points 7: downsampled into the same buckets (10..100 needs 7).
     sparse = body["series"]["sparse"]
     assert sparse["downsampled"] is True and sparse["step"][-1] == 100
     assert len(sparse["step"]) <= 7 and min(sparse["min"]) == -100.0

@@ -40,7 +40,8 @@ def read_metrics(
     ] = metric_repo.DEFAULT_MAX_POINTS,
 ) -> MetricsOut:
     """Every series in step order. One with more than `max_points` points after `since_step`
-    is downsampled to at most `max_points` equal step ranges: each gives its last point and
+    is downsampled to at most `max_points` buckets of steps aligned to a multiple of their
+    width (so that their edges stay put as the series grows): each gives its last point and
     its `min`, `max` and `mean`, and the series carries `downsampled: true`."""
     series = metric_repo.read_series(session, job.id, _names(names), since_step, max_points)
     return MetricsOut(series=series)

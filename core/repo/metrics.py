@@ -12,6 +12,8 @@ from typing import NamedTuple
 from sqlalchemy import Connection, delete, select, text
 from sqlalchemy.orm import Session
 
+from core.repo import downsample
+from core.repo.rollups import merge_inserted_sql, rebuild_rollups
 from core.tables import Metric, MetricKey
 
 
@@ -33,12 +35,28 @@ def metric_key_ids(conn: Connection, names: Sequence[str]) -> dict[str, int]:
     return dict(cur.fetchall())
 
 
+# One statement: the fenced insert, and the rollups of exactly the rows it inserted.
+_WRITE_SQL = f"""
+WITH inserted AS (
+    INSERT INTO metric (job_id, key_id, step, value, epoch, wall_time)
+    SELECT %(job)s, key_id, step, value, epoch, wall_time FROM metric_in
+    WHERE EXISTS (SELECT 1 FROM job WHERE id = %(job)s AND attempt = %(attempt)s
+                  AND state = 'running')
+    ON CONFLICT DO NOTHING
+    RETURNING key_id, step, value, epoch
+),
+{merge_inserted_sql("inserted", "%(job)s")}
+SELECT count(*) FROM inserted
+"""
+
+
 def write_points(
     conn: Connection, job_id: uuid.UUID, attempt: int, points: Sequence[Point],
     key_ids: dict[str, int],
 ) -> int:
     """COPY the points into a staging table, then insert them only if `attempt` still owns the
-    job, so a stale attempt can never add rows. Returns the number of rows written."""
+    job, so a stale attempt can never add rows, and merge the rows it did insert into their
+    rollups. Returns the number of rows written."""
     cur = conn.connection.driver_connection.cursor()
     cur.execute(
         "CREATE TEMP TABLE IF NOT EXISTS metric_in (key_id smallint, step bigint, "
@@ -47,85 +65,15 @@ def write_points(
     with cur.copy("COPY metric_in (key_id, step, value, epoch, wall_time) FROM STDIN") as copy:
         for p in points:
             copy.write_row((key_ids[p.name], p.step, p.value, p.epoch, p.wall_time))
-    cur.execute(
-        "INSERT INTO metric (job_id, key_id, step, value, epoch, wall_time) "
-        "SELECT %(job)s, key_id, step, value, epoch, wall_time FROM metric_in "
-        "WHERE EXISTS (SELECT 1 FROM job WHERE id = %(job)s AND attempt = %(attempt)s "
-        "AND state = 'running') ON CONFLICT DO NOTHING",
-        {"job": job_id, "attempt": attempt},
-    )
-    return cur.rowcount
+    cur.execute(_WRITE_SQL, {"job": job_id, "attempt": attempt})
+    return cur.fetchone()[0]
 
 
 DEFAULT_MAX_POINTS = 2000
 
-# One statement for every series, every part of it served by the primary key (job_id, key_id,
-# step). Index probes find each series' first and last step after since_step and whether it
-# has more than max_points points there. A short series comes back as stored. A long one is
-# cut into max_points equal step ranges over its own span, numbered as
-# width_bucket(step, lo, hi + 1, max_points) numbers them but computed in exact integer
-# arithmetic, and each range is aggregated by an index range scan: a GROUP BY over the
-# bucket number would need the planner to guess the number of groups, and it guesses the
-# number of points and sorts a million rows on disk. A non-empty range answers its last
-# point (so the line ends where the series ends) with its min, max and mean (so a spike
-# survives). Names are ordered bytewise (COLLATE "C") here and below: the same order on every
-# server, whatever its locale.
-_SERIES_SQL = """
-WITH wanted AS (
-    SELECT id, name FROM metric_key {name_filter}
-),
-span AS MATERIALIZED (
-    SELECT w.id, w.name, head.step AS lo, tail.step + 1 - head.step AS width,
-           beyond.step IS NOT NULL AS long
-    FROM wanted w
-    CROSS JOIN LATERAL (
-        SELECT step FROM metric WHERE job_id = :job AND key_id = w.id AND step > :since
-        ORDER BY step LIMIT 1
-    ) head
-    CROSS JOIN LATERAL (
-        SELECT step FROM metric WHERE job_id = :job AND key_id = w.id
-        ORDER BY step DESC LIMIT 1
-    ) tail
-    LEFT JOIN LATERAL (
-        SELECT step FROM metric WHERE job_id = :job AND key_id = w.id AND step > :since
-        ORDER BY step OFFSET :max_points LIMIT 1
-    ) beyond ON true
-),
-edge AS MATERIALIZED (
-    SELECT s.id, s.name,
-           s.lo + ((b.i - 1) * s.width + :max_points - 1) / :max_points AS first_step,
-           s.lo + (b.i * s.width + :max_points - 1) / :max_points AS end_step
-    FROM span s
-    CROSS JOIN LATERAL generate_series(CAST(1 AS bigint), :max_points) AS b(i)
-    WHERE s.long
-)
--- Each bucket is two probes of the primary key: its last point (a backward scan that
--- stops at one row) and its min/max/mean over the step range. Nothing here is a join the
--- planner could reorder: without table statistics it once chose a plan 400x slower.
-SELECT e.name COLLATE "C", last.step, last.value, last.epoch, agg.vmin, agg.vmax, agg.vmean
-FROM edge e
-CROSS JOIN LATERAL (
-    SELECT step, value, epoch FROM metric
-    WHERE job_id = :job AND key_id = e.id AND step >= e.first_step AND step < e.end_step
-    ORDER BY step DESC LIMIT 1
-) last
-CROSS JOIN LATERAL (
-    SELECT min(value) AS vmin, max(value) AS vmax, avg(value) AS vmean FROM metric
-    WHERE job_id = :job AND key_id = e.id AND step >= e.first_step AND step < e.end_step
-) agg
-UNION ALL
-SELECT s.name, m.step, m.value, m.epoch, NULL, NULL, NULL
-FROM span s
-CROSS JOIN LATERAL (
-    SELECT step, value, epoch FROM metric WHERE job_id = :job AND key_id = s.id AND step > :since
-) m
-WHERE NOT s.long
-ORDER BY 1, 2
-"""
-
 
 def _without_jit(session: Session) -> None:
-    """The planner prices the per-bucket scans as if each read the whole series, and past
+    """The planner prices the range scans as if each read the whole series, and past
     jit_above_cost PostgreSQL spends a second compiling a query that runs in a fraction of
     that. LOCAL: the setting ends with the transaction."""
     session.execute(text("SET LOCAL jit = off"))
@@ -136,14 +84,13 @@ def read_series(
     max_points: int = DEFAULT_MAX_POINTS,
 ) -> dict[str, dict[str, list]]:
     """Every series (or those named) after since_step, in step order: as stored when it has at
-    most max_points points there, else downsampled to at most max_points buckets, each given
-    by the `step`, `value` and `epoch` of its last point and the bucket's `min`, `max` and
-    `mean`, with `downsampled: True`."""
-    name_filter = "WHERE name = ANY(:names)" if names else ""
-    params = {"job": job_id, "since": since_step, "max_points": max_points,
-              "names": list(names or ())}
+    most max_points points there, else downsampled to at most max_points buckets of steps
+    aligned to a multiple of their width (core/repo/downsample.py), each given by the
+    `step`, `value` and `epoch` of its last point and the bucket's `min`, `max` and `mean`,
+    with `downsampled: True`."""
+    sql, params = downsample.series_query(job_id, names, since_step, max_points)
     _without_jit(session)
-    rows = session.execute(text(_SERIES_SQL.format(name_filter=name_filter)), params)
+    rows = session.execute(text(sql), params)
     series: dict[str, dict[str, list]] = {}
     for name, step, value, epoch, vmin, vmax, vmean in rows:
         entry = series.get(name)
@@ -204,8 +151,10 @@ def read_new_points(
 
 
 def delete_points_after(session: Session, job_id: uuid.UUID, step: int) -> int:
-    """Drop what an interrupted attempt logged past the checkpoint a new attempt resumes from."""
+    """Drop what an interrupted attempt logged past the checkpoint a new attempt resumes from,
+    and recompute the rollup blocks that held any of it."""
     result = session.execute(delete(Metric).where(Metric.job_id == job_id, Metric.step > step))
+    rebuild_rollups(session, job_id, after_step=step)
     return result.rowcount
 
 
