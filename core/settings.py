@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     max_layers: int = Field(256, ge=1)
     max_spec_bytes: int = Field(256 * 1024, ge=1024)
     keep_checkpoints: int = Field(3, ge=1, le=100)
+    warm_child: bool = Field(
+        False,
+        description="keep a training interpreter started ahead, with torch imported, for the "
+        "next job (saves seconds per job; costs about 300 MB while the worker is idle)",
+    )
     cpu_threads: int = Field(
         0, ge=0, le=1024,
         description="torch's intra-op threads in a training child (0: OMP_NUM_THREADS when "

@@ -8,8 +8,8 @@ import redis
 
 from core.queue import (
     DEFAULT_QUEUE,
-    BackgroundPublisher,
     TRAIN_TASK,
+    BackgroundPublisher,
     Publisher,
     make_celery,
     pending_job_ids,

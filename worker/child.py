@@ -87,9 +87,10 @@ class Phases:
     """Seconds spent in each step of getting ready, logged before the first training step:
     what a job costs beyond its loop is visible in its log."""
 
-    def __init__(self) -> None:
+    def __init__(self, warm: bool) -> None:
         self.began = time.monotonic()
-        self.times = {"start-up": time.time() - psutil.Process().create_time()}
+        # A warm child started before its job: its start-up is not this job's.
+        self.times = {"start-up": 0.0 if warm else time.time() - psutil.Process().create_time()}
 
     def mark(self, name: str) -> None:
         now = time.monotonic()
@@ -114,8 +115,8 @@ def training_threads(setting: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
-def run(job_id: uuid.UUID, attempt: int) -> int:
-    phases = Phases()
+def run(job_id: uuid.UUID, attempt: int, warm: bool = False) -> int:
+    phases = Phases(warm)
     stop = StopFlag()
     settings = get_settings()
     torch.set_num_threads(training_threads(settings.cpu_threads))
@@ -257,8 +258,37 @@ def _record(engine, job_id: uuid.UUID, attempt: int, message: str) -> None:
         log.exception("could not record the error")
 
 
+def _warm_up() -> None:
+    """What every job pays on its first use, paid before it arrives: torch imports its
+    compiler on the first optimizer it builds."""
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+
+
+def wait_for_job() -> tuple[uuid.UUID, int]:
+    """A warm child (worker/spawn.py): warm up, then read "JOB_ID ATTEMPT LOG_PATH" from
+    stdin and send this process's output to the attempt's log from then on."""
+    _warm_up()
+    line = sys.stdin.readline().split()
+    if len(line) != 3:
+        raise SystemExit(EXIT_LEASE_LOST)  # the worker went away without handing one over
+    job_id, attempt, log_path = uuid.UUID(line[0]), int(line[1]), Path(line[2])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return job_id, attempt
+
+
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if argv == ["--wait"]:
+        waited = time.monotonic()
+        job_id, attempt = wait_for_job()
+        log.info("warm training process %d took the job after %.1f s", os.getpid(),
+                 time.monotonic() - waited)
+        return run(job_id, attempt, warm=True)
     return run(uuid.UUID(argv[0]), int(argv[1]))
 
 

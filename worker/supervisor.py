@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -29,33 +26,11 @@ from worker.exit_codes import (
     EXIT_PREEMPTED,
     EXIT_TRAINING_ERROR,
 )
+from worker.spawn import WARM, start_attempt
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 1.0
-PR_SET_PDEATHSIG = 1
-
-
-# Loaded once here: loading a library between fork and exec can deadlock on the loader lock.
-_LIBC = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform == "linux" else None
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel kills it if the worker dies."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def start_child(job_id: uuid.UUID, attempt: int, log_path: Path) -> subprocess.Popen:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "worker.child", str(job_id), str(attempt)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
 
 
 def stop_child(proc: subprocess.Popen) -> None:
@@ -102,13 +77,15 @@ def supervise_job(
         return "duplicate"
 
     log_path = settings.log_dir / str(job_id) / f"attempt-{attempt}.log"
-    proc = start_child(job_id, attempt, log_path)
+    proc = start_attempt(job_id, attempt, log_path)
     CURRENT_JOB.set(job_id)
     log.info("job %s attempt %d: training child pid %d", job_id, attempt, proc.pid)
     try:
         outcome = _watch(proc, job_id, attempt, settings, shutting_down)
     finally:
         CURRENT_JOB.clear()
+        if proc.poll() is not None and not shutting_down():  # the next job's, once this exited
+            WARM.prepare(settings)
     if outcome in ("cancelled", "lease_lost"):
         return outcome
     killed_for = outcome.removeprefix("memory:") if outcome.startswith("memory:") else None

@@ -15,6 +15,7 @@ from core.queue import TRAIN_TASK, Publisher
 from core.settings import get_settings
 from worker.background import Background
 from worker.celery_app import app
+from worker.spawn import WARM
 from worker.supervisor import supervise_job
 
 SHUTTING_DOWN = threading.Event()
@@ -40,6 +41,7 @@ def start_background(sender=None, **kwargs) -> None:
     background = Background(get_settings(), PUBLISHER, name)
     background.start()
     _background.append(background)
+    WARM.prepare(get_settings())  # here, in the main thread: the one its PDEATHSIG watches
 
 
 @signals.worker_shutting_down.connect
@@ -51,3 +53,4 @@ def note_shutdown(**kwargs) -> None:
 def stop_background(**kwargs) -> None:
     while _background:
         _background.pop().stop()
+    WARM.discard()
