@@ -35,6 +35,29 @@ def _lease_end(ttl_s: float) -> ColumnElement:
     return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, ttl_s)
 
 
+def new_job_values(
+    *,
+    name: str,
+    spec: dict[str, Any],
+    max_attempts: int,
+    model_summary: dict[str, Any],
+    total_steps: int,
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    """The columns a new job's row is given; the rest are the table's defaults. Shared by
+    create_job and core/repo/jobs_async.insert_job."""
+    return {
+        "id": uuid.uuid4(),
+        "name": name,
+        "spec": spec,
+        "max_attempts": max_attempts,
+        "model_summary": model_summary,
+        "progress": {"epoch": 0, "step": 0, "total_steps": total_steps},
+        "summary": {},
+        "idempotency_key": idempotency_key,
+    }
+
+
 def create_job(
     session: Session,
     *,
@@ -45,16 +68,9 @@ def create_job(
     total_steps: int,
     idempotency_key: str | None = None,
 ) -> Job:
-    job = Job(
-        id=uuid.uuid4(),
-        name=name,
-        spec=spec,
-        max_attempts=max_attempts,
-        model_summary=model_summary,
-        progress={"epoch": 0, "step": 0, "total_steps": total_steps},
-        summary={},
-        idempotency_key=idempotency_key,
-    )
+    job = Job(**new_job_values(name=name, spec=spec, max_attempts=max_attempts,
+                               model_summary=model_summary, total_steps=total_steps,
+                               idempotency_key=idempotency_key))
     session.add(job)
     session.flush()
     session.refresh(job)

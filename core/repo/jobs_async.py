@@ -13,6 +13,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
 
+from core.repo.jobs import new_job_values
+
 _COLUMNS = (
     "id, name, spec, state, attempt, preemptions, max_attempts, cancel_requested, progress, "
     "summary, model_summary, error, idempotency_key, created_at, started_at, finished_at"
@@ -32,25 +34,16 @@ async def fetch_job_by_idempotency_key(conn: AsyncConnection, key: str) -> Any |
     return await cur.fetchone()
 
 
-async def insert_job(
-    conn: AsyncConnection,
-    *,
-    name: str,
-    spec: dict[str, Any],
-    max_attempts: int,
-    model_summary: dict[str, Any],
-    total_steps: int,
-    idempotency_key: str | None = None,
-) -> Any | None:
-    """The new job's row, as core/repo/jobs.create_job makes it; None when another job
-    already holds `idempotency_key` (the caller reads that one back)."""
+async def insert_job(conn: AsyncConnection, **job: Any) -> Any | None:
+    """The new job's row, made from core/repo/jobs.new_job_values(**job) as create_job makes
+    it; None when another job already holds the idempotency key (the caller reads that one
+    back)."""
+    values = new_job_values(**job)
+    columns = ", ".join(values)
     cur = conn.cursor(row_factory=namedtuple_row)
     await cur.execute(
-        "INSERT INTO job (id, name, spec, max_attempts, model_summary, progress, summary, "
-        "idempotency_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+        f"INSERT INTO job ({columns}) VALUES ({', '.join(['%s'] * len(values))}) "
         f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_COLUMNS}",
-        (uuid.uuid4(), name, Jsonb(spec), max_attempts, Jsonb(model_summary),
-         Jsonb({"epoch": 0, "step": 0, "total_steps": total_steps}), Jsonb({}),
-         idempotency_key),
+        [Jsonb(v) if isinstance(v, dict) else v for v in values.values()],
     )
     return await cur.fetchone()

@@ -154,7 +154,8 @@ def delete_points_after(session: Session, job_id: uuid.UUID, step: int) -> int:
     """Drop what an interrupted attempt logged past the checkpoint a new attempt resumes from,
     and recompute the rollup blocks that held any of it."""
     result = session.execute(delete(Metric).where(Metric.job_id == job_id, Metric.step > step))
-    rebuild_rollups(session, job_id, after_step=step)
+    if result.rowcount:  # nothing deleted (a first attempt): the rollups are still right
+        rebuild_rollups(session, job_id, after_step=step)
     return result.rowcount
 
 
