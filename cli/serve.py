@@ -26,6 +26,7 @@ def run_api(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        timeout_keep_alive=get_settings().http_keep_alive_s,
         log_level="info",
     )
     return 0

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import lru_cache
 from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings, get_settings
@@ -30,14 +31,34 @@ def make_engine(settings: Settings, pool_size: int = 5) -> Engine:
     )
 
 
-def make_async_engine(settings: Settings, pool_size: int = 10) -> AsyncEngine:
+class FairAsyncEngine:
+    """An async engine whose connections are handed out first come, first served.
+
+    SQLAlchemy's async pool waits on an asyncio.Queue, and a request that arrives just as a
+    connection comes back takes it ahead of the ones already waiting, which go to the back
+    of the line: at 64 clients on 10 connections, GET /v1/jobs/{id} answered half its
+    requests in 10 ms and some in 1.8 s. asyncio.Semaphore queues its waiters in order (and
+    does not let a newcomer pass them), so with one permit per pooled connection the pool
+    itself never has a waiter."""
+
+    def __init__(self, engine: AsyncEngine, size: int) -> None:
+        self.engine = engine
+        self._gate = asyncio.Semaphore(size)
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        async with self._gate, self.engine.connect() as conn:
+            yield conn
+
+
+def make_async_engine(settings: Settings, pool_size: int = 10) -> FairAsyncEngine:
     """The API's engine for the routes that run on the event loop (reading a job, submitting
     one). A route in the thread pool pays for a thread hop and, on a loaded API, for the wait
     to take the GIL back after each round trip to PostgreSQL: GET /v1/jobs/{id} served
     twice as many requests once it moved here. AUTOCOMMIT: only single statements run on
     it, each its own transaction, so none needs a BEGIN or a ROLLBACK. No overflow: a
     connection opened for a burst and closed after it costs more than waiting for one."""
-    return create_async_engine(
+    engine = create_async_engine(
         settings.sqlalchemy_url,
         isolation_level="AUTOCOMMIT",
         pool_size=pool_size,
@@ -45,6 +66,7 @@ def make_async_engine(settings: Settings, pool_size: int = 10) -> AsyncEngine:
         pool_pre_ping=True,
         connect_args={"connect_timeout": 5},
     )
+    return FairAsyncEngine(engine, pool_size)
 
 
 @lru_cache

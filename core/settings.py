@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     max_params: int = Field(500_000_000, ge=1)
     max_layers: int = Field(256, ge=1)
     max_spec_bytes: int = Field(256 * 1024, ge=1024)
+    http_keep_alive_s: float = Field(
+        75.0, gt=0, le=3600,
+        description="how long the API keeps an idle HTTP connection open; longer than the "
+        "idle timeout of the clients and proxies in front of it, so that they close first "
+        "(when the server closes first, a request sent at that moment is reset)",
+    )
     keep_checkpoints: int = Field(3, ge=1, le=100)
     warm_child: bool = Field(
         False,
