@@ -29,7 +29,7 @@ from tests.test_api_specs import _assert_names_field
 from tests.test_train_loop import CPU, ListSink
 from worker import evaluate as evaluate_module
 from worker.data import prepare_data
-from worker.evaluate import batch_correct, evaluate
+from worker.evaluate import batch_predictions, count_correct, evaluate
 from worker.optim import build_optimizer
 from worker.train import train
 
@@ -180,7 +180,8 @@ def test_binary_accuracy_thresholds_the_single_logit_at_zero() -> None:
     assert result.accuracy == pytest.approx(want)
     assert 0.2 < want < 0.8  # random logits: an argmax over one column would score 1 - mean(y)
     assert result.loss == pytest.approx(bce(out, y.float()[:, None]).item(), rel=1e-6)
-    assert batch_correct(out, y, "classification").item() == round(want * 50)
+    assert count_correct(batch_predictions(out, "classification"), y,
+                         "classification").item() == round(want * 50)
 
 
 @pytest.mark.usefixtures("chunked")
@@ -197,7 +198,8 @@ def test_multilabel_per_label_accuracy_and_exact_match_match_sklearn() -> None:
     assert 0 < exact < per_label < 1
     assert result.loss == pytest.approx(bce(out, y).item(), rel=1e-6)
     # Per step the loop gets right label decisions / L: / samples gives per-label accuracy.
-    assert batch_correct(out, y, "multilabel").item() / 60 == pytest.approx(per_label)
+    hits = count_correct(batch_predictions(out, "multilabel"), y, "multilabel")
+    assert hits.item() / 60 == pytest.approx(per_label)
 
 
 @pytest.mark.usefixtures("chunked")

@@ -27,7 +27,8 @@ from models.losses import build_loss
 from worker.checkpoints import checkpoint_state, load_checkpoint, write_atomically
 from worker.data import TrainData, prepare_data
 from worker.optim import build_optimizer
-from worker.state import LoopState, Point
+from worker.evaluate import count_correct
+from worker.state import EpochProgress, LoopState, Point
 from worker.train import TrainingDiverged, steps_per_epoch, train
 
 CPU = torch.device("cpu")
@@ -166,6 +167,22 @@ def test_loop_matches_a_plain_pytorch_reference() -> None:
         previous = point.step
     assert previous == len(batch_losses) == run.sink.state.total_steps
     assert [p.step for p in steps] == [4, 8, 12, 16, 17, 20, 24, 28, 32, 34]
+
+
+def test_epoch_progress_sums_its_batches_only_when_settled() -> None:
+    progress = EpochProgress()
+    progress.start(torch.arange(10))
+    progress.add_batch(torch.tensor(2.0), 4, torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]))
+    progress.add_batch(torch.tensor(0.5), 6, torch.tensor([1] * 6), torch.tensor([1] * 5 + [0]))
+    assert progress.window_count == 10 and progress.loss_sum.item() == 0
+    with pytest.raises(RuntimeError, match="settle"):  # a checkpoint would lose the batches
+        progress.as_dict()
+    progress.settle(lambda p, y: count_correct(p, y, "classification"))
+    assert progress.loss_sum.item() == progress.window_loss.item() == 2.0 * 4 + 0.5 * 6
+    assert progress.correct.item() == 3 + 5
+    assert progress.as_dict()["loss_sum"].item() == 11.0
+    progress.settle(lambda p, y: count_correct(p, y, "classification"))  # nothing new: no change
+    assert progress.loss_sum.item() == 11.0 and progress.correct.item() == 8
 
 
 def test_an_epoch_covers_every_sample_once_with_a_short_last_batch() -> None:

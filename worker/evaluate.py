@@ -17,7 +17,7 @@ from torch import nn
 from models.losses import mean_weight
 
 EVAL_BATCH = 4096
-ACCURACY_TASKS = ("classification", "multilabel")  # the tasks batch_correct counts
+ACCURACY_TASKS = ("classification", "multilabel")  # the tasks count_correct counts
 
 
 @dataclass
@@ -46,16 +46,24 @@ def label_hits(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (out > 0) == (y > 0.5)
 
 
-def batch_correct(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    """How many predictions in the batch are right, as a 0-d tensor on the batch's device
-    (no host sync). Classification: right samples (an integer tensor). Multi-label: right
-    label decisions / L (a float tensor), so that dividing by the number of samples gives
-    per-label accuracy as for classification. Other tasks return zero."""
+def batch_predictions(out: torch.Tensor, task: str) -> torch.Tensor | None:
+    """What the training loop keeps of a batch's output to count its right answers later, in
+    one operation and without a host sync: class labels (n,) for classification, the (n, L)
+    decisions (logit > 0) for multi-label, None for the tasks without accuracy."""
     if task == "classification":
-        return (predicted_class(out) == y).sum()
+        return predicted_class(out)
     if task == "multilabel":
-        return label_hits(out, y).sum() / out.shape[1]
-    return torch.zeros((), device=out.device, dtype=torch.long)
+        return out > 0
+    return None
+
+
+def count_correct(predicted: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """How many of batch_predictions' answers are right, as a 0-d tensor on their device.
+    Classification: right samples. Multi-label: right label decisions / L, so that dividing
+    by the number of samples gives per-label accuracy as for classification."""
+    if task == "multilabel":
+        return (predicted == (y > 0.5)).sum() / predicted.shape[1]
+    return (predicted == y).sum()
 
 
 @torch.no_grad()

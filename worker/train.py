@@ -15,9 +15,10 @@ from torch import nn
 
 from core.jobspec import JobSpec
 from core.specs.training import TrainingSpec
+from models.build import Network
 from worker.augment import build_augmenter
 from worker.data import TrainData
-from worker.evaluate import ACCURACY_TASKS, batch_correct, evaluate
+from worker.evaluate import ACCURACY_TASKS, batch_predictions, count_correct, evaluate
 from worker.precision import compile_network, resolve_precision
 from worker.probes import LayerProbe
 from worker.regularize import clip_gradients, l1_parameters, l1_penalty
@@ -129,11 +130,22 @@ def train(
                                      stopping.patience, stopping.min_delta,
                                      stopping.restore_best)
         state.stopper.load_state_dict(state.restored.get("early_stopping"), device)
-    forward = model
+    # The network's layers called directly: its wrapper's forward only calls them, and each
+    # module call costs microseconds a step.
+    forward = model.layers if type(model) is Network else model
     if cfg.compile:
         forward, note = compile_network(model, data.x_train[: min(n, cfg.batch_size)])
         _note(state, note)
     counts_correct = data.task in ACCURACY_TASKS  # regression has no accuracy to count
+
+    def count(predicted: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return count_correct(predicted, labels, data.task)
+
+    # What each step reads, looked up once.
+    x_train, y_train, task, accumulate = data.x_train, data.y_train, data.task, plan.accumulate
+    scaler = precision.scaler
+    autocast = precision.autocast if precision.dtype is not None else None
+
     augment = build_augmenter(spec.dataset, data.task, data.num_classes)
     probe = LayerProbe(model)
     reg = spec.regularization
@@ -163,35 +175,37 @@ def train(
         started = time.perf_counter() - progress.elapsed_s
         layer_stats: dict[str, float] = {}
         penalty = grad_norm = None
-        for first in range(progress.batch, per_epoch_batches, plan.accumulate):
-            last = min(first + plan.accumulate, per_epoch_batches)
+        order = progress.order
+        for first in range(progress.batch, per_epoch_batches, accumulate):
+            last = min(first + accumulate, per_epoch_batches)
             group_size = bounds[last - 1][1] - bounds[first][0]
             optimizer.zero_grad(set_to_none=True)
             for b in range(first, last):
                 start, end = bounds[b]
-                idx = progress.order[start:end]
-                xb, yb = data.x_train[idx], data.y_train[idx]
+                idx = order[start:end]
+                xb, yb = x_train[idx], y_train[idx]
                 xb, target = augment(xb, yb) if augment else (xb, yb)
-                with precision.autocast():
+                if autocast is None:
                     out = forward(xb)
                     loss = loss_fn(out, target)
+                else:
+                    with autocast():
+                        out = forward(xb)
+                        loss = loss_fn(out, target)
                 # Each batch's share of the group's mean: accumulated gradients equal those of
                 # one batch of the whole group.
-                share = len(idx) / group_size
-                objective = loss * share if plan.accumulate > 1 else loss
+                share = (end - start) / group_size
+                objective = loss * share if accumulate > 1 else loss
                 if penalised:
                     penalty = l1_penalty(penalised, reg.l1)
                     objective = objective + penalty * share
-                if precision.scaler is not None:
-                    precision.scaler.scale(objective).backward()
+                if scaler is not None:
+                    scaler.scale(objective).backward()
                 else:
                     objective.backward()
-                batch_loss = loss.detach().float() * len(idx)
-                progress.loss_sum += batch_loss
-                progress.window_loss += batch_loss
-                progress.window_count += len(idx)
-                if counts_correct:
-                    progress.correct += batch_correct(out.detach(), yb, data.task)
+                # Kept, not summed: the sums are taken once per log window (settle).
+                progress.add_batch(loss.detach(), end - start,
+                                   batch_predictions(out, task) if counts_correct else None, yb)
             if precision.scaler is not None:
                 precision.scaler.unscale_(optimizer)  # clipping and probes see true gradients
             ends_epoch = last == per_epoch_batches or state.step + 1 == plan.total_steps
@@ -211,6 +225,7 @@ def train(
             state.step += 1
             progress.batch = last
             if state.step % log_every == 0 or ends_epoch:
+                progress.settle(count)
                 # The only host sync in the step loop, at a bounded rate.
                 value = (progress.window_loss / progress.window_count).item()
                 _check_finite(value, state.step, lr)
@@ -235,8 +250,10 @@ def train(
                 break
             if should_stop is not None and should_stop():
                 progress.elapsed_s = time.perf_counter() - started
+                progress.settle(count)
                 _preempt(callbacks, state)
         elapsed = time.perf_counter() - started
+        progress.settle(count)  # a mid-epoch early stop leaves batches since the last log
         seen = bounds[progress.batch - 1][1]
         metrics = {
             "train_loss": (progress.loss_sum / seen).item(),
