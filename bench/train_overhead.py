@@ -41,7 +41,13 @@ from bench.stack import Stack  # noqa: E402
 from core.jobspec import JobSpec  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.losses import build_loss  # noqa: E402
-from worker.checkpoints import checkpoint_path, checkpoint_state, write_atomically  # noqa: E402
+from worker.behind import Behind  # noqa: E402
+from worker.checkpoints import (  # noqa: E402
+    checkpoint_path,
+    checkpoint_state,
+    copied,
+    write_atomically,
+)
 from worker.child import training_threads  # noqa: E402
 from worker.data import prepare_data  # noqa: E402
 from worker.optim import build_optimizer  # noqa: E402
@@ -75,15 +81,22 @@ class ListSink:
 
 
 class CheckpointEveryEpoch(ListSink):
-    """Real checkpoint files every epoch, as CheckpointSink writes them, without the table."""
+    """Real checkpoint files every epoch, as CheckpointSink writes them (copied, then written
+    in the background, one at a time), without the table."""
 
     def __init__(self, root: Path, spec: dict, normalization: dict[str, torch.Tensor]) -> None:
         super().__init__()
         self.root, self.spec, self.normalization = root, spec, normalization
+        self.behind = Behind("bench-checkpoint")
 
     def on_epoch_end(self, state: LoopState, metrics: dict[str, float]) -> None:
-        payload = checkpoint_state(state, self.spec, self.normalization, metrics)
-        write_atomically(payload, checkpoint_path(self.root, "bench", state.step))
+        self.behind.wait()
+        payload = copied(checkpoint_state(state, self.spec, self.normalization, metrics))
+        path = checkpoint_path(self.root, "bench", state.step)
+        self.behind.start(lambda: write_atomically(payload, path))
+
+    def on_train_end(self, state: LoopState, metrics: dict[str, float]) -> None:
+        self.behind.wait()
 
 
 def in_process_spec(job: str, quick: bool) -> dict:

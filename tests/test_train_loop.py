@@ -26,8 +26,8 @@ from models.build import build_model
 from models.losses import build_loss
 from worker.checkpoints import checkpoint_state, load_checkpoint, write_atomically
 from worker.data import TrainData, prepare_data
-from worker.optim import build_optimizer
 from worker.evaluate import count_correct
+from worker.optim import build_optimizer
 from worker.state import EpochProgress, LoopState, Point
 from worker.train import TrainingDiverged, steps_per_epoch, train
 

@@ -49,6 +49,18 @@ def checkpoint_state(
     }
 
 
+def copied(value: Any) -> Any:
+    """`value` (a checkpoint dict) with every tensor copied to the CPU, so that it can be
+    written while training goes on changing the originals in place."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: copied(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(copied(v) for v in value)
+    return value
+
+
 def write_atomically(payload: dict[str, Any], path: Path) -> tuple[str, int]:
     """Write to a temp file, fsync, rename, fsync the folder. Returns (sha256, size)."""
     path.parent.mkdir(parents=True, exist_ok=True)
