@@ -10,7 +10,8 @@ For each job in bare_loop.JOBS (a digits MLP, a digits CNN, a long spirals MLP):
       POLL_S until succeeded, against `python bench/bare_loop.py --job J` run as a subprocess
       (Python and torch start-up counted the same way). The job's created_at/started_at/
       finished_at split the time into queue, run and notice. Run twice: with the default cold
-      training child, and with TRAINDOCK_WARM_CHILD=true (a child started ahead of its job).
+      training child, and with TRAINDOCK_WARM_CHILD=true (a child started ahead of its job);
+      each job is submitted to an idle worker, in the warm run once its warm child is ready.
 In-process rows of the long job run LONG_INPROCESS_EPOCHS epochs (per-step cost does not depend
 on the epoch count); its end-to-end rows run the whole ~1-minute job.
 
@@ -141,6 +142,26 @@ def timed(run, repeats: int) -> tuple[float, dict]:
     return median([r["train_s"] / r["steps"] for r in results]), results[-1]
 
 
+class IdleWorker:
+    """Each job goes to an idle worker: with TRAINDOCK_WARM_CHILD, once its warm child (started
+    when the previous job's child exits) has said it is ready for a job."""
+
+    def __init__(self, stack: Stack, warm: bool) -> None:
+        self.stack, self.warm, self.ready = stack, warm, 0
+
+    def wait(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.warm:
+            ready = sum(path.read_text().count("ready for a job")
+                        for path in (self.stack.data_dir / "logs" / "warm").glob("*.log"))
+            if ready > self.ready:
+                self.ready = ready
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("the warm training child did not become ready")
+            time.sleep(0.05)
+
+
 def submit_and_wait(client: httpx.Client, spec: dict) -> dict[str, float]:
     started = time.perf_counter()
     submitted_at = datetime.datetime.now(datetime.UTC)
@@ -249,13 +270,17 @@ def main() -> None:
                 stack.start_api()
                 stack.start_worker()
                 client.base_url = stack.api_url
+                idle_worker = IdleWorker(stack, warm=mode == "warm")
                 if not args.quick:  # a warm-up job: connection pools, the OS's file cache
+                    idle_worker.wait()
                     submit_and_wait(client, bare_loop.job_spec("mlp", True))
                 # --quick proves the path with the long job's rows only.
                 for job in jobs_e2e:
-                    e2e_rows(rows, notes, job, mode, bare[job],
-                             [submit_and_wait(client, bare_loop.job_spec(job, args.quick))
-                              for _ in range(e2e_repeats[job])])
+                    runs = []
+                    for _ in range(e2e_repeats[job]):
+                        idle_worker.wait()
+                        runs.append(submit_and_wait(client, bare_loop.job_spec(job, args.quick)))
+                    e2e_rows(rows, notes, job, mode, bare[job], runs)
 
     n = 1 if args.quick else 2
     notes.append(f"fresh interpreter: `import torch` {import_seconds('import torch', n):.2f} s; "

@@ -268,6 +268,8 @@ def wait_for_job() -> tuple[uuid.UUID, int]:
     """A warm child (worker/spawn.py): warm up, then read "JOB_ID ATTEMPT LOG_PATH" from
     stdin and send this process's output to the attempt's log from then on."""
     _warm_up()
+    log.info("warm training process %d ready for a job, %.1f s after it started", os.getpid(),
+             time.time() - psutil.Process().create_time())
     line = sys.stdin.readline().split()
     if len(line) != 3:
         raise SystemExit(EXIT_LEASE_LOST)  # the worker went away without handing one over
