@@ -12,7 +12,7 @@ from core.jobspec import JobSpec, validate_job
 from core.settings import Settings
 from models.build import build_model
 from tests.conftest import load_example
-from worker.child import training_threads
+from worker.child import training_threads, tune_backends
 
 
 def test_threads_come_from_the_setting_then_omp_num_threads_then_the_cores_but_one(
@@ -46,3 +46,11 @@ def test_shapes_on_the_cpu_build_the_same_network_as_on_the_meta_device(example)
     torch.manual_seed(7)
     build_model(spec.model, shape, shape_device="meta")
     assert torch.equal(after_cpu, torch.rand(3))
+
+
+def test_cudnn_times_its_algorithms_on_a_gpu_only(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    tune_backends(torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False
+    tune_backends(torch.device("cuda"))  # a device object: no GPU is touched
+    assert torch.backends.cudnn.benchmark is True

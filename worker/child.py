@@ -69,6 +69,16 @@ def pick_device(wanted: str) -> torch.device:
     return torch.device("cpu")
 
 
+def tune_backends(device: torch.device) -> None:
+    """On a GPU, let cuDNN time its convolution algorithms on the first batch of each shape
+    and keep the fastest (cudnn.benchmark). A job's shapes are fixed (one batch size, a
+    smaller last batch, the evaluation batches), so the timing is paid a few times, then
+    never again. The algorithm chosen may differ from run to run, and with it the rounding
+    of the results. The CPU has no such choice to make."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 class StopFlag:
     """Set by SIGTERM: the loop checkpoints at the next step and the child exits."""
 
@@ -133,6 +143,7 @@ def run(job_id: uuid.UUID, attempt: int, warm: bool = False) -> int:
     try:
         spec = JobSpec.model_validate(job.spec)
         device = pick_device(spec.resources.device)
+        tune_backends(device)
         torch.manual_seed(spec.training.seed)
         data = prepare_data(spec, device, settings.dataset_dir, settings.device_data_mb)
         phases.mark("data")
