@@ -9,6 +9,9 @@ the 2 cores with the server, as a load balancer or clients on the same host woul
 runs: submitted jobs stay queued in a database of the run's own, dropped at the end. GET is
 also measured at 8 clients, below the API's 15 database connections: at 64 it stalled until
 requests stopped holding a connection while they waited for a thread (api/deps.py valid_job).
+POST is measured twice: with the example job every time (the API has validated its layers
+before, as in a sweep over hyperparameters), and with a hidden layer of a new width in each
+submission (every network new: the whole shape pass on the meta device).
 
     python bench/http_load.py            # 2 s warm-up + 3 x 5 s per cell, about 3 minutes
     python bench/http_load.py --quick    # 2 s runs, to prove it works
@@ -18,13 +21,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -59,17 +65,32 @@ def run_wrk(url: str, script: str, seconds: float, connections: int
     return requests / (duration_us / 1e6), p50_us / 1000, p99_us / 1000, errors
 
 
-async def _httpx_load(url: str, body: bytes | None, seconds: float, connections: int
+def _bodies(post: str | None) -> Iterator[bytes | None]:
+    """What each request sends: nothing (GET), the example job, or the example job with a
+    hidden layer of a new width each time (a network the API has not validated before)."""
+    template = (ROOT / "examples" / "digits-mlp.json").read_text()
+    if post is None:
+        yield from itertools.repeat(None)
+    elif post == "same":
+        yield from itertools.repeat(template.encode())
+    else:
+        for width in itertools.count(random.randrange(1_000, 900_000)):  # as the .lua
+            yield template.replace('"out_features": 128', f'"out_features": {width}', 1).encode()
+
+
+async def _httpx_load(url: str, post: str | None, seconds: float, connections: int
                       ) -> tuple[float, float, float, int]:
     latencies: list[float] = []
     errors = 0
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=connections)
+    bodies = _bodies(post)
 
     async def client_loop(http: httpx.AsyncClient) -> None:
         nonlocal errors
         while time.monotonic() < deadline:
             began = time.perf_counter()
+            body = next(bodies)
             if body is None:
                 response = await http.get(url)
             else:
@@ -87,13 +108,15 @@ async def _httpx_load(url: str, body: bytes | None, seconds: float, connections:
     return len(latencies) / elapsed, median(latencies) * 1000, p99(latencies) * 1000, errors
 
 
-def load(url: str, post: bool, seconds: float, connections: int
+def load(url: str, post: str | None, seconds: float, connections: int
          ) -> tuple[float, float, float, int]:
+    """post: None (GET), "same" (the example job every time) or "varied" (a new network
+    each time)."""
     if shutil.which("wrk"):
-        script = "bench/post_job.lua" if post else "bench/wrk_report.lua"
+        script = {None: "bench/wrk_report.lua", "same": "bench/post_job.lua",
+                  "varied": "bench/post_job_varied.lua"}[post]
         return run_wrk(url, script, seconds, connections)
-    body = (ROOT / "examples" / "digits-mlp.json").read_bytes() if post else None
-    return asyncio.run(_httpx_load(url, body, seconds, connections))
+    return asyncio.run(_httpx_load(url, post, seconds, connections))
 
 
 def measure(workers: int, warm_s: float, run_s: float, repeats: int
@@ -113,10 +136,11 @@ def measure(workers: int, warm_s: float, run_s: float, repeats: int
         # GET at 64 last: it can stall the API for the pool's 30 s timeout (see the note
         # printed below), which must not spill into the other cells.
         for name, path, post, connections in (
-            ("GET /healthz", "/healthz", False, CONNECTIONS),
-            ("POST /v1/jobs", "/v1/jobs", True, CONNECTIONS),
-            ("GET /v1/jobs/{id}", f"/v1/jobs/{job_id}", False, FEW),
-            ("GET /v1/jobs/{id}", f"/v1/jobs/{job_id}", False, CONNECTIONS),
+            ("GET /healthz", "/healthz", None, CONNECTIONS),
+            ("POST /v1/jobs", "/v1/jobs", "same", CONNECTIONS),
+            ("POST /v1/jobs, a new network each", "/v1/jobs", "varied", CONNECTIONS),
+            ("GET /v1/jobs/{id}", f"/v1/jobs/{job_id}", None, FEW),
+            ("GET /v1/jobs/{id}", f"/v1/jobs/{job_id}", None, CONNECTIONS),
         ):
             url = stack.api_url + path
             load(url, post, warm_s, connections)
@@ -145,7 +169,7 @@ def main() -> int:
     for workers, results in by_workers.items():
         floor = results[f"GET /healthz @{CONNECTIONS}"][0]
         for cell, (rps, p50, p99_ms, errors) in results.items():
-            target = TARGETS.get(cell.split(" @")[0])
+            target = TARGETS.get(cell.split(" @")[0].split(",")[0])
             base = by_workers[1][cell][0]
             rows.append([f"--workers {workers}" + (" (default)" if workers == 1 else ""), cell,
                          rps, p50, p99_ms, rps / floor if floor else NAN,

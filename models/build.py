@@ -6,6 +6,8 @@ nothing; the same pass serves validation in the API (no real module is built the
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,13 +105,66 @@ class Network(nn.Module):
         return self.layers(x)
 
 
-def _infer_layer(layer, shape: Shape, where: str, device: str) -> tuple[nn.Module, Shape]:
+@dataclass(frozen=True)
+class _Measured:
+    """What a layer's shape pass tells the summary: its output shape and its counts."""
+
+    out_shape: Shape
+    params: int
+    statistics: int  # floating-point buffers (running statistics)
+    flops: int | None
+
+
+# Layers measured on the meta device, by their settings and input shape. Validating a spec
+# is mostly this pass (torch's Python decompositions on meta tensors): 64% of the API's CPU
+# time under a stream of submissions. A sweep submits the same layers again and again.
+_MEASURED: OrderedDict[tuple[str, Shape], _Measured] = OrderedDict()
+_MEASURED_MAX = 4096
+_MEASURED_LOCK = threading.Lock()
+
+
+def _measure_layer(layer, shape: Shape, where: str, device: str) -> _Measured:
+    """_infer_layer's shape and counts; on the meta device, remembered for the next spec with
+    the same layer (its name and frozen flag aside) on the same input shape."""
+    if device != "meta":
+        return _measured(*_infer_layer(layer, shape, where, device), shape)
+    _check_layer(layer, shape, where)  # cheap, and its message names this spec's field
+    key = (layer.model_dump_json(exclude={"name", "frozen"}), shape)
+    with _MEASURED_LOCK:
+        found = _MEASURED.get(key)
+        if found is not None:
+            _MEASURED.move_to_end(key)
+            return found
+    measured = _measured(*_infer_layer(layer, shape, where, device), shape)
+    with _MEASURED_LOCK:
+        _MEASURED[key] = measured
+        while len(_MEASURED) > _MEASURED_MAX:
+            _MEASURED.popitem(last=False)
+    return measured
+
+
+def _measured(module: nn.Module, out_shape: Shape, in_shape: Shape) -> _Measured:
+    return _Measured(
+        out_shape,
+        params=sum(p.numel() for p in module.parameters()),
+        # Floating-point buffers are running statistics; num_batches_tracked is a step counter.
+        statistics=sum(b.numel() for b in module.buffers() if b.is_floating_point()),
+        flops=layer_flops(module, in_shape, out_shape),
+    )
+
+
+def _check_layer(layer, shape: Shape, where: str) -> None:
     entry = REGISTRY[layer.type]
     if entry.ranks is not None and len(shape) not in entry.ranks:
         raise SpecError(where, entry.rank_hint(shape) if entry.rank_hint else "wrong input rank")
     problem = entry.check(layer, shape) if entry.check else None
     if problem:
         raise SpecError(where, problem)
+
+
+def _infer_layer(layer, shape: Shape, where: str, device: str) -> tuple[nn.Module, Shape]:
+    entry = REGISTRY[layer.type]
+    _check_layer(layer, shape, where)
     try:
         # On the CPU, the layer draws its initial weights: from a copy of the RNG's state, so
         # that the network built afterwards gets the same weights as after a meta-device pass.
@@ -229,9 +284,10 @@ def _walk_layers(
             rows.append(LayerSummary(layer.name or name, layer.type, out_shape, 0,
                                      flops=residual_sum_flops(out_shape)))
         else:
-            module, out_shape = _infer_layer(layer, shape, where, device)
-            rows.append(_row(layer.name or name, layer.type, module, shape, out_shape,
-                             frozen=getattr(layer, "frozen", False)))
+            measured = _measure_layer(layer, shape, where, device)
+            out_shape = measured.out_shape
+            rows.append(_layer_row(layer.name or name, layer.type, measured,
+                                   frozen=getattr(layer, "frozen", False)))
         plans.append(_Planned(layer, shape, out_shape, tuple(inner)))
         shape = out_shape
     return plans, shape
@@ -244,15 +300,17 @@ def _shortcut_type(module: nn.Module) -> str:
 def _row(name: str, layer_type: str, module: nn.Module, in_shape: Shape, out_shape: Shape,
          frozen: bool) -> LayerSummary:
     """A summary row from the meta-device module: counts read shapes, nothing is allocated."""
-    params = sum(p.numel() for p in module.parameters())
-    # Floating-point buffers are running statistics; num_batches_tracked is a step counter.
-    statistics = sum(b.numel() for b in module.buffers() if b.is_floating_point())
-    flops = layer_flops(module, in_shape, out_shape)
+    return _layer_row(name, layer_type, _measured(module, out_shape, in_shape), frozen)
+
+
+def _layer_row(name: str, layer_type: str, measured: _Measured, frozen: bool) -> LayerSummary:
+    params = measured.params
     return LayerSummary(
-        name, layer_type, out_shape, params,
+        name, layer_type, measured.out_shape, params,
         trainable_params=0 if frozen else params,
-        non_trainable_params=statistics + (params if frozen else 0),
-        flops=flops or 0,  # None: no rule yet; tests/test_summary_init.py requires one per type
+        non_trainable_params=measured.statistics + (params if frozen else 0),
+        # None: no rule yet; tests/test_summary_init.py requires one per type
+        flops=measured.flops or 0,
     )
 
 
