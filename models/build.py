@@ -126,9 +126,9 @@ _MEASURED_LOCK = threading.Lock()
 def _measure_layer(layer, shape: Shape, where: str, device: str) -> _Measured:
     """_infer_layer's shape and counts; on the meta device, remembered for the next spec with
     the same layer (its name and frozen flag aside) on the same input shape."""
+    _check_layer(layer, shape, where)  # cheap, and its message names this spec's field
     if device != "meta":
         return _measured(*_infer_layer(layer, shape, where, device), shape)
-    _check_layer(layer, shape, where)  # cheap, and its message names this spec's field
     key = (layer.model_dump_json(exclude={"name", "frozen"}), shape)
     with _MEASURED_LOCK:
         found = _MEASURED.get(key)
@@ -163,8 +163,8 @@ def _check_layer(layer, shape: Shape, where: str) -> None:
 
 
 def _infer_layer(layer, shape: Shape, where: str, device: str) -> tuple[nn.Module, Shape]:
+    """The layer built for input `shape` and its output shape (checked by _check_layer)."""
     entry = REGISTRY[layer.type]
-    _check_layer(layer, shape, where)
     try:
         # On the CPU, the layer draws its initial weights: from a copy of the RNG's state, so
         # that the network built afterwards gets the same weights as after a meta-device pass.

@@ -93,6 +93,11 @@ class StopFlag:
         return self.requested
 
 
+def seconds_since_start() -> float:
+    """How long ago this process was started (its interpreter's start-up included)."""
+    return time.time() - psutil.Process().create_time()
+
+
 class Phases:
     """Seconds spent in each step of getting ready, logged before the first training step:
     what a job costs beyond its loop is visible in its log."""
@@ -100,7 +105,7 @@ class Phases:
     def __init__(self, warm: bool) -> None:
         self.began = time.monotonic()
         # A warm child started before its job: its start-up is not this job's.
-        self.times = {"start-up": 0.0 if warm else time.time() - psutil.Process().create_time()}
+        self.times = {"start-up": 0.0 if warm else seconds_since_start()}
 
     def mark(self, name: str) -> None:
         now = time.monotonic()
@@ -280,7 +285,7 @@ def wait_for_job() -> tuple[uuid.UUID, int]:
     stdin and send this process's output to the attempt's log from then on."""
     _warm_up()
     log.info("warm training process %d ready for a job, %.1f s after it started", os.getpid(),
-             time.time() - psutil.Process().create_time())
+             seconds_since_start())
     line = sys.stdin.readline().split()
     if len(line) != 3:
         raise SystemExit(EXIT_LEASE_LOST)  # the worker went away without handing one over

@@ -43,7 +43,11 @@ def predicted_class(out: torch.Tensor) -> torch.Tensor:
 
 def label_hits(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(n, L) booleans: which multi-label decisions (logit > 0) match the 0/1 targets."""
-    return (out > 0) == (y > 0.5)
+    return _decisions_right(out > 0, y)
+
+
+def _decisions_right(decided: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return decided == (y > 0.5)
 
 
 def batch_predictions(out: torch.Tensor, task: str) -> torch.Tensor | None:
@@ -62,7 +66,7 @@ def count_correct(predicted: torch.Tensor, y: torch.Tensor, task: str) -> torch.
     Classification: right samples. Multi-label: right label decisions / L, so that dividing
     by the number of samples gives per-label accuracy as for classification."""
     if task == "multilabel":
-        return (predicted == (y > 0.5)).sum() / predicted.shape[1]
+        return _decisions_right(predicted, y).sum() / predicted.shape[1]
     return (predicted == y).sum()
 
 

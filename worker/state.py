@@ -51,7 +51,7 @@ class EpochProgress:
         """Fold the batches added since the last call into loss_sum, window_loss and correct."""
         if self.losses:
             losses = torch.stack(self.losses).float()
-            sizes = torch.tensor(self.sizes, dtype=losses.dtype).to(losses.device)
+            sizes = torch.tensor(self.sizes, dtype=losses.dtype, device=losses.device)
             total = torch.dot(losses, sizes)
             self.loss_sum += total
             self.window_loss += total

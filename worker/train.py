@@ -204,18 +204,17 @@ def train(
                 else:
                     objective.backward()
                 # Kept, not summed: the sums are taken once per log window (settle).
-                progress.add_batch(loss.detach(), end - start,
-                                   batch_predictions(out, task) if counts_correct else None, yb)
-            if precision.scaler is not None:
-                precision.scaler.unscale_(optimizer)  # clipping and probes see true gradients
+                progress.add_batch(loss.detach(), end - start, batch_predictions(out, task), yb)
+            if scaler is not None:
+                scaler.unscale_(optimizer)  # clipping and probes see true gradients
             ends_epoch = last == per_epoch_batches or state.step + 1 == plan.total_steps
             if ends_epoch:  # per-layer statistics at each epoch's last step
                 probe.after_backward()
             if reg.clip_grad is not None:
                 grad_norm = clip_gradients(clipped, reg.clip_grad.by, reg.clip_grad.max)
-            if precision.scaler is not None:
-                precision.scaler.step(optimizer)
-                precision.scaler.update()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
             else:
                 optimizer.step()
             if ends_epoch:

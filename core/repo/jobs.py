@@ -58,19 +58,9 @@ def new_job_values(
     }
 
 
-def create_job(
-    session: Session,
-    *,
-    name: str,
-    spec: dict[str, Any],
-    max_attempts: int,
-    model_summary: dict[str, Any],
-    total_steps: int,
-    idempotency_key: str | None = None,
-) -> Job:
-    job = Job(**new_job_values(name=name, spec=spec, max_attempts=max_attempts,
-                               model_summary=model_summary, total_steps=total_steps,
-                               idempotency_key=idempotency_key))
+def create_job(session: Session, **fields: Any) -> Job:
+    """A new job's row from new_job_values(**fields), flushed."""
+    job = Job(**new_job_values(**fields))
     session.add(job)
     session.flush()
     session.refresh(job)
