@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
 
+from api.db_watch import DatabaseGate, DatabaseWatch
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.routes import (
@@ -24,16 +29,26 @@ from core.queue import BackgroundPublisher, Publisher
 from core.settings import Settings, get_settings
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    watching = asyncio.create_task(app.state.database_watch.run(), name="database-watch")
+    try:
+        yield
+    finally:
+        watching.cancel()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
+        lifespan=lifespan,
         title="traindock",
         version="0.1.0",
         description="Train neural networks described as data. Submit a JobSpec to "
         "`POST /v1/jobs`; read its state, metrics and checkpoints back.",
     )
     app.state.settings = settings
-    app.state.engine = make_engine(settings)
+    app.state.engine = make_engine(settings, statement_timeout=True)
     app.state.sessionmaker = sessionmaker(app.state.engine, expire_on_commit=False)
     app.state.async_engine = make_async_engine(settings)
     app.state.publisher = BackgroundPublisher(Publisher(settings))
@@ -43,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Dataset uploads are streamed to disk and capped by TRAINDOCK_MAX_UPLOAD_BYTES instead.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_spec_bytes,
                        exempt=frozenset({("POST", "/v1/datasets")}))
+    app.state.database_watch = DatabaseWatch(settings)
+    app.add_middleware(DatabaseGate, watch=app.state.database_watch)
     for module in (jobs, gradcheck, metrics, events, checkpoints, datasets, workers, health,
                    dashboard):
         app.include_router(module.router)

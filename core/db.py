@@ -21,13 +21,32 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-def make_engine(settings: Settings, pool_size: int = 5) -> Engine:
+def connect_args(settings: Settings, statement_timeout: bool = False) -> dict[str, object]:
+    """libpq's connection options. Keepalives and a TCP user timeout notice a server whose
+    host or network is gone (a hung server on a live host is api/db_watch.py's to notice).
+    The statement timeout is for the API, whose statements are all short: a worker's bulk
+    writes may legitimately run longer."""
+    args: dict[str, object] = {
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30_000,
+    }
+    if statement_timeout:
+        args["options"] = f"-c statement_timeout={int(settings.db_statement_timeout_s * 1000)}"
+    return args
+
+
+def make_engine(settings: Settings, pool_size: int = 5, statement_timeout: bool = False
+                ) -> Engine:
     return create_engine(
         settings.sqlalchemy_url,
         pool_size=pool_size,
         max_overflow=10,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": 5},
+        connect_args=connect_args(settings, statement_timeout),
     )
 
 
@@ -64,7 +83,7 @@ def make_async_engine(settings: Settings, pool_size: int = 10) -> FairAsyncEngin
         pool_size=pool_size,
         max_overflow=0,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": 5},
+        connect_args=connect_args(settings, statement_timeout=True),
     )
     return FairAsyncEngine(engine, pool_size)
 

@@ -36,25 +36,48 @@ def reap(sessions: sessionmaker[Session], publisher: Publisher, settings: Settin
          ) -> ReapReport:
     report = ReapReport()
     with sessions() as session, session.begin():
-        if not session.scalar(select(func.pg_try_advisory_xact_lock(REAPER_LOCK_KEY))):
+        if not _take_lock(session):
             report.skipped = True
             return report
         report.requeued, report.failed = job_repo.expire_leases(session)
-        stale = job_repo.unpublished_queued_jobs(session, settings.republish_after_s)
     for job_id in report.failed:
         log.warning("job %s failed: worker lost and no attempts left", job_id)
 
     # Publish after the commit, so that a worker's claim sees the job queued.
-    pending = pending_job_ids(settings) if stale else set()
-    candidates = list(report.requeued)
-    if pending is not None:
-        candidates += [j for j in stale if str(j) not in pending and j not in report.requeued]
-    published = [j for j in candidates if publisher.publish(str(j))]
-    report.republished = [j for j in published if j not in report.requeued]
-    if published:
-        with sessions() as session, session.begin():
-            job_repo.mark_published(session, published)
+    published = [j for j in report.requeued if publisher.publish(str(j))]
+    with sessions() as session, session.begin():
+        job_repo.mark_published(session, published)
+        if _take_lock(session):
+            report.republished = _republish_lost(session, publisher, settings)
     if report.requeued or report.failed or report.republished:
         log.info("reaper: %d requeued, %d failed, %d re-published", len(report.requeued),
                  len(report.failed), len(report.republished))
     return report
+
+
+def _take_lock(session: Session) -> bool:
+    return bool(session.scalar(select(func.pg_try_advisory_xact_lock(REAPER_LOCK_KEY))))
+
+
+def _republish_lost(session: Session, publisher: Publisher, settings: Settings
+                    ) -> list[uuid.UUID]:
+    """Publish every stale queued job that has no message in the broker, page by page, so
+    that a lost message is found behind any backlog. A stale job whose message waits in the
+    broker is stamped as seen: it leaves the window, and a backlog costs one scan per
+    `republish_after_s` rather than one per pass."""
+    republished: list[uuid.UUID] = []
+    pending: set[str] | None = None
+    after = None
+    while page := job_repo.unpublished_queued_jobs(session, settings.republish_after_s,
+                                                   after=after):
+        if pending is None:
+            pending = pending_job_ids(settings)
+            if pending is None:  # the broker cannot be read: decide nothing
+                break
+        after = page[-1][1]
+        seen = [job_id for job_id, _ in page if str(job_id) in pending]
+        lost = [job_id for job_id, _ in page if str(job_id) not in pending]
+        published = [job_id for job_id in lost if publisher.publish(str(job_id))]
+        job_repo.mark_published(session, seen + published)
+        republished += published
+    return republished

@@ -89,6 +89,21 @@ class Settings(BaseSettings):
         description="a URL import's connect and read timeout (each wait, not the whole download)",
     )
 
+    # A database that stops answering must not hang the API (api/db_watch.py).
+    db_probe_interval_s: float = Field(
+        1.0, gt=0, le=60,
+        description="how often each API process asks the database whether it answers",
+    )
+    db_answer_timeout_s: float = Field(
+        2.0, gt=0, le=60,
+        description="a database that has not answered the API's probe within this is "
+        "down: requests get 503 with Retry-After until it answers again",
+    )
+    db_statement_timeout_s: float = Field(
+        30.0, gt=0, le=3600,
+        description="PostgreSQL cancels an API statement that runs longer than this",
+    )
+
     # Broker publishing must never hang a request.
     publish_timeout_s: float = Field(2.0, gt=0, le=30)
 
@@ -135,6 +150,11 @@ class Settings(BaseSettings):
             if self.database_url.startswith(prefix):
                 return "postgresql+psycopg://" + self.database_url[len(prefix):]
         return self.database_url
+
+    @property
+    def psycopg_url(self) -> str:
+        """The database URL as libpq and psycopg take it."""
+        return self.sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
     @property
     def checkpoint_dir(self) -> Path:

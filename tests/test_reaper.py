@@ -124,3 +124,31 @@ def test_one_reaper_at_a_time(sessions, reaper_settings):
     assert job_id in report.requeued
     with Session(bind=sessions.kw["bind"]) as session, session.begin():
         job_repo.request_cancel(session, job_id)
+
+
+def test_a_lost_message_behind_a_backlog_of_live_ones_is_published(sessions, reaper_settings):
+    """Fault G: the reaper read only the 1,000 oldest stale queued jobs. Jobs whose messages
+    wait in the broker never leave that window, so a lost message behind them was never
+    published again. 1,200 queued jobs with live messages, then one without."""
+    from sqlalchemy import insert
+
+    from core.tables import Job
+
+    spec = load_example("digits-mlp")
+    rows = [job_repo.new_job_values(name="backlog", spec=spec, max_attempts=2, model_summary={},
+                                    total_steps=1) for _ in range(1200)]
+    with sessions() as session, session.begin():
+        session.execute(insert(Job), rows)
+    publisher = Publisher(reaper_settings)
+    for row in rows:
+        assert publisher.publish(str(row["id"]))
+    lost = _job(sessions)  # created last, never published: as if the broker lost it
+
+    report = reap(sessions, publisher, reaper_settings)
+    assert report.republished == [lost]
+    pending = pending_job_ids(reaper_settings)
+    assert str(lost) in pending and len(pending) == 1201  # nothing published twice
+
+    # The live ones were stamped as seen: the next pass publishes nothing again.
+    assert reap(sessions, publisher, reaper_settings).republished == []
+    assert redis.Redis.from_url(reaper_settings.broker_url).llen("traindock") == 1201

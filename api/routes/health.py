@@ -1,6 +1,7 @@
 """/healthz: is the API up, and can it reach PostgreSQL and the broker? On the event loop,
 with the API's own pooled connections: load balancers call it often, and a check that opened
-a connection to Redis each time cost more than any other route."""
+a connection to Redis each time cost more than any other route. Each check is bounded by
+TRAINDOCK_DB_ANSWER_TIMEOUT_S: a database that hangs is reported, not waited for."""
 
 from __future__ import annotations
 
@@ -9,18 +10,23 @@ import os
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from api.db_watch import bounded, retry_after_s
 from core.settings import Settings
 
 router = APIRouter(tags=["health"])
 
 
+async def _select_one(request: Request) -> None:
+    async with request.app.state.async_engine.connect() as conn:
+        await conn.exec_driver_sql("SELECT 1")
+
+
 async def _database_ok(request: Request) -> tuple[bool, str]:
-    try:
-        async with request.app.state.async_engine.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-        return True, "ok"
-    except Exception as exc:
-        return False, str(exc).splitlines()[0][:200]
+    watch = request.app.state.database_watch
+    if watch.down.is_set():
+        return False, watch.detail
+    problem = await bounded(_select_one(request), watch.timeout_s, watch.orphans)
+    return problem is None, problem or "ok"
 
 
 def _redis_client(request: Request, settings: Settings):
@@ -54,6 +60,8 @@ async def healthz(request: Request) -> JSONResponse:
     healthy = db_ok and broker_ok
     return JSONResponse(
         status_code=200 if healthy else 503,
+        headers={} if healthy else {
+            "Retry-After": str(retry_after_s(request.app.state.database_watch))},
         content={
             "status": "ok" if healthy else "degraded",
             "database": {"ok": db_ok, "detail": db_detail},

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from core.tables import FINAL_STATES, Job
@@ -202,6 +202,8 @@ def requeue_job(
 
 
 def mark_published(session: Session, job_ids: list[uuid.UUID]) -> None:
+    """Stamp jobs whose message was just published, or was just seen waiting in the broker:
+    either way the job has a live message as of now, and leaves the reaper's window."""
     if job_ids:
         session.execute(
             update(Job).where(Job.id.in_(job_ids)).values(published_at=func.now())
@@ -241,18 +243,21 @@ def expire_leases(session: Session) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
     return requeued, failed
 
 
-def unpublished_queued_jobs(session: Session, older_than_s: float, limit: int = 1000
-                            ) -> list[uuid.UUID]:
-    """Queued jobs last published (or created) more than `older_than_s` seconds ago."""
+def unpublished_queued_jobs(session: Session, older_than_s: float, limit: int = 1000,
+                            after: Cursor | None = None) -> list[tuple[uuid.UUID, Cursor]]:
+    """Queued jobs last published (or seen in the broker, or created) more than
+    `older_than_s` seconds ago, oldest first, a page of `limit` after `after`; each with its
+    keyset cursor, so that a caller can walk every one of them whatever the backlog."""
     cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s)
-    return list(
-        session.scalars(
-            select(Job.id)
-            .where(Job.state == "queued", func.coalesce(Job.published_at, Job.created_at) < cutoff)
-            .order_by(Job.created_at)
-            .limit(limit)
-        )
+    query = (
+        select(Job.id, Job.created_at)
+        .where(Job.state == "queued", func.coalesce(Job.published_at, Job.created_at) < cutoff)
+        .order_by(Job.created_at, Job.id)
+        .limit(limit)
     )
+    if after is not None:
+        query = query.where(tuple_(Job.created_at, Job.id) > tuple_(after.created_at, after.id))
+    return [(job_id, Cursor(created_at, job_id)) for job_id, created_at in session.execute(query)]
 
 
 def finish_job(
