@@ -15,6 +15,7 @@ from api.routes import (
     gradcheck,
     health,
     jobs,
+    logs,
     metrics,
     workers,
 )
@@ -44,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_spec_bytes,
                        exempt=frozenset({("POST", "/v1/datasets")}))
     for module in (jobs, gradcheck, metrics, events, checkpoints, datasets, workers, health,
-                   dashboard):
+                   dashboard, logs):
         app.include_router(module.router)
 
     return app
