@@ -65,8 +65,8 @@ def run_logs(api: Api, args: argparse.Namespace) -> int:
         attempt = print_log(api, job_id, params, args.follow)
         if args.follow:
             job = api.get(f"/v1/jobs/{job_id}")
-            print(f"-- attempt {attempt} is over; the job is {job['state']}"
-                  + (f" (attempt {job['attempt']})" if job["attempt"] != attempt else ""),
+            now = f", attempt {job['attempt']}" if job["attempt"] != attempt else ""
+            print(f"-- attempt {attempt} is over; job state: {job['state']}{now}",
                   file=sys.stderr)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED  # quietly: the job goes on

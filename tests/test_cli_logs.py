@@ -123,7 +123,7 @@ def test_follow_waits_for_the_start_and_ends_with_the_attempt(api_url, worker, c
         assert waiting.proc.wait(60) == 0
         assert wait_for_state(client, job_id, FINAL)["state"] == "cancelled"
         assert waiting.stdout() == client.get(f"/v1/jobs/{job_id}/logs").text
-        assert waiting.stderr().splitlines()[-1] == "-- attempt 1 is over; the job is cancelled"
+        assert waiting.stderr().splitlines()[-1] == "-- attempt 1 is over; job state: cancelled"
     finally:
         waiting.stop()
         if interrupted is not None:

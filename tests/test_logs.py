@@ -141,6 +141,17 @@ def test_a_crashed_jobs_log_has_the_traceback(client, worker, engine, settings):
     assert "Traceback (most recent call last):" in text
     assert job["error"].removeprefix("training crashed: ") in text
 
+    # Its file gone (or an API that does not share the workers' data directory):
+    attempt_log_path(settings.log_dir, uuid.UUID(job_id), 1).unlink()
+    response = client.get(f"/v1/jobs/{job_id}/logs")
+    assert response.status_code == 404
+    assert response.json()["detail"] == (
+        f"job {job_id}: no attempt left a log in this server's data directory (attempts with "
+        "a log: none); the API must share TRAINDOCK_DATA_DIR with the workers")
+    response = client.get(f"/v1/jobs/{job_id}/logs", params={"attempt": 1})
+    assert response.status_code == 404
+    assert response.json()["detail"].startswith(f"job {job_id}: attempt 1 left no log in ")
+
 
 def test_no_log_answers_name_what_exists(client, engine, succeeded):
     unknown = uuid.uuid4()

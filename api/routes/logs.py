@@ -75,10 +75,11 @@ def choose_attempt(job: Job, log_dir: Path, attempt: int | None) -> tuple[int, l
     if attempt is None and attempts:
         attempt = attempts[-1]
     if attempt is None or attempt not in attempts:
-        which = f"attempt {attempt}" if attempt is not None else "no attempt"
-        raise HTTPException(404, f"job {job.id}: {which} left a log in this server's data "
-                                 f"directory (attempts with a log: {_listed(attempts)}); the "
-                                 "API must share TRAINDOCK_DATA_DIR with the workers")
+        what = (f"attempt {attempt} left no log" if attempt is not None
+                else "no attempt left a log")
+        raise HTTPException(404, f"job {job.id}: {what} in this server's data directory "
+                                 f"(attempts with a log: {_listed(attempts)}); the API must "
+                                 "share TRAINDOCK_DATA_DIR with the workers")
     return attempt, attempts
 
 
