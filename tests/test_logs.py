@@ -14,11 +14,12 @@ import psutil
 import pytest
 from sqlalchemy.orm import Session
 
+from api.routes.logs import DEFAULT_MAX_BYTES
 from core.attempt_logs import attempt_log_path, tail_offset
 from core.db import make_engine
 from core.queue import Publisher
 from core.repo import jobs as job_repo
-from tests.conftest import load_example, wait_for_state
+from tests.conftest import ROOT, load_example, wait_for_state
 
 FINAL = {"succeeded", "failed", "cancelled"}
 READY = "ready to train after"
@@ -267,3 +268,13 @@ def test_tail_offset(tmp_path, text, lines, max_bytes, expected):
     with open(path, "rb") as file:
         start = tail_offset(file, len(text), lines, max_bytes)
     assert text[start:] == expected
+
+
+def test_the_docs_give_the_default_cap_and_readme_says_where_to_look():
+    api_doc = (ROOT / "docs" / "api.md").read_text()
+    assert f"| `max_bytes` | {DEFAULT_MAX_BYTES} (1 MiB) |" in api_doc
+    assert "[`GET /v1/jobs/{id}/logs`](#get-v1jobsidlogs)" in api_doc
+    failing = (ROOT / "README.md").read_text().split("## When things fail")[1].split("\n## ")[0]
+    assert "`traindock logs JOB`" in failing and "/v1/jobs/{id}/logs" in failing
+    assert "## logs" in (ROOT / "docs" / "cli.md").read_text()
+    assert "**Logs**" in (ROOT / "docs" / "dashboard.md").read_text()
