@@ -38,10 +38,15 @@ def tail_offset(file: BinaryIO, size: int, lines: int | None, max_bytes: int) ->
             file.seek(start)
             block = file.read(pos - start)
             end = len(block)
+            if pos == size and block.endswith(b"\n"):
+                end -= 1  # the last line's own newline does not begin another line
+            found = block.count(b"\n", 0, end)
+            if seen + found < lines:  # the line wanted is further back: skip the block
+                seen += found
+                pos = start
+                continue
             while (i := block.rfind(b"\n", 0, end)) >= 0:
                 end = i
-                if start + i == size - 1:
-                    continue  # the last line's own newline does not begin another line
                 seen += 1
                 if seen == lines:
                     return start + i + 1
