@@ -20,6 +20,7 @@ from api.routes import (
     gradcheck,
     health,
     jobs,
+    logs,
     metrics,
     workers,
 )
@@ -61,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database_watch = DatabaseWatch(settings)
     app.add_middleware(DatabaseGate, watch=app.state.database_watch)
     for module in (jobs, gradcheck, metrics, events, checkpoints, datasets, workers, health,
-                   dashboard):
+                   dashboard, logs):
         app.include_router(module.router)
 
     return app

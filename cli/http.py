@@ -78,9 +78,11 @@ class Api:
         self._send("DELETE", path)
 
     @contextmanager
-    def stream(self, path: str, **params: Any) -> Iterator[httpx.Response]:
-        """A response whose body is read in chunks (CSV, checkpoint files)."""
-        with self._translated(), self.http.stream("GET", path, params=params or None) as response:
+    def stream(self, path: str, timeout: float | httpx.Timeout = TIMEOUT_S, **params: Any
+               ) -> Iterator[httpx.Response]:
+        """A response whose body is read in chunks (CSV, checkpoint files, logs)."""
+        with self._translated(), self.http.stream("GET", path, params=params or None,
+                                                  timeout=timeout) as response:
             if response.status_code >= 400:
                 response.read()
                 self._check(response)

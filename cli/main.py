@@ -13,7 +13,7 @@ from cli.http import add_connection_options, run_client_verb
 CLIENT_VERBS = {"validate": "client", "gradcheck": "client", "submit": "client",
                 "show": "client", "cancel": "client", "watch": "watch", "ls": "ls",
                 "metrics": "metrics", "download": "download", "upload": "datasets",
-                "datasets": "datasets", "rm-dataset": "datasets"}
+                "datasets": "datasets", "rm-dataset": "datasets", "logs": "logs"}
 # core.tables.JOB_STATES, repeated: the client does not import the server's code
 JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
 JOB_HELP = "a job id, or at least its first 6 characters"
@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--names", help="comma-separated metric names, e.g. val_loss,lr")
     metrics.add_argument("--csv", action="store_true",
                          help="every point as CSV (name,step,epoch,value,wall_time)")
+
+    logs = client_verb("logs", "print an attempt's log (the training process's output)")
+    logs.add_argument("job", help=JOB_HELP)
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="keep printing what it writes until the attempt ends")
+    logs.add_argument("--attempt", type=int, metavar="N",
+                      help="which attempt (default: the latest that has a log)")
+    logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
 
     cancel = client_verb("cancel", "cancel a queued or running job")
     cancel.add_argument("job", help=JOB_HELP)

@@ -14,6 +14,7 @@ import psutil
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from core.attempt_logs import attempt_log_path
 from core.db import retry_database, session_scope
 from core.queue import Publisher
 from core.repo import jobs as job_repo
@@ -76,7 +77,7 @@ def supervise_job(
         log.info("job %s is not queued (duplicate message or already taken)", job_id)
         return "duplicate"
 
-    log_path = settings.log_dir / str(job_id) / f"attempt-{attempt}.log"
+    log_path = attempt_log_path(settings.log_dir, job_id, attempt)
     proc = start_attempt(job_id, attempt, log_path)
     CURRENT_JOB.set(job_id)
     log.info("job %s attempt %d: training child pid %d", job_id, attempt, proc.pid)
