@@ -29,6 +29,11 @@ class ValidationErrorOut(BaseModel):
     detail: list[FieldError]
 
 
+# The answer of every route that reads a JSON body to one sent as something else (api/errors.py)
+NOT_JSON = {415: {"model": ValidationErrorOut,
+                  "description": "the body was not sent with Content-Type: application/json"}}
+
+
 class LayerOut(BaseModel):
     """`params` counts parameters trained or frozen; `non_trainable_params` adds running
     statistics (batchnorm); `flops` is per example (models/flops.py says what counts)."""
