@@ -126,6 +126,13 @@ class MetricsOut(BaseModel):
     series: dict[str, SeriesOut]
 
 
+class MetricNamesOut(BaseModel):
+    """Every name the job has at least one point of, sorted. A queued job has none; a running
+    one may log more later (`val_*` after its first evaluation, `test_*` at its end)."""
+
+    names: list[str]
+
+
 class StateEvent(BaseModel):
     """The data of an `event: state` on /v1/jobs/{id}/events."""
 
