@@ -24,15 +24,41 @@ def _body(exc: RequestValidationError) -> object:
     return body
 
 
+def _json_error_message(exc: RequestValidationError, error: dict) -> str:
+    """The decoder's complaint with its line and column, as `json.loads` would put it."""
+    loc = error.get("loc", ())
+    pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else 0
+    doc = exc.body if isinstance(exc.body, str) else ""
+    where = json.JSONDecodeError(error.get("ctx", {}).get("error", "JSON decode error"), doc, pos)
+    return f"body: not valid JSON ({where}); fix the JSON at that line and column"
+
+
+def _content_type_problem(request: Request, exc: RequestValidationError) -> JSONResponse | None:
+    """FastAPI hands a JSON route the raw bytes when the Content-Type is not JSON (curl's
+    `-d` sends application/x-www-form-urlencoded), and pydantic then says only that they are
+    not a dictionary. Say what to send instead."""
+    if not isinstance(exc.body, bytes):
+        return None
+    sent = request.headers.get("content-type")
+    sent = f"Content-Type {sent}" if sent else "no Content-Type"
+    return JSONResponse(status_code=415, content={"detail": [{
+        "field": "header.content-type", "type": "content_type",
+        "message": f"header.content-type: the body came with {sent}; send it with "
+                   "Content-Type: application/json (curl: -H 'content-type: application/json')",
+    }]})
+
+
 async def request_validation_handler(request: Request, exc: RequestValidationError):
     errors = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in errors):
-        ctx = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {})
+    invalid = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if invalid is not None:
         return JSONResponse(
             status_code=422,
             content={"detail": [{"field": "body", "type": "json_invalid",
-                                 "message": f"body: not valid JSON ({ctx.get('error', '')})"}]},
+                                 "message": _json_error_message(exc, invalid)}]},
         )
+    if (wrong_type := _content_type_problem(request, exc)) is not None:
+        return wrong_type
     return JSONResponse(status_code=422,
                         content={"detail": pydantic_details(errors, _body(exc))})
 

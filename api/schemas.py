@@ -29,6 +29,11 @@ class ValidationErrorOut(BaseModel):
     detail: list[FieldError]
 
 
+# The answer of every route that reads a JSON body to one sent as something else (api/errors.py)
+NOT_JSON = {415: {"model": ValidationErrorOut,
+                  "description": "the body was not sent with Content-Type: application/json"}}
+
+
 class LayerOut(BaseModel):
     """`params` counts parameters trained or frozen; `non_trainable_params` adds running
     statistics (batchnorm); `flops` is per example (models/flops.py says what counts)."""
@@ -119,6 +124,13 @@ class SeriesOut(BaseModel):
 
 class MetricsOut(BaseModel):
     series: dict[str, SeriesOut]
+
+
+class MetricNamesOut(BaseModel):
+    """Every name the job has at least one point of, sorted. A queued job has none; a running
+    one may log more later (`val_*` after its first evaluation, `test_*` at its end)."""
+
+    names: list[str]
 
 
 class StateEvent(BaseModel):

@@ -1,9 +1,11 @@
-"""Every spec in examples/ validates over HTTP without a warning and trains, in-process, to
-the result the docs quote for it. A new example must be added here."""
+"""Every spec in examples/ is named after its file, validates over HTTP without a warning and
+trains, in-process, to the result the docs quote for it: at least its bound here, and exactly
+the figure the README's table prints for it. A new example must be added here."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -23,10 +25,42 @@ RESULTS = {
     "zones-multilabel": ("test_accuracy", 0.93),
 }
 EXAMPLES = sorted(path.stem for path in (ROOT / "examples").glob("*.json"))
+# A row of the README's table of results: | [name](examples/name.json) | 94.7% accuracy |
+README_ROW = re.compile(r"^\| \[(?P<name>[\w-]+)\]\(examples/(?P=name)\.json\) \| "
+                        r"(?:(?P<percent>\d+(?:\.\d+)?)% accuracy|RMSE (?P<rmse>\d+\.\d+))",
+                        re.MULTILINE)
+
+
+def readme_claims() -> dict[str, tuple[str, str]]:
+    """example -> (test metric, its value as the README prints it)."""
+    claims = {}
+    for row in README_ROW.finditer((ROOT / "README.md").read_text()):
+        metric = "test_accuracy" if row["percent"] else "test_rmse"
+        claims[row["name"]] = (metric, row["percent"] or row["rmse"])
+    return claims
+
+
+def as_printed(value: float, printed: str, percent: bool) -> str:
+    """`value` with as many decimals as `printed` has."""
+    decimals = len(printed.partition(".")[2])
+    return f"{value * 100 if percent else value:.{decimals}f}"
 
 
 def test_every_example_is_listed() -> None:
     assert sorted(RESULTS) == EXAMPLES
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_the_example_is_named_after_its_file(name: str) -> None:
+    """A job's name is what lists, downloads and exports show: the file it came from."""
+    assert json.loads((ROOT / "examples" / f"{name}.json").read_text())["name"] == name
+
+
+def test_the_readme_table_quotes_examples_that_exist() -> None:
+    claims = readme_claims()
+    assert {"digits-mlp", "digits-cnn", "spirals-mlp", "sine-regression"} <= set(claims)
+    assert set(claims) <= set(EXAMPLES)
+    assert all(RESULTS[name][0] == metric for name, (metric, _) in claims.items()), claims
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -45,3 +79,7 @@ def test_the_example_trains_to_its_result(name: str) -> None:
         assert final[metric] <= bound, final
     else:
         assert final[metric] >= bound, final
+    if name in (claims := readme_claims()):
+        printed = claims[name][1]
+        measured = as_printed(final[metric], printed, percent=metric.endswith("accuracy"))
+        assert measured == printed, f"README.md says {printed} for {name}; it measures {measured}"

@@ -1,4 +1,4 @@
-"""The dashboard's pages: /, /jobs/{id}, /compare, /submit, and their files under /static.
+"""The dashboard's pages: /, /jobs/{id}, /compare, /submit, /spec, and their files under /static.
 
 Each page is its body (dashboard/pages/) inside the one layout (dashboard/layout.html), which
 holds the head and the navigation; the page's script reads the v1 API. Every file is served
@@ -26,6 +26,7 @@ PAGES = {
     "job": ("Job", "job"),
     "compare": ("Compare", "compare"),
     "submit": ("Submit a job", "submit"),
+    "spec": ("Job spec reference", "spec"),
 }
 
 # Explicit, because mimetypes reads the host's tables and some map .js to text/plain, which
@@ -82,6 +83,12 @@ def compare_page() -> HTMLResponse:
 @router.get("/submit")
 def submit_page() -> HTMLResponse:
     return _page("submit")
+
+
+@router.get("/spec")
+def spec_page() -> HTMLResponse:
+    # Served, not linked to docs/: a wheel has no docs folder, and /docs loads from a CDN.
+    return _page("spec")
 
 
 @router.get("/static/{path:path}")

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from api.deps import DatasetLookupDep, SettingsDep
 from api.routes.jobs import SpecBody
-from api.schemas import ValidationErrorOut
+from api.schemas import NOT_JSON, ValidationErrorOut
 from core import datasets
 from core.jobspec import DatasetLookup, JobSpec, validate_job
 from core.settings import Settings
@@ -52,7 +52,7 @@ class GradcheckOut(BaseModel):
     eps: float
 
 
-@router.post("", response_model=GradcheckOut)
+@router.post("", response_model=GradcheckOut, responses=NOT_JSON)
 async def gradcheck(
     spec: SpecBody,
     settings: SettingsDep,

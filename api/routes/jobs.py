@@ -10,7 +10,14 @@ from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AsyncConnDep, DatasetLookupDep, JobDep, PublisherDep, SessionDep, SettingsDep
-from api.schemas import EXAMPLE_SPEC, JobOut, JobPage, ValidationErrorOut, ValidationOut
+from api.schemas import (
+    EXAMPLE_SPEC,
+    NOT_JSON,
+    JobOut,
+    JobPage,
+    ValidationErrorOut,
+    ValidationOut,
+)
 from core.jobspec import JobSpec, validate_job
 from core.repo import jobs as job_repo
 from core.repo import jobs_async
@@ -27,7 +34,7 @@ SpecBody = Annotated[
 ]
 
 
-@router.post("/validate", response_model=ValidationOut)
+@router.post("/validate", response_model=ValidationOut, responses=NOT_JSON)
 def validate(spec: SpecBody, settings: SettingsDep, lookup: DatasetLookupDep) -> ValidationOut:
     """Dry run: build the network on the meta device and report shapes and parameters."""
     checked = validate_job(spec, settings, lookup)
@@ -35,7 +42,7 @@ def validate(spec: SpecBody, settings: SettingsDep, lookup: DatasetLookupDep) ->
                          warnings=checked.warnings)
 
 
-@router.post("", status_code=201, response_model=JobOut)
+@router.post("", status_code=201, response_model=JobOut, responses=NOT_JSON)
 async def submit(
     spec: SpecBody,
     conn: AsyncConnDep,

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from api.deps import JobDep, SessionDep, valid_job
-from api.schemas import MetricsOut
+from api.schemas import MetricNamesOut, MetricsOut
 from core.repo import metrics as metric_repo
 
 router = APIRouter(prefix="/v1/jobs", tags=["metrics"])
@@ -45,6 +45,13 @@ def read_metrics(
     its `min`, `max` and `mean`, and the series carries `downsampled: true`."""
     series = metric_repo.read_series(session, job.id, _names(names), since_step, max_points)
     return MetricsOut(series=series)
+
+
+@router.get("/{job_id}/metrics/names", response_model=MetricNamesOut)
+def read_metric_names(job: JobDep, session: SessionDep) -> MetricNamesOut:
+    """The names of the job's series, for telling a misspelt `names=` from a metric the job
+    has not logged yet: `/metrics` answers a name without points with no series, not an error."""
+    return MetricNamesOut(names=metric_repo.logged_names(session, job.id))
 
 
 def _attachment(filename: str) -> str:

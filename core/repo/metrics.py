@@ -118,6 +118,14 @@ def last_step(session: Session, job_id: uuid.UUID) -> int | None:
     ), {"job": job_id}).scalar()
 
 
+def logged_names(session: Session, job_id: uuid.UUID) -> list[str]:
+    """The names the job has at least one point of, sorted: one index probe per name."""
+    return list(session.execute(text(
+        "SELECT k.name FROM metric_key k WHERE EXISTS ("
+        "SELECT 1 FROM metric WHERE job_id = :job AND key_id = k.id) ORDER BY k.name"
+    ), {"job": job_id}).scalars())
+
+
 def read_new_points(
     session: Session, job_id: uuid.UUID, after: int, upto: int, per_series: int
 ) -> tuple[dict[str, dict[str, list]], int]:
