@@ -4,6 +4,7 @@ within seconds, to new requests and to those already waiting, and recover by its
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections.abc import Iterator
@@ -39,10 +40,8 @@ def own_postgres(tmp_path: Path) -> Iterator[tuple[str, psutil.Process]]:
 
 def _signal_all(postmaster: psutil.Process, signum: int) -> None:
     for proc in [postmaster, *postmaster.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.send_signal(signum)
-        except psutil.NoSuchProcess:
-            pass
 
 
 def _timed_get(url: str) -> tuple[httpx.Response, float]:
