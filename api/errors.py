@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
+from api.job_prefix import not_a_full_job_id
 from core.errors import pydantic_details, spec_error_details
 from models.build import SpecError
 
@@ -26,6 +27,8 @@ def _body(exc: RequestValidationError) -> object:
 
 async def request_validation_handler(request: Request, exc: RequestValidationError):
     errors = exc.errors()
+    if any(tuple(e.get("loc", ())) == ("path", "job_id") for e in errors):
+        return await not_a_full_job_id(request, str(request.path_params.get("job_id", "")))
     if any(e.get("type") == "json_invalid" for e in errors):
         ctx = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {})
         return JSONResponse(
