@@ -1,0 +1,59 @@
+"""What tells jobs of one name apart: a short digest of the spec, and the spec fields whose
+values differ between them. Computed from the stored spec when a list is read, so a list of
+N jobs costs N hashes of a few kilobytes and no query."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from typing import Any
+
+DIGEST_CHARS = 8
+
+
+def spec_digest(spec: dict[str, Any]) -> str:
+    """The first 8 hex digits of the SHA-256 of the spec without its name: two jobs with the
+    same digest were asked for the same training, whatever they are called."""
+    unnamed = {key: value for key, value in spec.items() if key != "name"}
+    text = json.dumps(unnamed, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]
+
+
+def flatten(value: Any, path: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """{"optimizer": {"lr": 0.1}, "model": {"layers": [{...}]}} -> {"optimizer.lr": 0.1,
+    "model.layers[0].type": ...}: the same paths the dashboard's compare page labels with."""
+    out = {} if out is None else out
+    if isinstance(value, list):
+        if not value:
+            out[path] = []
+        for i, item in enumerate(value):
+            flatten(item, f"{path}[{i}]", out)
+    elif isinstance(value, dict):
+        if not value and path:
+            out[path] = {}
+        for key, item in value.items():
+            flatten(item, f"{path}.{key}" if path else key, out)
+    else:
+        out[path] = value
+    return out
+
+
+def differing_fields(jobs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """For each (job name, spec), its values of the spec fields that are not the same in
+    every job of that name among `jobs`, in the order the fields first appear; {} for a name
+    seen once, or for specs that differ in nothing but their name."""
+    flats = [flatten({k: v for k, v in spec.items() if k != "name"}) for _, spec in jobs]
+    by_name: dict[str, list[int]] = defaultdict(list)
+    for i, (name, _) in enumerate(jobs):
+        by_name[name].append(i)
+    result: list[dict[str, Any]] = [{} for _ in jobs]
+    for members in by_name.values():
+        if len(members) < 2:
+            continue
+        paths = list(dict.fromkeys(path for i in members for path in flats[i]))
+        varying = [p for p in paths
+                   if len({json.dumps(flats[i].get(p), sort_keys=True) for i in members}) > 1]
+        for i in members:
+            result[i] = {p: flats[i].get(p) for p in varying}
+    return result
