@@ -9,6 +9,7 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
@@ -154,9 +155,9 @@ def test_best_is_by_the_monitored_metric_and_its_direction(settings, api_url, cl
 
 
 def retention(spec: dict, keep: int) -> CheckpointSink:
-    sink = CheckpointSink.__new__(CheckpointSink)  # only what _beyond_retention reads
-    sink.spec, sink.keep = spec, keep
-    return sink
+    """The sink as worker/child.py builds it; _beyond_retention touches neither the database
+    nor the disk, so neither is given."""
+    return CheckpointSink(None, Path("/nowhere"), uuid.uuid4(), 1, spec, {}, 1, keep, None)
 
 
 def test_retention_keeps_the_last_n_and_the_best_by_the_monitored_metric():
