@@ -14,7 +14,7 @@ SHOWN = 5  # candidates named in the message
 
 def _field_error(message: str, kind: str) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": [
-        {"field": "job_id", "type": kind, "message": f"job_id: {message}"},
+        {"field": "path.job_id", "type": kind, "message": f"path.job_id: {message}"},
     ]})
 
 

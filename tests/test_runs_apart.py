@@ -180,13 +180,14 @@ def test_a_prefix_on_the_api_names_the_job_it_starts(pair, client):
         response = client.get(f"/v1/jobs/{full[:8]}{path}")
         assert response.status_code == 422, response.text
         assert response.json()["detail"] == [{
-            "field": "job_id", "type": "job_id_prefix",
-            "message": f"job_id: '{full[:8]}' is not a full job id: it is the start of job "
+            "field": "path.job_id", "type": "job_id_prefix",
+            "message": f"path.job_id: '{full[:8]}' is not a full job id: it is the start of job "
                        f"{full}; use the full id",
         }]
     bad = client.get("/v1/jobs/not-an-id!")
     assert bad.status_code == 422
-    assert bad.json()["detail"][0]["message"].startswith("job_id: 'not-an-id!' is not a job id")
+    message = bad.json()["detail"][0]["message"]
+    assert message.startswith("path.job_id: 'not-an-id!' is not a job id")
     assert "valid UUID" not in bad.text
     listed = client.get("/v1/jobs", params={"id_prefix": full[:8]}).json()["items"]
     assert [job["id"] for job in listed] == [full]
@@ -215,7 +216,7 @@ def test_an_ambiguous_prefix_lists_the_candidates(twins, api_url, client):
     response = client.get("/v1/jobs/a1b2c3d4/checkpoints")
     assert response.status_code == 422
     message = response.json()["detail"][0]["message"]
-    assert message == (f"job_id: 'a1b2c3d4' is not a full job id: it is the start of several "
+    assert message == (f"path.job_id: 'a1b2c3d4' is not a full job id: it is the start of several "
                        f"({twins[0]}, {twins[1]}); use the full id of one")
     assert client.get("/v1/jobs/a1b2c3d4-0000-4000-8000-00000000000").status_code == 422
     assert client.get(f"/v1/jobs/{twins[1]}").status_code == 200
