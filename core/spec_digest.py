@@ -39,21 +39,34 @@ def flatten(value: Any, path: str = "", out: dict[str, Any] | None = None) -> di
     return out
 
 
-def differing_fields(jobs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """For each (job name, spec), its values of the spec fields that are not the same in
-    every job of that name among `jobs`, in the order the fields first appear; {} for a name
-    seen once, or for specs that differ in nothing but their name."""
-    flats = [flatten({k: v for k, v in spec.items() if k != "name"}) for _, spec in jobs]
+def tell_apart(jobs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """For each (job name, spec): its spec digest, and its values of the spec fields that are
+    not the same in every job of that name among `jobs`, in the order the fields first appear
+    ({} for a name seen once, or for specs that differ in nothing but their name)."""
+    digests = [spec_digest(spec) for _, spec in jobs]
     by_name: dict[str, list[int]] = defaultdict(list)
     for i, (name, _) in enumerate(jobs):
         by_name[name].append(i)
-    result: list[dict[str, Any]] = [{} for _ in jobs]
+    differs: list[dict[str, Any]] = [{} for _ in jobs]
     for members in by_name.values():
-        if len(members) < 2:
-            continue
-        paths = list(dict.fromkeys(path for i in members for path in flats[i]))
+        if len({digests[i] for i in members}) < 2:
+            continue  # alone, or the same spec: nothing to tell apart
+        flats = {i: flatten({k: v for k, v in jobs[i][1].items() if k != "name"})
+                 for i in members}
+        paths = list(dict.fromkeys(path for flat in flats.values() for path in flat))
         varying = [p for p in paths
-                   if len({json.dumps(flats[i].get(p), sort_keys=True) for i in members}) > 1]
+                   if len({_comparable(flat.get(p, _UNSET)) for flat in flats.values()}) > 1]
         for i in members:
-            result[i] = {p: flats[i].get(p) for p in varying}
-    return result
+            differs[i] = {p: flats[i].get(p) for p in varying}
+    return list(zip(digests, differs, strict=True))
+
+
+_UNSET = object()
+
+
+def _comparable(leaf: Any) -> tuple[str, Any]:
+    """A leaf as a set member: 1, 1.0 and true are different values in a spec; an empty list
+    or object is a value too."""
+    if isinstance(leaf, list | dict):
+        return type(leaf).__name__, ""
+    return type(leaf).__name__, leaf

@@ -288,7 +288,7 @@ def test_dashboard_takes_id_prefixes_and_marks_the_best_checkpoint(pair, page, c
 
     page.goto(f"/compare?ids={first[:8]},{second[:8]}&metric=val_loss")
     expect(page).to_have_url(re.compile(f"/compare\\?ids={first},{second}&metric=val_loss$"))
-    page.wait_for_function("window.traindock.runs.length === 2")
+    expect(page.locator("#chart-compare")).to_have_attribute("data-series", "2")
     expect(page.locator("#differences thead")).to_contain_text("optimizer.lr")
 
 
@@ -301,3 +301,18 @@ def test_job_list_shows_the_digest_and_what_differs(pair, page, client):  # noqa
         tag = page.locator(f'tr[data-job-id="{job_id}"] .spec-tag')
         expect(tag).to_have_text(f"{items[job_id]['spec_digest']} optimizer.lr={lr}")
     screenshot(page, "list-spec-tags")
+
+
+def test_tell_apart_compares_values_by_type_and_skips_identical_specs():
+    from core.spec_digest import tell_apart
+
+    base = {"name": "x", "a": {"b": 1, "c": []}, "d": True}
+    jobs = [("x", base), ("x", base | {"d": 1}), ("x", base | {"a": {"b": 1}}), ("y", base)]
+    (d0, f0), (d1, f1), (d2, f2), (d3, f3) = tell_apart(jobs)
+    assert f0 == {"a.c": [], "d": True}  # true and 1 are different values; so are [] and unset
+    assert f1 == {"a.c": [], "d": 1}
+    assert f2 == {"a.c": None, "d": True}
+    assert f3 == {} and d3 == d0  # another name, the same spec: the same digest
+    assert len({d0, d1, d2}) == 3
+    same = tell_apart([("x", base), ("x", base | {"name": "other"})])
+    assert same[0] == same[1] and same[0][1] == {}

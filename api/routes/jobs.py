@@ -23,7 +23,7 @@ from core.jobspec import JobSpec, validate_job
 from core.repo import jobs as job_repo
 from core.repo import jobs_async
 from core.repo.job_ids import id_range
-from core.spec_digest import differing_fields, spec_digest
+from core.spec_digest import tell_apart
 from core.tables import JOB_STATES
 
 router = APIRouter(
@@ -119,9 +119,9 @@ def list_jobs(
         }])
     rows, following = job_repo.list_jobs(session, state=state, limit=limit, after=after,
                                          id_prefix=id_prefix)
-    differs = differing_fields([(j.name, j.spec) for j in rows])
-    items = [JobListItem(**JobBrief.of(j).model_dump(), spec_digest=spec_digest(j.spec),
-                         differs=d) for j, d in zip(rows, differs, strict=True)]
+    labels = tell_apart([(j.name, j.spec) for j in rows])
+    items = [JobListItem(**JobBrief.of(j).model_dump(), spec_digest=digest, differs=differs)
+             for j, (digest, differs) in zip(rows, labels, strict=True)]
     return JobPage(items=items,
                    next_cursor=following.encode() if following else None)
 
