@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
+from api.job_prefix import not_a_full_job_id
 from core.errors import pydantic_details, spec_error_details
 from models.build import SpecError
 
@@ -50,6 +51,8 @@ def _content_type_problem(request: Request, exc: RequestValidationError) -> JSON
 
 async def request_validation_handler(request: Request, exc: RequestValidationError):
     errors = exc.errors()
+    if any(tuple(e.get("loc", ())) == ("path", "job_id") for e in errors):
+        return await not_a_full_job_id(request, str(request.path_params.get("job_id", "")))
     invalid = next((e for e in errors if e.get("type") == "json_invalid"), None)
     if invalid is not None:
         return JSONResponse(

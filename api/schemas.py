@@ -94,12 +94,28 @@ class JobOut(JobBrief):
                    cancel_requested=job.cancel_requested, spec=job.spec, model=job.model_summary)
 
 
+class JobListItem(JobBrief):
+    """A job in a list. `spec_digest`: 8 hex digits of the SHA-256 of its spec without the
+    name (the same training asked for, the same digest). `differs`: the spec fields, as dotted
+    paths (`optimizer.lr`, `model.layers[1].out_features`), whose values differ between the
+    jobs of this name on this page, with this job's values; {} when the name is alone on the
+    page or the specs are the same."""
+
+    spec_digest: str
+    differs: dict[str, Any]
+
+
 class JobPage(BaseModel):
-    items: list[JobBrief]
+    items: list[JobListItem]
     next_cursor: str | None
 
 
 class CheckpointOut(BaseModel):
+    """`best`: this is the job's best checkpoint by the metric its spec monitors (early
+    stopping's or reduce_on_plateau's `monitor`, else val_loss), kept by retention; at most
+    one row is best, none when no checkpoint recorded that metric. `filename`: the name the
+    download is saved under, `<job name>-<first 8 of the job id>-step-<n>.pt`."""
+
     id: int
     step: int
     epoch: int
@@ -107,6 +123,8 @@ class CheckpointOut(BaseModel):
     size: int
     metrics: dict[str, Any]
     created_at: datetime
+    best: bool
+    filename: str
 
 
 class SeriesOut(BaseModel):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,17 @@ from cli.jobref import resolve_job
 
 
 def pick_checkpoint(checkpoints: list[dict[str, Any]], job: dict[str, Any],
-                    wanted: int | None) -> dict[str, Any]:
-    """The checkpoint with id `wanted`, else the newest (highest step)."""
+                    wanted: int | None, best: bool = False) -> dict[str, Any]:
+    """The checkpoint with id `wanted`, the one the API marks best, else the newest."""
     if not checkpoints:
         raise ApiError([f"job {job['id']} has no checkpoints yet (it is {job['state']})"])
+    if best:
+        for checkpoint in checkpoints:
+            if checkpoint.get("best"):
+                return checkpoint
+        raise ApiError([f"job {job['id']} has no best checkpoint: none recorded the metric it "
+                        "monitors (val_loss unless early stopping or reduce_on_plateau names "
+                        "another); leave out --best for the newest"])
     if wanted is None:
         return max(checkpoints, key=lambda c: (c["step"], c["id"]))
     for checkpoint in checkpoints:
@@ -27,13 +33,17 @@ def pick_checkpoint(checkpoints: list[dict[str, Any]], job: dict[str, Any],
     raise ApiError([f"job {job['id']} has no checkpoint {wanted}; it keeps {kept}"])
 
 
-def target_path(output: str | None, job_name: str, step: int) -> Path:
-    """-o PATH as given, inside it if it is a folder; by default `<job name>-step-<n>.pt`."""
-    default = f"{re.sub(r'[^A-Za-z0-9._-]+', '_', job_name) or 'job'}-step-{step}.pt"
-    if output is None:
-        return Path(default)
-    path = Path(output)
-    return path / default if path.is_dir() else path
+def target_path(output: str | None, filename: str, force: bool) -> Path:
+    """-o PATH as given, inside it if it is a folder; by default the listing's `filename`
+    (`<job name>-<id8>-step-<n>.pt`). An existing file is refused unless `force`."""
+    filename = Path(filename).name  # never a path the server chose
+    path = Path(filename) if output is None else Path(output)
+    if path.is_dir():
+        path = path / filename
+    if path.exists() and not force:
+        raise ApiError([f"{path} already exists; nothing was downloaded. Pass --force to "
+                        "replace it, or -o PATH to save elsewhere"])
+    return path
 
 
 def save_verified(api: Api, url: str, expected: str, path: Path) -> None:
@@ -64,8 +74,9 @@ def save_verified(api: Api, url: str, expected: str, path: Path) -> None:
 def run_download(api: Api, args: argparse.Namespace) -> int:
     job_id = resolve_job(api, args.job)
     job = api.get(f"/v1/jobs/{job_id}")
-    checkpoint = pick_checkpoint(api.get(f"/v1/jobs/{job_id}/checkpoints"), job, args.checkpoint)
-    path = target_path(args.output, job["name"], checkpoint["step"])
+    checkpoint = pick_checkpoint(api.get(f"/v1/jobs/{job_id}/checkpoints"), job,
+                                 args.checkpoint, args.best)
+    path = target_path(args.output, checkpoint["filename"], args.force)
     save_verified(api, f"/v1/jobs/{job_id}/checkpoints/{checkpoint['id']}/download",
                   checkpoint["sha256"], path)
     print(path)

@@ -7,11 +7,12 @@ import uuid
 from cli.http import Api, ApiError
 
 MIN_PREFIX = 6
-SEARCHED = 500  # the newest jobs a prefix is looked up among (the API's largest page)
+SHOWN = 10  # candidates listed when a prefix is ambiguous
 
 
 def resolve_job(api: Api, ref: str) -> str:
-    """The full id of the job `ref` names."""
+    """The full id of the job `ref` names, looked up among every job (`GET /v1/jobs?id_prefix=`,
+    a range scan of the ids)."""
     ref = ref.strip().lower()
     try:
         return str(uuid.UUID(ref))
@@ -20,13 +21,13 @@ def resolve_job(api: Api, ref: str) -> str:
     if len(ref) < MIN_PREFIX:
         raise ApiError([f"job {ref!r}: give the job id or at least {MIN_PREFIX} characters "
                         "of it (`traindock ls` lists them)"])
-    jobs = api.get("/v1/jobs", limit=SEARCHED)["items"]
+    jobs = api.get("/v1/jobs", id_prefix=ref, limit=SHOWN)["items"]
     matches = [job for job in jobs if job["id"].startswith(ref)]
     if len(matches) == 1:
         return matches[0]["id"]
     if not matches:
-        raise ApiError([f"no job id starts with {ref!r} among the newest {SEARCHED} jobs; "
-                        "`traindock ls` lists them (pass the full id for an older job)"])
-    lines = [f"{ref!r} is the start of {len(matches)} job ids; give more characters:"]
+        raise ApiError([f"no job id starts with {ref!r}; `traindock ls` lists them"])
+    lines = [f"{ref!r} is the start of {len(matches)}"
+             f"{' or more' if len(matches) >= SHOWN else ''} job ids; give more characters:"]
     lines += [f"  {job['id']}  {job['state']:<10} {job['name']}" for job in matches]
     raise ApiError(["\n".join(lines)])

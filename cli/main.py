@@ -108,10 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     download = client_verb("download", "download a checkpoint, checked against its sha256")
     download.add_argument("job", help=JOB_HELP)
-    download.add_argument("--checkpoint", type=int, metavar="ID",
-                          help="a checkpoint id (default: the newest)")
-    download.add_argument("-o", "--output", metavar="PATH",
-                          help="file or folder to save to (default: <job name>-step-<n>.pt)")
+    which = download.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", type=int, metavar="ID",
+                       help="a checkpoint id (default: the newest)")
+    which.add_argument("--best", action="store_true",
+                       help="the best checkpoint (by the monitored metric, else val_loss)")
+    download.add_argument("-o", "--output", metavar="PATH", help="file or folder to save to "
+                          "(default: <job name>-<id8>-step-<n>.pt)")
+    download.add_argument("--force", action="store_true", help="replace an existing file")
     upload = client_verb("upload", "upload a dataset (npz, csv, MNIST IDX zip, image folders "
                                    "zip); print its id")
     upload.add_argument("file", help="the file to upload")

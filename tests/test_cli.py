@@ -72,7 +72,8 @@ def test_ls_shows_the_job(finished, api_url):
     result = traindock("ls", "--state", "succeeded", "--url", api_url)
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["id", "name", "state", "epoch", "progress", "best", "age", "ran"]
+    assert header.split()[:9] == ["id", "name", "state", "epoch", "progress", "best", "age", "ran",
+                                  "spec"]
     row = next(r for r in rows if r.startswith(finished.id[:8]))
     assert row.split()[1:6] == ["cli-digits-mlp", "succeeded", "3/3", "100%", "val_accuracy"]
 
@@ -115,7 +116,7 @@ def test_download_keeps_the_newest_checkpoint_verified(finished, api_url, client
     result = traindock("download", finished.id[:6], "--url", api_url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     path = tmp_path / result.stdout.strip()
-    assert path.name == "cli-digits-mlp-step-63.pt"
+    assert path.name == f"cli-digits-mlp-{finished.id[:8]}-step-63.pt"
     newest = max(client.get(f"/v1/jobs/{finished.id}/checkpoints").json(),
                  key=lambda c: c["step"])
     assert hashlib.sha256(path.read_bytes()).hexdigest() == newest["sha256"]

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from core.best_checkpoint import best_checkpoint
 from core.db import retry_database
 from core.repo import checkpoints as checkpoint_repo
 from core.repo import jobs as job_repo
@@ -244,8 +245,10 @@ class CheckpointSink:
         return doomed
 
     def _beyond_retention(self, rows: list) -> list:
+        """Rows in step order -> those to delete: all but the last `keep` and the best (by the
+        spec's monitored metric and its direction, as the API marks it)."""
         keep = {row.id for row in rows[-self.keep:]}
-        scored = [r for r in rows if self.monitor in (r.metrics or {})]
-        if scored:
-            keep.add(min(scored, key=lambda r: r.metrics[self.monitor]).id)
+        best = best_checkpoint(rows, self.spec)
+        if best is not None:
+            keep.add(best.id)
         return [row for row in rows if row.id not in keep]

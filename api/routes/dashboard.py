@@ -11,9 +11,14 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 from string import Template
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from sqlalchemy.orm import Session
+
+from api.deps import SessionDep
+from core.repo.job_ids import jobs_with_id_prefix
 
 router = APIRouter(include_in_schema=False)
 
@@ -69,14 +74,32 @@ def job_list_page() -> HTMLResponse:
     return _page("index")
 
 
-@router.get("/jobs/{job_id}")
-def job_page(job_id: str) -> HTMLResponse:
+def _full_id(session: Session, ref: str) -> str:
+    """The full id of the one job whose id starts with `ref` (as `ls` prints it), else `ref`
+    unchanged: the page's API call then says what is wrong (none, several, not an id)."""
+    if len(ref) >= 36:
+        return ref
+    found = jobs_with_id_prefix(session, ref.strip(), limit=2)
+    return str(found[0].id) if len(found) == 1 else ref
+
+
+@router.get("/jobs/{job_id}", response_model=None)
+def job_page(job_id: str, session: SessionDep) -> HTMLResponse | RedirectResponse:
     # The id is checked by the page's own API calls, which show "no job with id ..." on a 404.
+    full = _full_id(session, job_id)
+    if full != job_id:
+        return RedirectResponse(f"/jobs/{full}", status_code=302)
     return _page("job")
 
 
-@router.get("/compare")
-def compare_page() -> HTMLResponse:
+@router.get("/compare", response_model=None)
+def compare_page(request: Request, session: SessionDep) -> HTMLResponse | RedirectResponse:
+    """Ids given as prefixes are replaced by the full ids they start, then the page loads."""
+    ids = request.query_params.get("ids", "")
+    full = ",".join(_full_id(session, ref) for ref in ids.split(",")) if ids else ids
+    if full != ids:
+        query = urlencode({**request.query_params, "ids": full}, safe=",")
+        return RedirectResponse(f"/compare?{query}", status_code=302)
     return _page("compare")
 
 

@@ -13,6 +13,8 @@ from api.deps import AsyncConnDep, DatasetLookupDep, JobDep, PublisherDep, Sessi
 from api.schemas import (
     EXAMPLE_SPEC,
     NOT_JSON,
+    JobBrief,
+    JobListItem,
     JobOut,
     JobPage,
     ValidationErrorOut,
@@ -21,6 +23,8 @@ from api.schemas import (
 from core.jobspec import JobSpec, validate_job
 from core.repo import jobs as job_repo
 from core.repo import jobs_async
+from core.repo.job_ids import id_range
+from core.spec_digest import tell_apart
 from core.tables import JOB_STATES
 
 router = APIRouter(
@@ -93,8 +97,12 @@ def list_jobs(
     state: Annotated[Literal[JOB_STATES] | None, Query()] = None,  # type: ignore[valid-type]
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    id_prefix: Annotated[str | None, Query(
+        min_length=1, max_length=36, description="only jobs whose id starts with this, e.g. the "
+        "8 characters `traindock ls` prints")] = None,
 ) -> JobPage:
-    """Newest first. Pass `next_cursor` back as `cursor` for the next page."""
+    """Newest first. Pass `next_cursor` back as `cursor` for the next page. Each item has a
+    `spec_digest` and the spec fields it `differs` in from the page's jobs of its name."""
     after = None
     if cursor:
         try:
@@ -104,8 +112,18 @@ def list_jobs(
                 "field": "cursor", "type": "value_error",
                 "message": "cursor: not a cursor returned by this API; pass next_cursor as is",
             }]) from None
-    rows, following = job_repo.list_jobs(session, state=state, limit=limit, after=after)
-    return JobPage(items=[JobOut.of(j) for j in rows],
+    if id_prefix is not None and id_range(id_prefix) is None:
+        raise HTTPException(422, [{
+            "field": "id_prefix", "type": "value_error",
+            "message": f"id_prefix: {id_prefix!r} cannot start a job id; give the first "
+                       "characters of one as `traindock ls` prints them, e.g. 3f2a6c1e",
+        }])
+    rows, following = job_repo.list_jobs(session, state=state, limit=limit, after=after,
+                                         id_prefix=id_prefix)
+    labels = tell_apart([(j.name, j.spec) for j in rows])
+    items = [JobListItem(**JobBrief.of(j).model_dump(), spec_digest=digest, differs=differs)
+             for j, (digest, differs) in zip(rows, labels, strict=True)]
+    return JobPage(items=items,
                    next_cursor=following.encode() if following else None)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from core.repo.job_ids import id_range
 from core.tables import FINAL_STATES, Job
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -93,12 +94,19 @@ class Cursor:
 
 
 def list_jobs(
-    session: Session, *, state: str | None, limit: int, after: Cursor | None
+    session: Session, *, state: str | None, limit: int, after: Cursor | None,
+    id_prefix: str | None = None,
 ) -> tuple[list[Job], Cursor | None]:
-    """Newest first; keyset pagination on (created_at, id)."""
+    """Newest first; keyset pagination on (created_at, id). `id_prefix`: only ids that start
+    with it (a range of the primary key; an impossible prefix matches nothing)."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
     if state:
         query = query.where(Job.state == state)
+    if id_prefix is not None:
+        bounds = id_range(id_prefix)
+        if bounds is None:
+            return [], None
+        query = query.where(Job.id.between(*bounds))
     if after:
         query = query.where(
             or_(

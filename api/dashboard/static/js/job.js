@@ -346,13 +346,17 @@ async function loadCheckpoints() {
   table.replaceChildren(
     el("thead", {}, el("tr", {}, ["step", "epoch", "val_loss", "size", ""].map((h) =>
       el("th", {}, h)))),
-    el("tbody", {}, checkpoints.map((c) => el("tr", {},
+    el("tbody", {}, checkpoints.map((c) => el("tr", { class: c.best ? "best" : null },
       el("td", { class: "num" }, c.step), el("td", { class: "num" }, c.epoch),
       el("td", { class: "num" }, formatValue("val_loss", c.metrics?.val_loss)),
       el("td", { class: "num" }, `${(c.size / 1024).toFixed(1)} KiB`),
       el("td", {}, el("a", {
         href: `/v1/jobs/${jobId}/checkpoints/${c.id}/download`, title: `sha256 ${c.sha256}`,
-      }, "download"))))),
+        download: c.filename,
+      }, "download"), c.best ? [" ", el("span", {
+        class: "badge best-mark",
+        title: "the best checkpoint by the monitored metric (else val_loss); retention keeps it",
+      }, "best")] : null)))),
   );
 }
 

@@ -61,7 +61,7 @@ function jobRow(job) {
   },
   el("td", {}, el("label", { class: "pick" }, pick)),
   el("td", {}, badge(job.state)),
-  el("td", {}, el("a", { href: `/jobs/${job.id}` }, job.name)),
+  el("td", {}, el("a", { href: `/jobs/${job.id}` }, job.name), specTag(job)),
   el("td", { class: "progress-cell" },
     el("div", { class: "muted small" }, progressText(job.progress)), progressBar(job.progress)),
   el("td", { class: "num" }, best
@@ -70,6 +70,18 @@ function jobRow(job) {
   el("td", { class: "num" }, duration(job)),
   el("td", { title: job.created_at }, formatTime(job.created_at)),
   );
+}
+
+// What tells this job apart from the listed jobs of its name: the spec's digest, and the
+// fields whose values differ (the API's `differs`), e.g. "optimizer.lr=0.01".
+function specTag(job) {
+  const differs = Object.entries(job.differs || {});
+  const shown = differs.slice(0, 3).map(([path, value]) =>
+    `${path}=${typeof value === "string" ? value : JSON.stringify(value)}`);
+  if (differs.length > 3) shown.push(`(+${differs.length - 3})`);
+  return el("div", { class: "muted small spec-tag", title: "spec digest; fields that differ "
+    + "from the listed jobs of this name" },
+  el("code", {}, job.spec_digest || ""), shown.length ? ` ${shown.join(" ")}` : "");
 }
 
 function saveFiltersInAddress() {
