@@ -69,6 +69,8 @@ cleanup() {
   exit "$status"
 }
 trap cleanup EXIT
+# Killed (CI's timeout, Ctrl-C), bash would skip the EXIT trap and leave `up` running.
+trap 'exit 130' INT TERM HUP
 
 remaining() { echo $(( budget_s - (SECONDS - started_s) )); }
 # kill -0 is true for a zombie, and `up` stays one until `wait` reaps it.
