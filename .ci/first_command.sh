@@ -119,7 +119,7 @@ installed_s=""
 healthy_s=""
 while :; do
   if [ -z "$installed_s" ] && grep -q "\[up\]" "$log"; then installed_s=$((SECONDS - launch_s)); fi
-  if curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
+  if curl -sf --max-time 20 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
     healthy_s=$((SECONDS - launch_s)); break
   fi
   running "$up_pid" || { wait "$up_pid" || true; fail "the command exited before /healthz answered"; }
@@ -141,12 +141,12 @@ EOF
 
 # -- submit the README's example with curl, wait for `succeeded` --
 submit_s=$SECONDS
-answer="$(curl -sf "http://127.0.0.1:$port/v1/jobs" -H 'content-type: application/json' \
+answer="$(curl -sf --max-time 20 "http://127.0.0.1:$port/v1/jobs" -H 'content-type: application/json' \
           -d @examples/digits-mlp.json)" || fail "submitting examples/digits-mlp.json failed"
 job="$(printf '%s' "$answer" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
 state=""
 while :; do
-  state="$(curl -sf "http://127.0.0.1:$port/v1/jobs/$job" \
+  state="$(curl -sf --max-time 20 "http://127.0.0.1:$port/v1/jobs/$job" \
            | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')" || state="?"
   case "$state" in
     succeeded) break ;;
@@ -155,7 +155,7 @@ while :; do
   [ "$(remaining)" -gt 90 ] || fail "job $job still $state when time ran out"
   sleep 1
 done
-accuracy="$(curl -sf "http://127.0.0.1:$port/v1/jobs/$job" | python3 -c \
+accuracy="$(curl -sf --max-time 20 "http://127.0.0.1:$port/v1/jobs/$job" | python3 -c \
   'import json,sys; s=json.load(sys.stdin)["summary"]; print(s.get("test",{}).get("test_accuracy","?"))')"
 echo "job $job succeeded $((SECONDS - submit_s)) s after submission (test accuracy $accuracy)"
 
