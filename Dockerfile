@@ -4,15 +4,17 @@
 FROM python:3.11-slim
 
 # PyTorch comes first, from PyTorch's own index, so that `pip install .` below finds `torch`
-# already satisfied and does not pull the default build from PyPI. The default is the CUDA 12.4
+# already satisfied and does not pull the default build from PyPI. The default is the CUDA 12.8
 # build (it also runs on a CPU, but the image is several GB larger). For a CPU-only image:
 #   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu -t traindock .
 # Only --index-url, never --extra-index-url https://pypi.org/simple: pip takes the highest
 # version across all indexes, which would silently swap in PyPI's build.
-# Each CUDA index carries a range of PyTorch releases (cu124 ended with torch 2.6); for another
-# torch, name a newer index (cu126, cu128, ...) and pin with TORCH_REQUIREMENT=torch==X.Y.Z.
+# These two lines are the one place the image's PyTorch is chosen: docker-compose.yml passes
+# the variables through only when they are set. The pin is the README's (tests/test_compose.py
+# checks that they agree). Each CUDA index carries a range of PyTorch releases (cu124 ended
+# with torch 2.6); for another torch, name an index that has it and set TORCH_REQUIREMENT.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
-ARG TORCH_REQUIREMENT="torch>=2.4"
+ARG TORCH_REQUIREMENT="torch==2.13.0"
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

