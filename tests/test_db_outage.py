@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from cli.up import start_postgres, stop_postgres
+from core.embedded_postgres import start_embedded_postgres, stop_embedded_postgres
 from core.migrate import upgrade
 from core.settings import Settings
 from tests.conftest import load_example, start_api
@@ -27,7 +27,7 @@ ANSWER_WITHIN_S = 10.0
 @pytest.fixture
 def own_postgres(tmp_path: Path) -> Iterator[tuple[str, psutil.Process]]:
     pgdata = tmp_path / "pg"
-    server = start_postgres(pgdata)
+    server = start_embedded_postgres(pgdata)
     url = server.get_uri()
     upgrade(Settings(database_url=url).sqlalchemy_url)
     postmaster = psutil.Process(server.get_postmaster_info().process.pid)
@@ -35,7 +35,7 @@ def own_postgres(tmp_path: Path) -> Iterator[tuple[str, psutil.Process]]:
         yield url, postmaster
     finally:
         _signal_all(postmaster, signal.SIGCONT)
-        stop_postgres(server, pgdata)
+        stop_embedded_postgres(server, pgdata)
 
 
 def _signal_all(postmaster: psutil.Process, signum: int) -> None:
