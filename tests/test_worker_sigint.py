@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+
+import psutil
 
 from tests.conftest import wait_for_state
 from tests.test_faults import (  # noqa: F401 -- redis_server, services, stack: fixtures
@@ -43,3 +46,23 @@ def test_ctrl_c_checkpoints_mid_epoch_and_costs_no_attempt(stack, services):  # 
         assert (job["attempt"], job["preemptions"]) == (2, 1)
 
         _assert_same_as_uninterrupted(client, job_id)
+
+
+def test_ctrl_c_while_the_training_process_starts_costs_no_attempt(stack, services):  # noqa: F811
+    """The signal lands while the training process is still importing, before it can take it
+    as a request to stop, and kills it: that is a stop by the shutdown all the same."""
+    stack.env["TRAINDOCK_WARM_CHILD"] = "false"  # a cold process, started for the job
+    first = stack.worker("first")
+    services.append(first)
+    with stack.client() as client:
+        job_id = _submit(client, FAULT_SPEC)
+        deadline = time.monotonic() + 60
+        while not any(job_id in " ".join(child.cmdline())
+                      for child in psutil.Process(first.proc.pid).children()):
+            assert time.monotonic() < deadline, first.log()[-3000:]
+            time.sleep(0.01)
+        os.killpg(first.proc.pid, signal.SIGINT)
+        first.proc.wait(30)
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        assert job["state"] == "queued", job
+        assert (job["attempt"], job["preemptions"]) == (1, 1), job
