@@ -4,6 +4,7 @@ buffers (MetricSink) writes what it holds. The loop runs on the CPU with in-memo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,3 +147,19 @@ def test_a_failing_on_exit_after_a_clean_end_is_raised() -> None:
 
     with pytest.raises(OSError, match="disk full"):
         _run(spirals_job(epochs=1), BrokenExit())
+
+
+def test_a_validation_loss_that_blows_up_between_loss_checks_ends_the_run_as_diverged() -> None:
+    """Evaluated every step, the training loss checked only at the epoch's end: the
+    validation loss is the first to see the blow-up. No non-finite point may reach a sink
+    (MetricSink's summary is JSON, which cannot hold one)."""
+    sink = BufferedSink()
+    job = {**DIVERGING, "training": {"epochs": 3, "batch_size": 64, "log_every_steps": 1000,
+                                     "eval_every_steps": 1}}
+    with pytest.raises(TrainingDiverged, match=r"the validation loss became (inf|nan) at step"):
+        _run(job, sink)
+    assert all(math.isfinite(p.value) for p in sink.points), [
+        p for p in sink.points if not math.isfinite(p.value)][:3]
+    step = int(str(sink.exits[0][2]).split("at step ")[1].split(";")[0])
+    assert sink.exits[0][0] == step
+    assert [p.step for p in sink.written if p.name == "val_loss"] == list(range(1, step))

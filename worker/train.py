@@ -38,10 +38,10 @@ class Preempted(Exception):
     """Training stopped at a step boundary on request, after the callbacks checkpointed."""
 
 
-def _check_finite(value: float, step: int, lr: float) -> None:
+def _check_finite(value: float, step: int, lr: float, what: str = "training loss") -> None:
     if not math.isfinite(value):
         raise TrainingDiverged(
-            f"the training loss became {value} at step {step}; lower the learning rate "
+            f"the {what} became {value} at step {step}; lower the learning rate "
             f"(now {lr:g}), standardize the inputs, or use a different initialisation"
         )
 
@@ -185,8 +185,14 @@ def _train(
     clipped = [p for p in model.parameters() if p.requires_grad] if reg.clip_grad else []
 
     def validate() -> dict[str, float]:
-        return evaluate(model, loss_fn, data.x_val, data.y_val, data.task,
-                        top_k=spec.metrics.top_k).as_metrics("val")
+        val = evaluate(model, loss_fn, data.x_val, data.y_val, data.task,
+                       top_k=spec.metrics.top_k).as_metrics("val")
+        # The weights can blow up between two checks of the training loss (an update after
+        # the last one checked): a non-finite point would fail the job's summary write, which
+        # JSON cannot hold, and bury the advice under a database error.
+        _check_finite(val["val_loss"], state.step, optimizer.param_groups[0]["lr"],
+                      "validation loss")
+        return val
 
     def stops_early(val: dict[str, float]) -> bool:
         if state.stopper is None or not state.stopper.update(val, model, state.step,
