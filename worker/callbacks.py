@@ -40,6 +40,12 @@ class DatabaseGone(RuntimeError):
     """The database stayed away longer than the buffer or the retry time allows."""
 
 
+def _unwritable(error: BaseException | None) -> bool:
+    """Whether the loop ended because nothing more can be written: another attempt owns the
+    job, or the database is away (waiting it out again would only delay the exit)."""
+    return isinstance(error, (LeaseLost, DatabaseGone, OperationalError, InterfaceError))
+
+
 class Summary:
     """Latest and best value of every epoch metric, and the test metrics at the end."""
 
@@ -107,20 +113,33 @@ class MetricSink:
             for p in points:
                 self.buffer.append(metric_repo.Point(p.name, p.step, p.value, p.epoch, now))
                 self.summary.add(p)
-            self.progress = {"epoch": state.epoch, "epochs": state.epochs, "step": state.step,
-                             "total_steps": state.total_steps}
-            if state.notes:
-                self.summary.extra["notes"] = list(state.notes)
+            self._note_progress(state)
         if time.monotonic() - self.last_flush >= self.flush_s:
             self.flush()
+
+    def _note_progress(self, state: LoopState) -> None:
+        self.progress = {"epoch": state.epoch, "epochs": state.epochs, "step": state.step,
+                         "total_steps": state.total_steps}
+        if state.notes:
+            self.summary.extra["notes"] = list(state.notes)
 
     def on_epoch_end(self, state: LoopState, metrics: dict[str, float]) -> None:
         pass
 
     def on_train_end(self, state: LoopState, metrics: dict[str, float]) -> None:
-        self.flush_all()
+        pass  # on_exit writes the rest
 
     def on_preempt(self, state: LoopState) -> None:
+        # Before the stop's checkpoint is written: a cancel gives the process a second.
+        self.flush_all()
+
+    def on_exit(self, state: LoopState, error: BaseException | None) -> None:
+        """Every way out of the loop: write the buffered points and the step the loop stopped
+        at, so that a job that diverged or crashed keeps its curves up to that step."""
+        if _unwritable(error):
+            return
+        with self.lock:
+            self._note_progress(state)
         self.flush_all()
 
     def flush_all(self) -> None:
@@ -211,6 +230,12 @@ class CheckpointSink:
     def on_preempt(self, state: LoopState) -> None:
         self.behind.wait()
         self.save(state, {})
+
+    def on_exit(self, state: LoopState, error: BaseException | None) -> None:
+        """A checkpoint still being written when the loop fails is finished and recorded, not
+        cut off by the process's exit: it holds the last weights before the failure."""
+        if error is not None and not _unwritable(error):
+            self.behind.wait()
 
     def save(self, state: LoopState, metrics: dict[str, float]) -> None:
         payload = checkpoint_state(state, self.spec, self.normalization, metrics)

@@ -80,11 +80,14 @@ def tune_backends(device: torch.device) -> None:
 
 
 class StopFlag:
-    """Set by SIGTERM: the loop checkpoints at the next step and the child exits."""
+    """Set by SIGTERM, or by SIGINT (a Ctrl-C in the terminal of a worker reaches its whole
+    process group, this process included): the loop checkpoints at the next step and the
+    child exits."""
 
     def __init__(self) -> None:
         self.requested = False
-        signal.signal(signal.SIGTERM, self._on_signal)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.requested = True

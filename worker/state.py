@@ -115,6 +115,11 @@ class Point:
 
 
 class Callback(Protocol):
+    """The loop's hooks. One more is optional, called where a callback defines it:
+    `on_exit(state, error)`, once on every way out of the loop (its end, a stop, or an
+    exception, passed as `error`), after the other hooks. A callback that buffers writes what
+    it holds there, so that a run that fails keeps what it logged up to its last step."""
+
     def on_points(self, state: LoopState, points: list[Point]) -> None: ...
 
     def on_epoch_end(self, state: LoopState, metrics: dict[str, float]) -> None: ...

@@ -119,7 +119,10 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
     while True:
         try:
             proc.wait(settings.cancel_poll_s)
-            return "preempted" if stop_deadline is not None else "exited"
+            # Killed by SIGINT: a Ctrl-C that reached the training process while it was still
+            # starting, before it took the signal as a request to stop. A stop all the same.
+            stopped = stop_deadline is not None or proc.returncode == -signal.SIGINT
+            return "preempted" if stopped else "exited"
         except subprocess.TimeoutExpired:
             pass
         if stop_deadline is None and shutting_down():

@@ -3,12 +3,14 @@ the rest."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import uuid
 
 from celery import signals
+from celery.exceptions import Reject
 from celery.worker import state as worker_state
 
 from core.queue import TRAIN_TASK, Publisher
@@ -23,6 +25,24 @@ PUBLISHER = Publisher(get_settings(), app)
 _background: list[Background] = []
 
 
+class LeftForTheNextWorker(Reject):
+    """A job's message handed back to the broker, unclaimed, by a worker that is stopping."""
+
+
+class _NoTracebackForLeftJobs(logging.Filter):
+    """Celery logs every rejected message with a traceback; a job left for the next worker is
+    no error, and one line says so."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], LeftForTheNextWorker):
+            record.exc_info, record.exc_text, record.levelno = None, None, logging.INFO
+            record.levelname = "INFO"
+        return True
+
+
+logging.getLogger("celery.app.trace").addFilter(_NoTracebackForLeftJobs())
+
+
 def shutting_down() -> bool:
     return SHUTTING_DOWN.is_set() or bool(worker_state.should_stop) or bool(
         worker_state.should_terminate
@@ -31,6 +51,13 @@ def shutting_down() -> bool:
 
 @app.task(name=TRAIN_TASK, bind=True)
 def train_job(self, job_id: str) -> str:
+    if shutting_down():
+        # A message can still arrive after the stop (the solo pool's loop drains the broker
+        # once more), often the very job this worker has just stopped and requeued. Claimed,
+        # it would start a training process only to stop it at once, spending an attempt and
+        # a preemption. Handed back to the broker untouched, it waits for the next worker.
+        raise LeftForTheNextWorker(
+            f"job {job_id} left for the next worker: this one is shutting down", requeue=True)
     owner = f"{socket.gethostname()}:{os.getpid()}:{self.request.hostname or 'worker'}"
     return supervise_job(uuid.UUID(job_id), get_settings(), owner, PUBLISHER, shutting_down)
 

@@ -5,6 +5,7 @@ network and a list as its sink.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from worker.schedules import Scheduler, build_scheduler
 from worker.state import Callback, EpochProgress, LoopState, Point
 from worker.stopping import EarlyStopper
 
+log = logging.getLogger(__name__)
+
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite: the job fails with advice instead of a traceback."""
@@ -35,10 +38,10 @@ class Preempted(Exception):
     """Training stopped at a step boundary on request, after the callbacks checkpointed."""
 
 
-def _check_finite(value: float, step: int, lr: float) -> None:
+def _check_finite(value: float, step: int, lr: float, what: str = "training loss") -> None:
     if not math.isfinite(value):
         raise TrainingDiverged(
-            f"the training loss became {value} at step {step}; lower the learning rate "
+            f"the {what} became {value} at step {step}; lower the learning rate "
             f"(now {lr:g}), standardize the inputs, or use a different initialisation"
         )
 
@@ -103,17 +106,46 @@ def train(
     from a checkpoint (worker/checkpoints.py), its scheduler included. When
     `should_stop` turns true, the loop stops at the next step boundary, lets the callbacks
     checkpoint (on_preempt) and raises Preempted.
+
+    Every way out of the loop, its end, a stop, a divergence or any exception, goes through
+    the callbacks' on_exit with the state where it stopped: a callback that buffers writes
+    what it holds there, so that a job that failed keeps its curves up to its last step.
     """
+    state = resume or LoopState(model, optimizer,
+                                torch.Generator().manual_seed(spec.training.seed))
+    try:
+        final = _train(spec, model, optimizer, loss_fn, data, callbacks, state,
+                       resumed=resume is not None, scheduler=scheduler,
+                       should_stop=should_stop)
+    except BaseException as exc:
+        _exit(callbacks, state, exc)
+        raise
+    _exit(callbacks, state, None)
+    return final
+
+
+def _train(
+    spec: JobSpec,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    data: TrainData,
+    callbacks: list[Callback],
+    state: LoopState,
+    *,
+    resumed: bool,
+    scheduler: Scheduler | None,
+    should_stop: Callable[[], bool] | None,
+) -> dict[str, float]:
     cfg = spec.training
     n = len(data.x_train)
     plan = plan_run(n, cfg)
     bounds, per_epoch_batches = plan.bounds, len(plan.bounds)
     log_every = cfg.log_every_steps or max(1, math.ceil(plan.steps_per_epoch / 50))
     device = data.x_train.device
-    state = resume or LoopState(model, optimizer, torch.Generator().manual_seed(cfg.seed))
     state.total_steps, state.epochs = plan.total_steps, plan.epochs
     if state.scheduler is None:
-        if resume is not None and spec.schedule.type != "constant":
+        if resumed and spec.schedule.type != "constant":
             # Built now, it would start the schedule over and reset the restored rates.
             raise ValueError("pass the scheduler to restore_loop_state to resume a schedule")
         state.scheduler = scheduler or build_run_scheduler(spec, optimizer, plan)
@@ -153,8 +185,14 @@ def train(
     clipped = [p for p in model.parameters() if p.requires_grad] if reg.clip_grad else []
 
     def validate() -> dict[str, float]:
-        return evaluate(model, loss_fn, data.x_val, data.y_val, data.task,
-                        top_k=spec.metrics.top_k).as_metrics("val")
+        val = evaluate(model, loss_fn, data.x_val, data.y_val, data.task,
+                       top_k=spec.metrics.top_k).as_metrics("val")
+        # The weights can blow up between two checks of the training loss (an update after
+        # the last one checked): a non-finite point would fail the job's summary write, which
+        # JSON cannot hold, and bury the advice under a database error.
+        _check_finite(val["val_loss"], state.step, optimizer.param_groups[0]["lr"],
+                      "validation loss")
+        return val
 
     def stops_early(val: dict[str, float]) -> bool:
         if state.stopper is None or not state.stopper.update(val, model, state.step,
@@ -321,6 +359,24 @@ def _preempt(callbacks: list[Callback], state: LoopState) -> None:
     for callback in callbacks:
         callback.on_preempt(state)
     raise Preempted(f"stopped at step {state.step} on request")
+
+
+def _exit(callbacks: list[Callback], state: LoopState, error: BaseException | None) -> None:
+    """Call on_exit, where a callback defines it. On the way out with an error, a callback
+    that fails is logged and the others still run: the error that ended the loop is the one
+    the caller must see."""
+    for callback in callbacks:
+        on_exit = getattr(callback, "on_exit", None)  # optional: most callbacks hold nothing
+        if on_exit is None:
+            continue
+        if error is None:
+            on_exit(state, None)
+            continue
+        try:
+            on_exit(state, error)
+        except Exception as exc:
+            log.warning("on the way out after %s, %s failed: %s", type(error).__name__,
+                        type(callback).__name__, exc)
 
 
 def _emit(callbacks: list[Callback], state: LoopState, points: list[Point]) -> None:
