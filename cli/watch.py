@@ -174,14 +174,25 @@ def follow(api: Api, job_id: str, out: TextIO, poll_s: float = POLL_S) -> dict[s
         line.close()
 
 
+def attempts_text(job: dict[str, Any]) -> str:
+    """Attempts spent against the budget: `attempt` also counts the runs a worker's shutdown
+    stopped (`preemptions`), which spend none (docs/reliability.md)."""
+    preemptions = job.get("preemptions") or 0
+    text = f"attempt {job['attempt'] - preemptions}"
+    if "max_attempts" in job:
+        text += f" of {job['max_attempts']}"
+    if preemptions:
+        text += f" ({preemptions} preemption{'s' if preemptions > 1 else ''})"
+    return text
+
+
 def summary_block(job: dict[str, Any]) -> str:
     """State, attempts, the latest and best value of every epoch metric, the test metrics
     last, and the error of a job that did not succeed."""
     summary = job.get("summary") or {}
     latest, best, test = (summary.get(k) or {} for k in ("latest", "best", "test"))
     progress = job["progress"]
-    attempts = f"attempt {job['attempt']} of {job['max_attempts']}" if "max_attempts" in job \
-        else f"attempt {job['attempt']}"
+    attempts = attempts_text(job)
     lines = [
         f"job       {job['id']}  {job['name']}",
         f"state     {job['state']}  {attempts}  took {format_duration(elapsed_s(job))}",

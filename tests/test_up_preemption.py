@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from cli.watch import summary_block
 from tests.test_up import (
     EXIT_TIMEOUT_S,
     JOB_TIMEOUT_S,
@@ -60,6 +61,8 @@ def test_one_ctrl_c_of_up_is_one_preemption_and_no_attempt(start_up: StartUp) ->
         second.wait_until_healthy(client)
         job = second.wait_for_job(client, job_id)
     assert (job["attempt"], job["preemptions"]) == (2, 1), job
+    # What people read: one attempt spent of the budget, and the stop beside it.
+    assert f"attempt 1 of {job['max_attempts']} (1 preemption)" in summary_block(job)
     assert sorted(p.name for p in logs.iterdir()) == ["attempt-1.log", "attempt-2.log"]
     assert "resuming from" in (logs / "attempt-2.log").read_text()
     second.stop_and_check_nothing_is_left(signal.SIGTERM)

@@ -190,9 +190,18 @@ function renderJob() {
   if (checkpointsLoadedAt && Date.now() - checkpointsLoadedAt > 5000) loadCheckpoints();
 }
 
+// Attempts spent against the budget: `attempt` also counts the runs that a worker's shutdown
+// stopped (`preemptions`), and those spend none (docs/reliability.md).
+function attemptsText(job) {
+  const preemptions = job.preemptions || 0;
+  const text = `${job.attempt - preemptions} of ${job.max_attempts}`;
+  if (!preemptions) return text;
+  return `${text} (${preemptions} preemption${preemptions > 1 ? "s" : ""})`;
+}
+
 function renderFacts() {
   const facts = [
-    ["attempt", `${job.attempt} of ${job.max_attempts}`],
+    ["attempt", attemptsText(job)],
     ["created", formatTime(job.created_at)],
     ["started", formatTime(job.started_at) || "–"],
     ["finished", formatTime(job.finished_at) || "–"],
