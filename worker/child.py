@@ -10,6 +10,7 @@ from __future__ import annotations
 from worker.began import IMPORTS_BEGAN  # first: it times the imports below
 
 # isort: split
+import importlib
 import logging
 import os
 import signal
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import psutil
 import torch
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core.db import make_engine, retry_database
@@ -29,7 +31,7 @@ from core.jobspec import JobSpec
 from core.repo import checkpoints as checkpoint_repo
 from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from models.build import build_model
 from models.gradcheck import check_gradients
 from models.losses import build_loss
@@ -114,15 +116,16 @@ def training_threads(setting: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
-def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None) -> int:
+def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
+        engine: Engine | None = None) -> int:
     """Train one attempt. `handed_at`: when a warm child was handed the job (None: a cold
-    child, started for it)."""
+    child, started for it); `engine`: the one a warm child connected ahead."""
     phases = (Startup.cold(attempt, IMPORTS_BEGAN) if handed_at is None
               else Startup.warm_child(attempt, handed_at))
     stop = StopFlag()
     settings = get_settings()
     torch.set_num_threads(training_threads(settings.cpu_threads))
-    engine = make_engine(settings, pool_size=2)
+    engine = engine or make_engine(settings, pool_size=2)
 
     def read_job():
         with Session(engine) as session:
@@ -264,17 +267,33 @@ def _record(engine, job_id: uuid.UUID, attempt: int, message: str) -> None:
         log.exception("could not record the error")
 
 
-def _warm_up() -> None:
+def _warm_up(settings: Settings) -> Engine:
     """What every job pays on its first use, paid before it arrives: torch imports its
-    compiler on the first optimizer it builds."""
-    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+    compiler on the first optimizer it builds, and more on the first backward pass and step;
+    the built-in datasets import scikit-learn's loaders (1-5 s on 2 busy cores); the first
+    query opens a connection. The engine returned keeps that connection in its pool
+    (pool_pre_ping replaces it if it died while the child waited)."""
+    torch.set_num_threads(training_threads(settings.cpu_threads))  # as run() will
+    layer = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.Adam(layer.parameters())
+    torch.nn.functional.cross_entropy(layer(torch.zeros(3, 4)),
+                                      torch.zeros(3, dtype=torch.long)).backward()
+    optimizer.step()
+    importlib.import_module("sklearn.datasets")
+    engine = make_engine(settings, pool_size=2)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:  # the job's own reads will retry; no reason to die here
+        log.warning("warm-up could not reach the database: %s", str(exc).splitlines()[0])
+    return engine
 
 
-def wait_for_job() -> tuple[uuid.UUID, int, float]:
+def wait_for_job() -> tuple[uuid.UUID, int, float, Engine]:
     """A warm child (worker/spawn.py): warm up, then read "JOB_ID ATTEMPT HANDED_AT LOG_PATH"
     from stdin and send this process's output to the attempt's log from then on. HANDED_AT
     is the worker's time.time() when it wrote the line: the job's start-up counts from it."""
-    _warm_up()
+    engine = _warm_up(get_settings())
     log.info("warm training process %d ready for a job, %.1f s after it started", os.getpid(),
              seconds_since_start())
     line = sys.stdin.readline().rstrip("\n").split(" ", 3)
@@ -288,17 +307,17 @@ def wait_for_job() -> tuple[uuid.UUID, int, float]:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    return job_id, attempt, handed_at
+    return job_id, attempt, handed_at, engine
 
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if argv == ["--wait"]:
         waited = time.monotonic()
-        job_id, attempt, handed_at = wait_for_job()
+        job_id, attempt, handed_at, engine = wait_for_job()
         log.info("warm training process %d took the job after %.1f s", os.getpid(),
                  time.monotonic() - waited)
-        return run(job_id, attempt, handed_at)
+        return run(job_id, attempt, handed_at, engine)
     return run(uuid.UUID(argv[0]), int(argv[1]))
 
 
