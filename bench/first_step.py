@@ -16,7 +16,7 @@ that step here, but only every few steps in a long epoch). The start-up columns 
 medians of the stored breakdown.
 
     python bench/first_step.py            # 20 rounds (about 5 minutes on 2 cores)
-    python bench/first_step.py --jobs 3   # a smoke test
+    python bench/first_step.py --quick    # 3 rounds, a smoke test
 """
 
 from __future__ import annotations
@@ -72,7 +72,10 @@ def run_job(client: httpx.Client, spec: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=20, help="timed jobs per mode")
+    parser.add_argument("--quick", action="store_true", help="3 jobs per mode (a smoke test)")
     args = parser.parse_args()
+    if args.quick:
+        args.jobs = 3
     spec = json.loads((ROOT / "examples" / "digits-mlp.json").read_text())
     results: dict[str, list[dict]] = {"cold": [], "warm": []}
     with (Stack(extra_env={"TRAINDOCK_WARM_CHILD": "false"}) as cold_stack,
