@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from core.tables import Job
 
@@ -80,18 +80,47 @@ class JobBrief(BaseModel):
         return cls.model_validate(job, from_attributes=True)
 
 
+class StartupOut(BaseModel):
+    """The latest attempt's start-up, in seconds: from the start of its training process
+    (a cold child) or from the hand-over of the job to a training process started ahead (a
+    warm one) to the end of its first training step. Recorded once that step is done; the
+    phases add up to `total_s`."""
+
+    attempt: int = Field(description="the attempt these times are of")
+    warm: bool = Field(description="whether a training process started ahead took the job")
+    queue_s: float | None = Field(
+        None, description="submit to claim, for a first attempt (null for a later one)")
+    interpreter_s: float = Field(
+        description="the interpreter's own start, up to the child's first import (0 warm)")
+    imports_s: float = Field(
+        description="importing torch and traindock; warm: what was left of its warm-up when "
+        "the job arrived (0 when it was ready)")
+    job_s: float = Field(0.0, description="connecting to the database, reading the job")
+    data_s: float = Field(0.0, description="loading the dataset onto the device")
+    model_s: float = Field(0.0, description="building the network")
+    optimizer_s: float = Field(0.0, description="building the optimizer and its schedule")
+    resume_s: float = Field(
+        0.0, description="finding and loading a checkpoint, trimming metrics, a gradcheck")
+    first_step_s: float = Field(description="the loop's set-up and its first step")
+    total_s: float = Field(description="the start-up's whole time, the phases together")
+    first_step_at: datetime | None = Field(None, description="when the first step ended")
+
+
 class JobOut(JobBrief):
     max_attempts: int
     preemptions: int
     cancel_requested: bool
     spec: dict[str, Any]
     model: dict[str, Any]
+    startup: StartupOut | None = Field(
+        None, description="the latest attempt's start-up, once its first step is done")
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
         return cls(**JobBrief.of(job).model_dump(), max_attempts=job.max_attempts,
                    preemptions=job.preemptions,
-                   cancel_requested=job.cancel_requested, spec=job.spec, model=job.model_summary)
+                   cancel_requested=job.cancel_requested, spec=job.spec, model=job.model_summary,
+                   startup=job.startup)
 
 
 class JobListItem(JobBrief):

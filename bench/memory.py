@@ -121,7 +121,10 @@ def main() -> None:
     def row(what: str, rss: float, peak: float, note: str = "") -> None:
         rows.append([what, rss, peak, note])
 
-    with Stack() as stack, httpx.Client(timeout=30) as client:
+    # A cold child per job: the idle worker alone, and each job's own training process (a
+    # warm one, the default, would be counted in the idle worker and found as the job's).
+    with Stack(extra_env={"TRAINDOCK_WARM_CHILD": "false"}) as stack, \
+            httpx.Client(timeout=30) as client:
         api = stack.start_api()
         worker = stack.start_worker()
         client.base_url = stack.api_url

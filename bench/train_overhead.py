@@ -9,8 +9,8 @@ For each job in bare_loop.JOBS (a digits MLP, a digits CNN, a long spirals MLP):
   (c) end to end: POST /v1/jobs to a real API and worker, poll GET /v1/jobs/{id} every
       POLL_S until succeeded, against `python bench/bare_loop.py --job J` run as a subprocess
       (Python and torch start-up counted the same way). The job's created_at/started_at/
-      finished_at split the time into queue, run and notice. Run twice: with the default cold
-      training child, and with TRAINDOCK_WARM_CHILD=true (a child started ahead of its job);
+      finished_at split the time into queue, run and notice. Run twice: with a cold training
+      child (TRAINDOCK_WARM_CHILD=false), and with the default warm one (started ahead);
       each job is submitted to an idle worker, in the warm run once its warm child is ready.
 In-process rows of the long job run LONG_INPROCESS_EPOCHS epochs (per-step cost does not depend
 on the epoch count); its end-to-end rows run the whole ~1-minute job.
@@ -264,7 +264,8 @@ def main() -> None:
         jobs_e2e = ["long"] if args.quick else list(bare_loop.JOBS)
         bare = {job: [bare_subprocess(job, args.quick) for _ in range(e2e_repeats[job])]
                 for job in jobs_e2e}
-        for mode, extra_env in (("cold", {}), ("warm", {"TRAINDOCK_WARM_CHILD": "true"})):
+        for mode, extra_env in (("cold", {"TRAINDOCK_WARM_CHILD": "false"}),
+                                ("warm", {"TRAINDOCK_WARM_CHILD": "true"})):
             with Stack(extra_env=extra_env) as stack, httpx.Client(base_url="",
                                                                    timeout=30) as client:
                 stack.start_api()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cli.http import Api, ApiError
 from cli.jobref import resolve_job
+from cli.startup import format_startup
 from cli.watch import watch_to_end
 
 
@@ -63,7 +64,8 @@ def run_submit(api: Api, args: argparse.Namespace) -> int:
 
 
 def run_show(api: Api, args: argparse.Namespace) -> int:
-    print(json.dumps(api.get(f"/v1/jobs/{resolve_job(api, args.job)}"), indent=2))
+    job = api.get(f"/v1/jobs/{resolve_job(api, args.job)}")
+    print(format_startup(job.get("startup")) if args.startup else json.dumps(job, indent=2))
     return 0
 
 

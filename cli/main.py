@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = client_verb("show", "print a job as JSON")
     show.add_argument("job", help=JOB_HELP)
+    show.add_argument("--startup", action="store_true",
+                      help="only where its start-up went, phase by phase, as a table")
 
     metrics = client_verb("metrics", "the latest value of every metric, or every point")
     metrics.add_argument("job", help=JOB_HELP)

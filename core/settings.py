@@ -59,9 +59,10 @@ class Settings(BaseSettings):
     )
     keep_checkpoints: int = Field(3, ge=1, le=100)
     warm_child: bool = Field(
-        False,
+        True,
         description="keep a training interpreter started ahead, with torch imported, for the "
-        "next job (saves seconds per job; costs about 300 MB while the worker is idle)",
+        "next job (saves seconds per job; costs about 300 MB while the worker is idle); "
+        "false starts a fresh one for each job",
     )
     cpu_threads: int = Field(
         0, ge=0, le=1024,

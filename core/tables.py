@@ -75,6 +75,9 @@ class Job(Base):
         JSONB, server_default=text("'{}'::jsonb")
     )
     error: Mapped[str | None] = mapped_column(Text)
+    # The latest attempt's start-up, phase by phase, written once after its first training
+    # step (worker/startup.py): read whole, never queried into, and its phases may grow.
+    startup: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

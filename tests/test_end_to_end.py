@@ -4,6 +4,7 @@ metrics and checkpoints -> HTTP. Everything is real."""
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 
 import psutil
@@ -97,11 +98,15 @@ def test_the_same_job_id_published_twice_trains_once(client, worker, service_env
         second.stop()
 
 
-def _training_children(job_id: str) -> list[psutil.Process]:
+def _training_children(job_id: str, worker_log: str) -> list[psutil.Process]:
+    """The processes training job_id: a cold child names the job on its command line; a warm
+    one (the default), started before its job, by the worker's log line naming its pid."""
+    pids = {int(pid) for pid in re.findall(rf"job {job_id} attempt \d+: training child pid (\d+)",
+                                           worker_log)}
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if "worker.child" in cmdline and job_id in cmdline:
+        if "worker.child" in cmdline and (job_id in cmdline or proc.pid in pids):
             found.append(proc)
     return found
 
@@ -113,7 +118,7 @@ def test_cancel_during_training_stops_the_child_within_seconds(client, worker):
     while client.get(f"/v1/jobs/{job_id}").json()["progress"].get("step", 0) < 50:
         assert time.monotonic() < deadline, "the job never started training"
         time.sleep(0.2)
-    assert _training_children(job_id), "no training child is running"
+    assert _training_children(job_id, worker.log()), "no training child is running"
 
     asked = time.monotonic()
     response = client.post(f"/v1/jobs/{job_id}/cancel")
@@ -122,7 +127,7 @@ def test_cancel_during_training_stops_the_child_within_seconds(client, worker):
     assert job["state"] == "cancelled"
     assert time.monotonic() - asked < 3.0
     time.sleep(0.5)
-    assert _training_children(job_id) == []
+    assert _training_children(job_id, worker.log()) == []
     assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 409
 
 

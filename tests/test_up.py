@@ -331,7 +331,9 @@ def test_children_die_with_a_killed_up_and_the_next_up_stops_cleanly_on_sigint(
 
 @pytest.mark.timeout(STARTUP_TIMEOUT_S + RESTART_TIMEOUT_S + JOB_TIMEOUT_S + 2 * EXIT_TIMEOUT_S)
 def test_a_killed_worker_is_restarted_and_runs_the_next_job(start_up: StartUp) -> None:
-    up = start_up(FAST_RECOVERY)
+    # A cold child per job, so that the only "worker.child" process is the job's own: a warm
+    # one (the default) waits under each worker, the killed one's included.
+    up = start_up({**FAST_RECOVERY, "TRAINDOCK_WARM_CHILD": "false"})
     with httpx.Client(timeout=10.0, trust_env=False) as client:
         up.wait_until_healthy(client)
         worker = up.direct_child("cli.main worker")

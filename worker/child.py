@@ -7,6 +7,10 @@ also records a message for the user in the job's `error`.
 
 from __future__ import annotations
 
+from worker.began import IMPORTS_BEGAN  # first: it times the imports below
+
+# isort: split
+import importlib
 import logging
 import os
 import signal
@@ -18,7 +22,8 @@ from pathlib import Path
 
 import psutil
 import torch
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core.db import make_engine, retry_database
@@ -26,7 +31,7 @@ from core.jobspec import JobSpec
 from core.repo import checkpoints as checkpoint_repo
 from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from models.build import build_model
 from models.gradcheck import check_gradients
 from models.losses import build_loss
@@ -42,6 +47,7 @@ from worker.exit_codes import (
     EXIT_TRAINING_ERROR,
 )
 from worker.optim import build_optimizer
+from worker.startup import Startup, after_first_step, queue_seconds, store_startup
 from worker.train import (
     LoopState,
     Preempted,
@@ -101,26 +107,6 @@ def seconds_since_start() -> float:
     return time.time() - psutil.Process().create_time()
 
 
-class Phases:
-    """Seconds spent in each step of getting ready, logged before the first training step:
-    what a job costs beyond its loop is visible in its log."""
-
-    def __init__(self, warm: bool) -> None:
-        self.began = time.monotonic()
-        # A warm child started before its job: its start-up is not this job's.
-        self.times = {"start-up": 0.0 if warm else seconds_since_start()}
-
-    def mark(self, name: str) -> None:
-        now = time.monotonic()
-        self.times[name] = now - self.began
-        self.began = now
-
-    def log(self) -> None:
-        parts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.times.items())
-        log.info("ready to train after %.2f s: %s; %d CPU threads", sum(self.times.values()),
-                 parts, torch.get_num_threads())
-
-
 def training_threads(setting: int) -> int:
     """torch's intra-op threads: the setting, else OMP_NUM_THREADS, else all cores but one.
     torch's own default is every core, and its threads wait for each other at every
@@ -133,21 +119,26 @@ def training_threads(setting: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
-def run(job_id: uuid.UUID, attempt: int, warm: bool = False) -> int:
-    phases = Phases(warm)
+def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
+        engine: Engine | None = None) -> int:
+    """Train one attempt. `handed_at`: when a warm child was handed the job (None: a cold
+    child, started for it); `engine`: the one a warm child connected ahead."""
+    phases = (Startup.cold(attempt, IMPORTS_BEGAN) if handed_at is None
+              else Startup.warm_child(attempt, handed_at))
     stop = StopFlag()
     settings = get_settings()
     torch.set_num_threads(training_threads(settings.cpu_threads))
-    engine = make_engine(settings, pool_size=2)
+    engine = engine or make_engine(settings, pool_size=2)
 
     def read_job():
         with Session(engine) as session:
             return job_repo.get_job(session, job_id)
 
     job = retry_database(read_job, "reading the job", settings.db_retry_s)
-    phases.mark("job row")
+    phases.mark("job")
     if job is None or job.attempt != attempt or job.state != "running":
         return EXIT_LEASE_LOST
+    phases.queue_s = queue_seconds(job)
     try:
         spec = JobSpec.model_validate(job.spec)
         device = pick_device(spec.resources.device)
@@ -168,8 +159,8 @@ def run(job_id: uuid.UUID, attempt: int, warm: bool = False) -> int:
                                         device)
         metric_sink = MetricSink(engine, job_id, attempt, settings.metric_flush_s,
                                  settings.db_retry_s, summary)
-        phases.mark("resume check")
         _gradient_preflight(spec, job, resume is not None, model, data, metric_sink)
+        phases.mark("resume")
         callbacks = [
             metric_sink,
             CheckpointSink(
@@ -177,7 +168,9 @@ def run(job_id: uuid.UUID, attempt: int, warm: bool = False) -> int:
                 spec.training.checkpoint_every_epochs, settings.keep_checkpoints, metric_sink,
             ),
         ]
-        phases.log()
+        phases.log_ready()
+        after_first_step(phases, optimizer,
+                         lambda breakdown: store_startup(engine, job_id, attempt, breakdown))
         started = time.monotonic()
         train(spec, model, optimizer, build_loss(spec.loss), data, callbacks, scheduler=scheduler,
               resume=resume, should_stop=stop)
@@ -277,39 +270,57 @@ def _record(engine, job_id: uuid.UUID, attempt: int, message: str) -> None:
         log.exception("could not record the error")
 
 
-def _warm_up() -> None:
+def _warm_up(settings: Settings) -> Engine:
     """What every job pays on its first use, paid before it arrives: torch imports its
-    compiler on the first optimizer it builds."""
-    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+    compiler on the first optimizer it builds, and more on the first backward pass and step;
+    the built-in datasets import scikit-learn's loaders (1-5 s on 2 busy cores); the first
+    query opens a connection. The engine returned keeps that connection in its pool
+    (pool_pre_ping replaces it if it died while the child waited)."""
+    torch.set_num_threads(training_threads(settings.cpu_threads))  # as run() will
+    layer = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.Adam(layer.parameters())
+    torch.nn.functional.cross_entropy(layer(torch.zeros(3, 4)),
+                                      torch.zeros(3, dtype=torch.long)).backward()
+    optimizer.step()
+    importlib.import_module("sklearn.datasets")
+    engine = make_engine(settings, pool_size=2)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:  # the job's own reads will retry; no reason to die here
+        log.warning("warm-up could not reach the database: %s", str(exc).splitlines()[0])
+    return engine
 
 
-def wait_for_job() -> tuple[uuid.UUID, int]:
-    """A warm child (worker/spawn.py): warm up, then read "JOB_ID ATTEMPT LOG_PATH" from
-    stdin and send this process's output to the attempt's log from then on."""
-    _warm_up()
+def wait_for_job() -> tuple[uuid.UUID, int, float, Engine]:
+    """A warm child (worker/spawn.py): warm up, then read "JOB_ID ATTEMPT HANDED_AT LOG_PATH"
+    from stdin and send this process's output to the attempt's log from then on. HANDED_AT
+    is the worker's time.time() when it wrote the line: the job's start-up counts from it."""
+    engine = _warm_up(get_settings())
     log.info("warm training process %d ready for a job, %.1f s after it started", os.getpid(),
              seconds_since_start())
-    line = sys.stdin.readline().split()
-    if len(line) != 3:
+    line = sys.stdin.readline().rstrip("\n").split(" ", 3)
+    if len(line) != 4:
         raise SystemExit(EXIT_LEASE_LOST)  # the worker went away without handing one over
-    job_id, attempt, log_path = uuid.UUID(line[0]), int(line[1]), Path(line[2])
+    job_id, attempt, handed_at = uuid.UUID(line[0]), int(line[1]), float(line[2])
+    log_path = Path(line[3])
     sys.stdout.flush()
     sys.stderr.flush()
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    return job_id, attempt
+    return job_id, attempt, handed_at, engine
 
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if argv == ["--wait"]:
         waited = time.monotonic()
-        job_id, attempt = wait_for_job()
+        job_id, attempt, handed_at, engine = wait_for_job()
         log.info("warm training process %d took the job after %.1f s", os.getpid(),
                  time.monotonic() - waited)
-        return run(job_id, attempt, warm=True)
+        return run(job_id, attempt, handed_at, engine)
     return run(uuid.UUID(argv[0]), int(argv[1]))
 
 

@@ -6,7 +6,7 @@ A warm child cuts what an attempt pays before its first step: about 3 s of impor
 of torch's first optimizer on the 2-core benchmark machine. It has touched no device until
 it is handed a job, and it exits after that one job like a cold child, so GPU memory is
 still returned between jobs; what it costs is its resident memory while the worker is idle
-(off by default; TRAINDOCK_WARM_CHILD=true turns it on).
+(on by default, in `traindock up` and compose alike; TRAINDOCK_WARM_CHILD=false turns it off).
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 from core.settings import Settings
+from worker.began import SPAWNED_AT_ENV
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ def _popen(args: list[str], log_file, stdin) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         stdin=stdin,
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", SPAWNED_AT_ENV: repr(time.time())},
     )
 
 
@@ -76,7 +78,7 @@ class WarmChild:
             return None
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            proc.stdin.write(f"{job_id} {attempt} {log_path}\n".encode())
+            proc.stdin.write(f"{job_id} {attempt} {time.time()!r} {log_path}\n".encode())
             proc.stdin.close()
         except OSError as exc:  # it died between the poll and the write
             log.warning("the warm training child could not take job %s: %s", job_id, exc)

@@ -302,3 +302,9 @@ def record_progress(
     if summary is not None:
         values["summary"] = summary
     return _update_running(session, job_id, attempt, values)
+
+
+def record_startup(session: Session, job_id: uuid.UUID, attempt: int,
+                   startup: dict[str, Any]) -> bool:
+    """The attempt's start-up breakdown (worker/startup.py); it replaces an earlier attempt's."""
+    return _update_running(session, job_id, attempt, {"startup": startup})

@@ -17,7 +17,8 @@ from core.repo.jobs import new_job_values
 
 _COLUMNS = (
     "id, name, spec, state, attempt, preemptions, max_attempts, cancel_requested, progress, "
-    "summary, model_summary, error, idempotency_key, created_at, started_at, finished_at"
+    "summary, model_summary, startup, error, idempotency_key, created_at, started_at, "
+    "finished_at"
 )
 
 

@@ -5,6 +5,7 @@ import {
   mergeSeries, prettyJSON, progressBar, progressText, request, showError,
 } from "./api.js";
 import { LineChart, PALETTE } from "./charts.js";
+import { renderStartup } from "./startup.js";
 
 const POLL_MS = 2000;
 const [TRAIN, VAL] = PALETTE;
@@ -183,6 +184,7 @@ function renderJob() {
   errorText.textContent = job.error || "";
   renderStats();
   renderNotes();
+  renderStartup(document.getElementById("job-startup"), job.startup);
   cancelButton.hidden = FINAL_STATES.has(job.state);
   cancelButton.disabled = Boolean(job.cancel_requested);
   cancelButton.textContent = job.cancel_requested ? "Cancelling…" : "Cancel";
