@@ -15,13 +15,13 @@ import time
 from datetime import datetime
 
 import httpx
-import psutil
 import pytest
 
 from core.settings import Settings
 from tests.conftest import ROOT, load_example, start_api, start_worker, wait_for_state
 from tests.test_dashboard import browser, expect, page  # noqa: F401 - fixtures, the page test
 from tests.test_up import StartUp, start_up  # noqa: F401 - the fixture for the up test
+from tests.test_warm_child import _warm_children
 
 PHASES = ("interpreter_s", "imports_s", "job_s", "data_s", "model_s", "optimizer_s",
           "resume_s", "first_step_s")
@@ -104,17 +104,6 @@ def test_a_job_on_a_default_worker_starts_warm_and_shows_its_startup(
     assert "start-up of attempt 1, on a warm training process:" in shown.stdout
     assert re.search(rf"^first step +{startup['first_step_s']:.3f}$", shown.stdout, re.M)
     assert re.search(rf"^total +{startup['total_s']:.3f}$", shown.stdout, re.M), shown.stdout
-
-
-def _warm_children(worker_pid: int) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.Process(worker_pid).children():
-        try:
-            if proc.cmdline()[-2:] == ["worker.child", "--wait"]:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 def test_a_cold_child_counts_its_interpreter_and_imports(fresh_database, tmp_path) -> None:
