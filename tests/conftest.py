@@ -239,3 +239,20 @@ def wait_for_state(client: httpx.Client, job_id: str, states: set[str], timeout:
             return job
         time.sleep(0.2)
     raise TimeoutError(f"job {job_id} still {job['state']} after {timeout}s: {job}")
+
+
+def training_children(job_id: str, worker_log: str) -> list:
+    """The processes training job_id: a cold child names the job on its command line; a warm
+    one (the default), started before its job, by the worker's log line naming its pid."""
+    import re
+
+    import psutil
+
+    pids = {int(pid) for pid in re.findall(rf"job {job_id} attempt \d+: training child pid (\d+)",
+                                           worker_log)}
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "worker.child" in cmdline and (job_id in cmdline or proc.pid in pids):
+            found.append(proc)
+    return found

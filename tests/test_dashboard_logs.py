@@ -4,8 +4,7 @@ attempt's log from its selector. (Browser, page and job helpers: tests/test_dash
 
 from __future__ import annotations
 
-import psutil
-
+from tests.conftest import training_children
 from tests.test_dashboard import (  # noqa: F401 - browser and page are fixtures
     browser,
     cancel_unless_final,
@@ -18,13 +17,6 @@ from tests.test_dashboard import (  # noqa: F401 - browser and page are fixtures
 
 READY = "ready to train after"
 SLOW_MS = 150_000  # a training process's start-up, on a machine shared with other tests
-
-
-def training_child(job_id: str) -> psutil.Process:
-    for proc in psutil.process_iter(["cmdline"]):
-        if job_id in (proc.info["cmdline"] or []) and "worker.child" in proc.info["cmdline"]:
-            return proc
-    raise AssertionError(f"no training child runs job {job_id}")
 
 
 def test_the_logs_panel_follows_each_attempt_and_shows_older_ones(
@@ -41,7 +33,8 @@ def test_the_logs_panel_follows_each_attempt_and_shows_older_ones(
         expect(status).to_have_text("attempt 1 · live")
         expect(picker).to_be_hidden()
 
-        training_child(job_id).kill()  # as the OOM killer would: the worker retries the job
+        [child] = training_children(job_id, worker.log())
+        child.kill()  # as the OOM killer would: the worker retries the job
         expect(status).to_have_text("attempt 2 · live", timeout=SLOW_MS)
         expect(log).to_contain_text(READY, timeout=SLOW_MS)
         expect(picker).to_be_visible()

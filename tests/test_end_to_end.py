@@ -4,17 +4,15 @@ metrics and checkpoints -> HTTP. Everything is real."""
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 
-import psutil
 import torch
 
 from core import datasets
 from core.jobspec import JobSpec
 from core.queue import make_celery, publish_job
 from models.build import build_model
-from tests.conftest import load_example, start_worker, wait_for_state
+from tests.conftest import load_example, start_worker, training_children, wait_for_state
 
 
 def test_digits_mlp_trains_and_its_checkpoint_reproduces_test_accuracy(
@@ -98,19 +96,6 @@ def test_the_same_job_id_published_twice_trains_once(client, worker, service_env
         second.stop()
 
 
-def _training_children(job_id: str, worker_log: str) -> list[psutil.Process]:
-    """The processes training job_id: a cold child names the job on its command line; a warm
-    one (the default), started before its job, by the worker's log line naming its pid."""
-    pids = {int(pid) for pid in re.findall(rf"job {job_id} attempt \d+: training child pid (\d+)",
-                                           worker_log)}
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if "worker.child" in cmdline and (job_id in cmdline or proc.pid in pids):
-            found.append(proc)
-    return found
-
-
 def test_cancel_during_training_stops_the_child_within_seconds(client, worker):
     spec = load_example("digits-mlp") | {"training": {"epochs": 5000, "batch_size": 32}}
     job_id = client.post("/v1/jobs", json=spec).json()["id"]
@@ -118,7 +103,7 @@ def test_cancel_during_training_stops_the_child_within_seconds(client, worker):
     while client.get(f"/v1/jobs/{job_id}").json()["progress"].get("step", 0) < 50:
         assert time.monotonic() < deadline, "the job never started training"
         time.sleep(0.2)
-    assert _training_children(job_id, worker.log()), "no training child is running"
+    assert training_children(job_id, worker.log()), "no training child is running"
 
     asked = time.monotonic()
     response = client.post(f"/v1/jobs/{job_id}/cancel")
@@ -127,7 +112,7 @@ def test_cancel_during_training_stops_the_child_within_seconds(client, worker):
     assert job["state"] == "cancelled"
     assert time.monotonic() - asked < 3.0
     time.sleep(0.5)
-    assert _training_children(job_id, worker.log()) == []
+    assert training_children(job_id, worker.log()) == []
     assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 409
 
 

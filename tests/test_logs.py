@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 
 import httpx
-import psutil
 import pytest
 from sqlalchemy.orm import Session
 
@@ -19,7 +18,7 @@ from core.attempt_logs import attempt_log_path, tail_offset
 from core.db import make_engine
 from core.queue import Publisher
 from core.repo import jobs as job_repo
-from tests.conftest import ROOT, load_example, wait_for_state
+from tests.conftest import ROOT, load_example, training_children, wait_for_state
 
 FINAL = {"succeeded", "failed", "cancelled"}
 READY = "ready to train after"
@@ -53,13 +52,6 @@ def wait_for_log(client: httpx.Client, job_id: str, text: str, attempt: int,
             return response.text
         time.sleep(0.3)
     raise TimeoutError(f"{text!r} not in attempt {attempt}'s log of {job_id} after {timeout}s")
-
-
-def training_child(job_id: str) -> psutil.Process:
-    for proc in psutil.process_iter(["cmdline"]):
-        if job_id in (proc.info["cmdline"] or []) and "worker.child" in proc.info["cmdline"]:
-            return proc
-    raise AssertionError(f"no training child runs job {job_id}")
 
 
 class Follower(threading.Thread):
@@ -209,14 +201,15 @@ def retried(api_url: str, worker) -> Iterator[str]:
 
 
 def test_attempts_are_followed_until_they_end_and_chosen_by_number(retried, client, api_url,
-                                                                    settings):
+                                                                    settings, worker):
     first = wait_for_log(client, retried, READY, attempt=1)
     follower = Follower(api_url, retried)
     assert follower.started_reading.wait(30)
     assert follower.headers["X-Log-Attempt"] == "1"
     assert not follower.ended_within(2), "the answer ended while attempt 1 was running"
 
-    training_child(retried).kill()  # as the OOM killer would: the worker retries the job
+    [child] = training_children(retried, worker.log())
+    child.kill()  # as the OOM killer would: the worker retries the job
     assert follower.ended_within(60), "following attempt 1 did not end with it"
     assert READY in follower.text
     assert follower.text.startswith(first)

@@ -12,7 +12,7 @@ from itertools import chain, count
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, insert, text
 from sqlalchemy.orm import Session
 
 from core.db import make_engine
@@ -21,6 +21,7 @@ from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
 from core.repo.rollups import ROLLUP_LEVELS
 from core.settings import Settings
+from core.tables import Job
 from tests.conftest import create_database, drop_database, load_example
 
 
@@ -107,10 +108,13 @@ def engine(fresh_database):
 
 
 def claimed_job(engine: Engine, name: str = "rollups") -> tuple[uuid.UUID, int]:
-    """A running job (so points may be written) that no worker ever sees."""
-    with Session(engine) as session, session.begin():
-        job_id = job_repo.create_job(session, name=name, spec=load_example("digits-mlp"),
-                                     max_attempts=1, model_summary={}, total_steps=0).id
+    """A running job (so points may be written) that no worker ever sees. Inserted with the
+    new-job columns alone, so that it works on an older schema too (the migration test)."""
+    values = job_repo.new_job_values(name=name, spec=load_example("digits-mlp"), max_attempts=1,
+                                     model_summary={}, total_steps=0)
+    with engine.begin() as conn:
+        conn.execute(insert(Job.__table__).values(**values))
+    job_id = values["id"]
     with Session(engine) as session, session.begin():
         attempt = job_repo.claim_job(session, job_id, "test", 600)
     assert attempt is not None
