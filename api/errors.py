@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
+from api.db_watch import retry_after_s
 from api.job_prefix import not_a_full_job_id
 from core.errors import pydantic_details, spec_error_details
 from models.build import SpecError
@@ -74,7 +75,7 @@ async def database_down_handler(request: Request,
                                 exc: OperationalError | psycopg.OperationalError):
     return JSONResponse(
         status_code=503,
-        headers={"Retry-After": "5"},
+        headers={"Retry-After": str(retry_after_s(request.app.state.database_watch))},
         content={"detail": "the database is unreachable; try again shortly"},
     )
 

@@ -232,13 +232,17 @@ def load_example(name: str) -> dict:
 
 def wait_for_state(client: httpx.Client, job_id: str, states: set[str], timeout: float = 120
                    ) -> dict:
+    """Polls as a client should: a 503 (the database is not answering) is waited out."""
     deadline = time.monotonic() + timeout
+    job: dict = {}
     while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["state"] in states:
-            return job
+        response = client.get(f"/v1/jobs/{job_id}")
+        if response.status_code != 503:
+            job = response.json()
+            if job["state"] in states:
+                return job
         time.sleep(0.2)
-    raise TimeoutError(f"job {job_id} still {job['state']} after {timeout}s: {job}")
+    raise TimeoutError(f"job {job_id} still {job.get('state')} after {timeout}s: {job}")
 
 
 def training_children(job_id: str, worker_log: str) -> list:

@@ -280,7 +280,7 @@ def test_postgres_restarting_loses_no_metric_point(own_postgres, redis_server, t
         own_postgres._stop()
         down = client.get(f"/v1/jobs/{job_id}")
         assert down.status_code == 503
-        assert down.headers["retry-after"] == "5"
+        assert int(down.headers["retry-after"]) >= 1
         assert client.get("/healthz").json()["database"]["ok"] is False
         time.sleep(3)
         own_postgres.ensure_postgres_running()
