@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from types import SimpleNamespace
+
+import psycopg
 
 from core.checkpoint_retention import beyond_retention
 from tests.conftest import wait_for_state
@@ -92,3 +95,73 @@ def test_retention_keeps_what_an_attempt_resumed_from_and_wrote_last():
     doomed = beyond_retention(rows, FAULT_SPEC, keep=2, protected=(None, 5))
     assert [r.id for r in doomed] == [2]
     assert [r.id for r in beyond_retention(rows, FAULT_SPEC, keep=1)] == [2, 5, 3]
+
+
+# About 16 M parameters: with Adam's state a checkpoint of about 190 MB, which takes longer
+# to write than the one second the supervisor gave a stopping child before its SIGKILL.
+BIG_SPEC = {
+    "name": "big-mlp",
+    "dataset": {"name": "digits"},
+    "model": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 4000},
+                         {"type": "relu"}, {"type": "linear", "out_features": 4000},
+                         {"type": "relu"}, {"type": "linear", "out_features": 10}]},
+    "training": {"epochs": 200, "batch_size": 16, "checkpoint_every_epochs": 0},
+}
+
+
+def test_a_cancel_writes_no_checkpoint_leaves_no_file_and_the_job_can_be_deleted(
+    stack, services
+):
+    services.append(stack.worker("only"))
+    with stack.client() as client:
+        job_id = _submit(client, BIG_SPEC)
+        deadline = time.monotonic() + 120
+        while client.get(f"/v1/jobs/{job_id}").json()["progress"].get("step", 0) < 20:
+            assert time.monotonic() < deadline, "the job did not start training"
+            time.sleep(0.1)
+
+        refused = client.delete(f"/v1/jobs/{job_id}")
+        assert refused.status_code == 409, refused.text
+        assert "cancel it first" in refused.json()["detail"]
+
+        assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 202
+        job = wait_for_state(client, job_id, {"cancelled"}, timeout=60)
+        time.sleep(2)  # whatever the child was doing when stopped is over by now
+        log = (_data(stack) / "logs" / job_id / "attempt-1.log").read_text()
+        assert "stopped on cancel, without a checkpoint" in log
+        assert client.get(f"/v1/jobs/{job_id}/checkpoints").json() == []
+        assert _files(stack, job_id) == [], "a cancel left checkpoint files behind"
+        # Its points and progress were flushed on the way out.
+        steps = client.get(f"/v1/jobs/{job_id}/metrics").json()["series"]["train_loss_step"]
+        assert steps["step"] and steps["step"][-1] <= job["progress"]["step"]
+
+        deleted = client.delete(f"/v1/jobs/{job_id}")
+        assert deleted.status_code == 204, deleted.text
+        assert client.get(f"/v1/jobs/{job_id}").status_code == 404
+        assert client.delete(f"/v1/jobs/{job_id}").status_code == 404
+        assert not (_data(stack) / "logs" / job_id).exists()
+        assert not (_data(stack) / "checkpoints" / job_id).exists()
+        with psycopg.connect(stack.env["TRAINDOCK_DATABASE_URL"]) as conn:
+            for table in ("metric", "metric_rollup", "checkpoint"):
+                count = conn.execute(f"SELECT count(*) FROM {table} WHERE job_id = %s",
+                                     (job_id,)).fetchone()[0]
+                assert count == 0, f"{table} kept {count} rows of the deleted job"
+
+
+def test_a_finished_job_keeps_its_last_and_best_checkpoints(
+    fresh_database, redis_server, tmp_path, services
+):
+    env = _stack_env(fresh_database, redis_server.url, tmp_path / "data",
+                     TRAINDOCK_KEEP_CHECKPOINTS_FINISHED="1")
+    stack = Stack(env, tmp_path)
+    stack.start_api()
+    services.append(stack.api)
+    services.append(stack.worker("only"))
+    spec = FAULT_SPEC | {"training": {"epochs": 6, "batch_size": 16, "seed": 3}}
+    with stack.client() as client:
+        job_id = _submit(client, spec)
+        job = wait_for_state(client, job_id, {"succeeded", "failed"}, timeout=120)
+        assert job["state"] == "succeeded", job["error"]
+        rows = _assert_rows_match_files(stack, client, job_id)
+        assert rows[-1]["step"] == job["progress"]["total_steps"]
+        assert len(rows) <= 2 and any(r["best"] for r in rows), rows
