@@ -80,6 +80,46 @@ def test_a_damaged_newest_checkpoint_resumes_from_the_newest_intact_one(stack, s
         _assert_same_as_uninterrupted(client, job_id)
 
 
+def test_with_every_checkpoint_damaged_a_restart_keeps_what_it_writes(stack, services):
+    """Start over, below the old attempt's higher steps: what the new attempt writes must
+    survive retention (the old code ranked the damaged rows above it and deleted it)."""
+    first = stack.worker("first")
+    services.append(first)
+    with stack.client() as client:
+        job_id = _submit(client, FAULT_SPEC)
+        _wait_for_epoch(client, job_id, 5)
+        os.killpg(first.proc.pid, signal.SIGKILL)
+        first.proc.wait()
+        old = client.get(f"/v1/jobs/{job_id}/checkpoints").json()
+        assert len(old) >= 2, old
+        for row in old:
+            (_data(stack) / "checkpoints" / job_id / f"step-{row['step']}.pt").write_bytes(b"x")
+
+        second = stack.worker("second")
+        services.append(second)
+        attempt_log = _data(stack) / "logs" / job_id / "attempt-2.log"
+        deadline = time.monotonic() + 120
+        while True:  # until attempt 2 has set the progress back and trained 2 epochs
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            ready = attempt_log.is_file() and "ready to train" in attempt_log.read_text()
+            if ready and job["progress"].get("epoch", 0) >= 2:
+                break
+            assert time.monotonic() < deadline, job
+            time.sleep(0.05)
+        second.proc.send_signal(signal.SIGTERM)  # checkpoint mid-epoch, requeue
+        second.proc.wait(60)
+        log = attempt_log.read_text()
+        assert f"no intact checkpoint among {len(old)}: starting over" in log
+        rows = _assert_rows_match_files(stack, client, job_id)
+        assert rows[-1]["metrics"] == {}, rows  # the stop's checkpoint, the newest row
+
+        services.append(stack.worker("third"))
+        job = wait_for_state(client, job_id, {"succeeded", "failed"}, timeout=180)
+        assert job["state"] == "succeeded", job["error"]
+        assert "resuming from" in (_data(stack) / "logs" / job_id / "attempt-3.log").read_text()
+        _assert_same_as_uninterrupted(client, job_id)
+
+
 def _row(id_: int, step: int, val_loss: float | None = None) -> SimpleNamespace:
     return SimpleNamespace(id=id_, step=step,
                            metrics={} if val_loss is None else {"val_loss": val_loss})
@@ -139,6 +179,8 @@ def test_a_cancel_writes_no_checkpoint_leaves_no_file_and_the_job_can_be_deleted
         assert deleted.status_code == 204, deleted.text
         assert client.get(f"/v1/jobs/{job_id}").status_code == 404
         assert client.delete(f"/v1/jobs/{job_id}").status_code == 404
+        malformed = client.delete("/v1/jobs/not-a-job-id")
+        assert malformed.status_code == 422 and "job_id" in malformed.text, malformed.text
         assert not (_data(stack) / "logs" / job_id).exists()
         assert not (_data(stack) / "checkpoints" / job_id).exists()
         with psycopg.connect(stack.env["TRAINDOCK_DATABASE_URL"]) as conn:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel
 
 from api.deps import SessionDep, SettingsDep
+from api.schemas import ValidationErrorOut
 from core.checkpoint_files import remove_job_files
 from core.repo.job_delete import delete_ended_job
 from core.repo.jobs import get_job
@@ -30,6 +31,7 @@ class DeleteRefusedOut(BaseModel):
         404: {"model": DeleteRefusedOut, "description": "no such job"},
         409: {"model": DeleteRefusedOut,
               "description": "the job is queued or running: cancel it first"},
+        422: {"model": ValidationErrorOut, "description": "the id is not a job id"},
     },
 )
 def delete_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep) -> Response:
