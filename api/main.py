@@ -19,6 +19,7 @@ from api.routes import (
     events,
     gradcheck,
     health,
+    job_delete,
     jobs,
     logs,
     metrics,
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database_watch = DatabaseWatch(settings)
     app.add_middleware(DatabaseGate, watch=app.state.database_watch)
     for module in (jobs, gradcheck, metrics, events, checkpoints, datasets, workers, health,
-                   dashboard, logs):
+                   dashboard, logs, job_delete):
         app.include_router(module.router)
 
     return app

@@ -13,7 +13,8 @@ from cli.http import add_connection_options, run_client_verb
 CLIENT_VERBS = {"validate": "client", "gradcheck": "client", "submit": "client",
                 "show": "client", "cancel": "client", "watch": "watch", "ls": "ls",
                 "metrics": "metrics", "download": "download", "upload": "datasets",
-                "datasets": "datasets", "rm-dataset": "datasets", "logs": "logs"}
+                "datasets": "datasets", "rm-dataset": "datasets", "logs": "logs",
+                "rm": "rm"}
 # core.tables.JOB_STATES, repeated: the client does not import the server's code
 JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
 JOB_HELP = "a job id, or at least its first 6 characters"
@@ -107,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     cancel = client_verb("cancel", "cancel a queued or running job")
     cancel.add_argument("job", help=JOB_HELP)
+
+    rm = client_verb("rm", "delete a job that has ended, with its metrics, checkpoints and "
+                           "logs (cancel a queued or running one first)")
+    rm.add_argument("job", help=JOB_HELP)
 
     download = client_verb("download", "download a checkpoint, checked against its sha256")
     download.add_argument("job", help=JOB_HELP)

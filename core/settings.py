@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         "(when the server closes first, a request sent at that moment is reset)",
     )
     keep_checkpoints: int = Field(3, ge=1, le=100)
+    keep_checkpoints_finished: int = Field(
+        0, ge=0, le=100,
+        description="once a job has ended (succeeded, failed or cancelled), keep its last N "
+        "checkpoints and its best, and delete the rest (0: keep what training kept, the last "
+        "TRAINDOCK_KEEP_CHECKPOINTS and the best)",
+    )
     warm_child: bool = Field(
         True,
         description="keep a training interpreter started ahead, with torch imported, for the "

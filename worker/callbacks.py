@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from core.best_checkpoint import best_checkpoint
+from core.checkpoint_retention import beyond_retention
 from core.db import retry_database
 from core.repo import checkpoints as checkpoint_repo
 from core.repo import jobs as job_repo
@@ -197,7 +198,8 @@ class CheckpointSink:
     def __init__(
         self, engine: Engine, root: Path, job_id: uuid.UUID, attempt: int, spec: dict[str, Any],
         normalization: dict[str, torch.Tensor], every_epochs: int, keep: int,
-        metrics: MetricSink, monitor: str = "val_loss",
+        metrics: MetricSink, monitor: str = "val_loss", resumed_from: int | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> None:
         self.engine = engine
         self.root = root
@@ -209,6 +211,11 @@ class CheckpointSink:
         self.keep = keep
         self.metrics = metrics
         self.monitor = monitor
+        # Retention never deletes the checkpoint this attempt resumed from or wrote last.
+        self.resumed_from = resumed_from
+        self.written_last: int | None = None
+        # A cancel stops the loop like a preemption, but the job ends: no checkpoint for it.
+        self.cancelled = cancelled
         self.behind = Behind(f"checkpoint-{job_id}")
 
     def on_points(self, state: LoopState, points: list[Point]) -> None:
@@ -228,6 +235,10 @@ class CheckpointSink:
         self.save(state, metrics)
 
     def on_preempt(self, state: LoopState) -> None:
+        if self.cancelled():
+            # Not even the one being written: the supervisor removes a file left half
+            # written when the process exits (worker/checkpoint_cleanup.py).
+            return
         self.behind.wait()
         self.save(state, {})
 
@@ -265,15 +276,13 @@ class CheckpointSink:
             )
             if added is None:
                 raise LeaseLost(f"attempt {self.attempt} no longer owns job {self.job_id}")
+            self.written_last = added
             doomed = self._beyond_retention(checkpoint_repo.list_checkpoints(session, self.job_id))
             checkpoint_repo.delete_checkpoints(session, self.job_id, [c.id for c in doomed])
         return doomed
 
     def _beyond_retention(self, rows: list) -> list:
-        """Rows in step order -> those to delete: all but the last `keep` and the best (by the
-        spec's monitored metric and its direction, as the API marks it)."""
-        keep = {row.id for row in rows[-self.keep:]}
-        best = best_checkpoint(rows, self.spec)
-        if best is not None:
-            keep.add(best.id)
-        return [row for row in rows if row.id not in keep]
+        """Rows in step order -> those to delete: all but the last `keep`, the best, and the
+        checkpoints this attempt resumed from and wrote last (core/checkpoint_retention.py)."""
+        return beyond_retention(rows, self.spec, self.keep,
+                                protected=(self.resumed_from, self.written_last))

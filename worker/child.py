@@ -26,6 +26,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from core.checkpoint_files import job_checkpoint_folder, remove_unrecorded
 from core.db import make_engine, retry_database
 from core.jobspec import JobSpec
 from core.repo import checkpoints as checkpoint_repo
@@ -88,15 +89,19 @@ def tune_backends(device: torch.device) -> None:
 class StopFlag:
     """Set by SIGTERM, or by SIGINT (a Ctrl-C in the terminal of a worker reaches its whole
     process group, this process included): the loop checkpoints at the next step and the
-    child exits."""
+    child exits. SIGUSR1 is the supervisor's cancel: the loop stops the same way, its points
+    and progress are flushed, but no checkpoint is written for a job that ends."""
 
     def __init__(self) -> None:
         self.requested = False
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        self.cancelled = False
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.requested = True
+        if signum == signal.SIGUSR1:
+            self.cancelled = True
 
     def __call__(self) -> bool:
         return self.requested
@@ -155,8 +160,8 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
         scheduler = build_run_scheduler(spec, optimizer,
                                         plan_run(len(data.x_train), spec.training))
         phases.mark("optimizer")  # torch imports its compiler on the first optimizer: ~2 s
-        resume, summary = _resume_point(engine, settings, job, model, optimizer, scheduler,
-                                        device)
+        resume, summary, resumed_from = _resume_point(engine, settings, job, model, optimizer,
+                                                      scheduler, device)
         metric_sink = MetricSink(engine, job_id, attempt, settings.metric_flush_s,
                                  settings.db_retry_s, summary)
         _gradient_preflight(spec, job, resume is not None, model, data, metric_sink)
@@ -166,6 +171,7 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
             CheckpointSink(
                 engine, settings.checkpoint_dir, job_id, attempt, job.spec, data.normalization,
                 spec.training.checkpoint_every_epochs, settings.keep_checkpoints, metric_sink,
+                resumed_from=resumed_from, cancelled=lambda: stop.cancelled,
             ),
         ]
         phases.log_ready()
@@ -177,7 +183,8 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
         log.info("trained in %.2f s", time.monotonic() - started)
         return EXIT_OK
     except Preempted:
-        log.info("checkpointed and stopped on request")
+        log.info("stopped on cancel, without a checkpoint" if stop.cancelled
+                 else "checkpointed and stopped on request")
         return EXIT_PREEMPTED
     except LeaseLost as exc:
         log.warning("%s", exc)
@@ -196,37 +203,64 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
 
 
 def _resume_point(engine, settings, job, model, optimizer, scheduler, device
-                  ) -> tuple[LoopState | None, Summary]:
+                  ) -> tuple[LoopState | None, Summary, int | None]:
     """Restore the newest intact checkpoint, if any, and drop the metric points an earlier
-    attempt logged after it; without one, start over and drop them all. The job's progress
-    goes back to the same step in the same transaction, so readers never see points missing
-    below the progress they are shown."""
+    attempt logged after it; without one, start over and drop them all. A checkpoint whose
+    file is missing or damaged is skipped (the log says which and why) and its row deleted
+    with its file, so that no attempt tries it again and retention does not rank it above
+    the checkpoints this attempt writes. Files no row names (a write killed midway) are
+    removed first. The job's progress goes back to the same step in the same transaction,
+    so readers never see points missing below the progress they are shown. Returns the
+    restored state, the summary as it stood then, and the id of the checkpoint's row."""
     job_id = job.id
 
-    def newest():
+    def recorded():
         with Session(engine) as session:
-            return checkpoint_repo.latest_checkpoint(session, job_id)
+            return checkpoint_repo.list_checkpoints(session, job_id)
 
-    row = retry_database(newest, "finding the checkpoint", settings.db_retry_s)
-    resume, step = None, -1
-    if row is not None and Path(row.path).is_file() and sha256_of(Path(row.path)) == row.sha256:
-        resume = restore_loop_state(load_checkpoint(Path(row.path)), model, optimizer, device,
-                                    scheduler)
-        step = resume.step
+    rows = retry_database(recorded, "finding the checkpoint", settings.db_retry_s)
+    remove_unrecorded(job_checkpoint_folder(settings.checkpoint_dir, job_id),
+                      [row.path for row in rows])
+    resume, step, resumed_from, skipped = None, -1, None, []
+    for row in reversed(rows):  # newest first
+        payload, why = _intact_checkpoint(Path(row.path), row.sha256)
+        if payload is None:
+            log.warning("checkpoint %s (step %d) is %s: skipped", row.path, row.step, why)
+            skipped.append(row)
+            continue
+        resume = restore_loop_state(payload, model, optimizer, device, scheduler)
+        step, resumed_from = resume.step, row.id
         log.info("resuming from %s (step %d)", row.path, step)
-    elif row is not None:
-        log.warning("checkpoint %s is missing or damaged: starting over", row.path)
+        break
+    if skipped and resume is None:
+        log.warning("no intact checkpoint among %d: starting over", len(skipped))
 
     progress = {**job.progress, "step": max(step, 0), "epoch": resume.epoch if resume else 0}
 
     def trim():
         with Session(engine) as session, session.begin():
+            checkpoint_repo.delete_checkpoints(session, job_id, [row.id for row in skipped])
             metric_repo.delete_points_after(session, job_id, step)
             job_repo.record_progress(session, job_id, job.attempt, progress)
             return metric_repo.points_up_to(session, job_id, step)
 
     history = retry_database(trim, "trimming metrics", settings.db_retry_s)
-    return resume, Summary.rebuilt(history)
+    for row in skipped:
+        Path(row.path).unlink(missing_ok=True)
+    return resume, Summary.rebuilt(history), resumed_from
+
+
+def _intact_checkpoint(path: Path, sha256: str) -> tuple[dict | None, str]:
+    """(the checkpoint's contents, "") when the file is there, matches its recorded sha256 and
+    loads; else (None, why not)."""
+    if not path.is_file():
+        return None, "missing"
+    if sha256_of(path) != sha256:
+        return None, "damaged (its sha256 differs from the one recorded)"
+    try:
+        return load_checkpoint(path), ""
+    except Exception as exc:  # a file that hashes right but torch cannot read
+        return None, f"unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
 
 
 PREFLIGHT_BATCH = 8  # samples the gradient check runs on: enough for batchnorm's statistics

@@ -19,6 +19,7 @@ from core.db import retry_database, session_scope
 from core.queue import Publisher
 from core.repo import jobs as job_repo
 from core.settings import Settings
+from worker.checkpoint_cleanup import tidy_ended_job
 from worker.exit_codes import (
     EXIT_CRASH,
     EXIT_DATABASE_GONE,
@@ -32,6 +33,7 @@ from worker.spawn import WARM, start_attempt
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 1.0
+CANCEL_GRACE_S = 10.0  # to flush the last points: a cancelled child writes no checkpoint
 
 
 def stop_child(proc: subprocess.Popen) -> None:
@@ -40,6 +42,21 @@ def stop_child(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def stop_cancelled_child(proc: subprocess.Popen) -> None:
+    """Stop the child of a cancelled job. SIGUSR1, not SIGTERM: SIGTERM asks for a checkpoint
+    (a preemption), and the SIGKILL that follows a slow one used to land mid-write and leave
+    its file behind. On SIGUSR1 the child flushes its points and progress and exits without
+    one (worker/child.py StopFlag); the kill is only for a child that does not."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGUSR1)
+    try:
+        proc.wait(CANCEL_GRACE_S)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -157,8 +174,9 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
             stop_child(proc)
             return "lease_lost"
         if cancel:
-            stop_child(proc)
+            stop_cancelled_child(proc)
             _record_end(lambda s: job_repo.finish_job(s, job_id, attempt, "cancelled"), settings)
+            tidy_ended_job(job_id, settings)
             log.info("job %s cancelled", job_id)
             return "cancelled"
 
@@ -229,5 +247,7 @@ def _finish(job_id: uuid.UUID, attempt: int, code: int, log_path: Path, publishe
     if outcome[0] == "requeued" and publisher.publish(str(job_id)):
         with session_scope() as session:
             job_repo.mark_published(session, [job_id])
+    if outcome[0] in ("succeeded", "failed", "cancelled"):
+        tidy_ended_job(job_id, settings)
     log.info("job %s attempt %d: %s (exit %s)", job_id, attempt, outcome[0], code)
     return outcome[0]

@@ -1,0 +1,15 @@
+"""`traindock rm JOB`: delete a job that has ended, with its metrics, checkpoints and logs."""
+
+from __future__ import annotations
+
+import argparse
+
+from cli.http import Api
+from cli.jobref import resolve_job
+
+
+def run_rm(api: Api, args: argparse.Namespace) -> int:
+    job_id = resolve_job(api, args.job)
+    api.delete(f"/v1/jobs/{job_id}")  # a queued or running job: the API's 409 says to cancel
+    print(f"deleted {job_id}")
+    return 0
