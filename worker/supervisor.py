@@ -28,10 +28,12 @@ from worker.exit_codes import (
     EXIT_TRAINING_ERROR,
 )
 from worker.spawn import WARM, start_attempt
+from worker.stall import StallWatch
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 1.0
+KILLED = "killed:"  # the outcome of a child the supervisor killed, followed by why
 
 
 def stop_child(proc: subprocess.Popen) -> None:
@@ -89,7 +91,7 @@ def supervise_job(
             WARM.prepare(settings)
     if outcome in ("cancelled", "lease_lost"):
         return outcome
-    killed_for = outcome.removeprefix("memory:") if outcome.startswith("memory:") else None
+    killed_for = outcome.removeprefix(KILLED) if outcome.startswith(KILLED) else None
     return _finish(job_id, attempt, proc.returncode, log_path, publisher, settings,
                    preempted=outcome == "preempted", killed_for=killed_for)
 
@@ -116,6 +118,7 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
     renew_every = settings.lease_ttl_s / 3
     next_renew = time.monotonic() + renew_every
     stop_deadline: float | None = None
+    stall = StallWatch(settings.stall_timeout_s) if settings.stall_timeout_s else None
     while True:
         try:
             proc.wait(settings.cancel_poll_s)
@@ -134,13 +137,21 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
             log.warning("job %s: %s; killing the child", job_id, too_big)
             proc.kill()
             proc.wait()
-            return f"memory:{too_big}"
+            return KILLED + too_big
+        stalled = _stalled(proc, stall) if stop_deadline is None else None
+        if stalled is not None:
+            why = _stall_reason(job_id, stalled)
+            log.warning("job %s: %s; killing the child", job_id, why)
+            proc.kill()
+            proc.wait()
+            return KILLED + why
         if stop_deadline is not None and time.monotonic() > stop_deadline:
             log.warning("job %s: no checkpoint within %.0fs; killing the child", job_id,
                         settings.preempt_grace_s)
             proc.kill()
             proc.wait()
             return "preempted"
+        asked = time.monotonic()
         try:
             with session_scope() as session:
                 if time.monotonic() >= next_renew:
@@ -151,7 +162,11 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
         except SQLAlchemyError as exc:
             log.warning("job %s: database unreachable while supervising: %s", job_id,
                         str(exc).splitlines()[0])
+            if stall is not None:  # the child may be waiting for it too, by design
+                stall.restart()
             continue
+        if stall is not None and time.monotonic() - asked > settings.db_answer_timeout_s:
+            stall.restart()  # a database that hung for a while: the child waited for it too
         if cancel is None:
             log.warning("job %s attempt %d lost its lease; stopping the child", job_id, attempt)
             stop_child(proc)
@@ -175,6 +190,29 @@ def _over_memory_limit(proc: subprocess.Popen, limit_mb: int) -> str | None:
         return None
     return (f"the training process used {rss_mb:,.0f} MB of memory, over the "
             f"{limit_mb:,} MB limit (TRAINDOCK_MAX_CHILD_MEMORY_MB)")
+
+
+def _stalled(proc: subprocess.Popen, stall: StallWatch | None) -> float | None:
+    """Seconds the child has made no progress, once that reaches the stall timeout."""
+    if stall is None:
+        return None
+    try:
+        times = psutil.Process(proc.pid).cpu_times()
+    except psutil.Error:  # it has just exited
+        return None
+    return stall.observe(time.monotonic(), times.user + times.system)
+
+
+def _stall_reason(job_id: uuid.UUID, seconds: float) -> str:
+    try:
+        with session_scope() as session:
+            job = job_repo.get_job(session, job_id)
+            at = f" at step {job.progress.get('step', 0)}" if job else ""
+    except SQLAlchemyError:
+        at = ""
+    return (f"no progress for {seconds:.0f} s{at}: the training process used no CPU time "
+            "(stopped, deadlocked, or waiting on a disk or device that does not answer); "
+            "killed by the stall watchdog (TRAINDOCK_STALL_TIMEOUT_S)")
 
 
 def _record_end(write: Callable[[Session], object], settings: Settings) -> None:
