@@ -22,6 +22,7 @@ from core.settings import Settings
 from worker.exit_codes import (
     EXIT_CRASH,
     EXIT_DATABASE_GONE,
+    EXIT_DISK_FULL,
     EXIT_LEASE_LOST,
     EXIT_OK,
     EXIT_PREEMPTED,
@@ -215,6 +216,27 @@ def _stall_reason(job_id: uuid.UUID, seconds: float) -> str:
             "killed by the stall watchdog (TRAINDOCK_STALL_TIMEOUT_S)")
 
 
+def _retry_later(session: Session, job, attempt: int, settings: Settings) -> str:
+    """A full disk is the machine's condition, not the job's: the job goes back to the queue
+    (spending an attempt, so that it cannot loop forever) and resumes from its last
+    checkpoint. Its message is not published now but by the reaper, once the job has waited
+    TRAINDOCK_REPUBLISH_AFTER_S: time to free space, or for another worker to take it."""
+    reason = job.error or "no space left on device writing a checkpoint"
+    if not job_repo.attempts_left(job):
+        job_repo.finish_job(
+            session, job.id, attempt, "failed",
+            f"{reason} (attempt {attempt} of {job.max_attempts}; no attempts left)",
+        )
+        return "failed"
+    job_repo.requeue_job(
+        session, job.id, attempt, preempted=False,
+        note=f"attempt {attempt}: {reason}; retried in about "
+             f"{settings.republish_after_s:.0f} s from its last checkpoint",
+    )
+    job_repo.mark_published(session, [job.id])  # as if just published: the reaper waits
+    return "requeued later"
+
+
 def _record_end(write: Callable[[Session], object], settings: Settings) -> None:
     def attempt_write() -> None:
         with session_scope() as session:
@@ -243,6 +265,8 @@ def _finish(job_id: uuid.UUID, attempt: int, code: int, log_path: Path, publishe
             job_repo.requeue_job(session, job_id, attempt, preempted=True,
                                  note=f"attempt {attempt}: stopped by a worker shutdown")
             return "requeued"
+        if code == EXIT_DISK_FULL:
+            return _retry_later(session, job, attempt, settings)
         if code in (EXIT_TRAINING_ERROR, EXIT_CRASH):
             # A deterministic failure of the spec or the data: another attempt would fail too.
             # The child recorded why (the claim cleared any earlier note).
