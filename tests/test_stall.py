@@ -87,14 +87,13 @@ def test_a_stopped_training_process_is_retried_then_failed_with_the_stall(
 
 
 # Cheap to train (one step), slow to evaluate: wide convolutions over ~700 validation
-# samples in one batch, several seconds with no step moving.
+# samples in one batch, on one thread: about 5 s with no step moving on the 2-core machine.
 SLOW_EVALUATION = {
     "name": "slow-evaluation",
     "dataset": {"name": "digits", "val_fraction": 0.5},
     "model": {"layers": [
         {"type": "conv2d", "out_channels": 32, "padding": "same"}, {"type": "relu"},
-        {"type": "conv2d", "out_channels": 256, "padding": "same"}, {"type": "relu"},
-        {"type": "conv2d", "out_channels": 256, "padding": "same"}, {"type": "relu"},
+        *[{"type": "conv2d", "out_channels": 256, "padding": "same"}, {"type": "relu"}] * 4,
         {"type": "flatten"}, {"type": "linear", "out_features": 10},
     ]},
     "training": {"epochs": 1, "max_steps": 1, "batch_size": 16},
@@ -105,9 +104,9 @@ SLOW_EVALUATION = {
 def test_a_long_evaluation_is_not_taken_for_a_stall(
     fresh_database, redis_server, tmp_path, services  # noqa: F811
 ):
-    timeout_s = 2.0
+    timeout_s = 1.0
     stack, worker = _stack(fresh_database, redis_server, tmp_path, services,
-                           TRAINDOCK_STALL_TIMEOUT_S=str(timeout_s))
+                           TRAINDOCK_STALL_TIMEOUT_S=str(timeout_s), TRAINDOCK_CPU_THREADS="1")
     with stack.client() as client:
         job_id = _submit(client, SLOW_EVALUATION)
         job = wait_for_state(client, job_id, {"succeeded", "failed"}, timeout=180)
