@@ -44,6 +44,13 @@ class Settings(BaseSettings):
         600.0, gt=0, le=86_400,
         description="how long a training child keeps retrying the database before it gives up",
     )
+    stall_timeout_s: float = Field(
+        600.0, ge=0, le=86_400,
+        description="kill a training process that has used no CPU time for this long "
+        "(stopped, deadlocked, or blocked on a disk or device that does not answer) and retry "
+        "its job while attempts remain; the time the database is unreachable does not count "
+        "(0: off)",
+    )
 
     # Limits on what one job may ask for
     max_epochs: int = Field(10_000, ge=1)

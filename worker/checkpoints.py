@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from worker.disk_full import disk_full
 from worker.schedules import Scheduler
 from worker.state import EpochProgress, LoopState
 
@@ -73,8 +74,11 @@ def write_atomically(payload: dict[str, Any], path: Path) -> tuple[str, int]:
         digest = sha256_of(tmp)
         size = tmp.stat().st_size
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        full = disk_full(exc, path, payload)
+        if full is not None:
+            raise full from exc
         raise
     folder = os.open(path.parent, os.O_RDONLY)
     try:

@@ -39,9 +39,11 @@ from models.losses import build_loss
 from worker.callbacks import CheckpointSink, DatabaseGone, LeaseLost, MetricSink, Summary
 from worker.checkpoints import load_checkpoint, restore_loop_state, sha256_of
 from worker.data import prepare_data
+from worker.disk_full import DiskFull
 from worker.exit_codes import (
     EXIT_CRASH,
     EXIT_DATABASE_GONE,
+    EXIT_DISK_FULL,
     EXIT_LEASE_LOST,
     EXIT_OK,
     EXIT_PREEMPTED,
@@ -192,6 +194,10 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
     except (DatabaseGone, OperationalError, InterfaceError) as exc:
         log.error("giving up on the database: %s", str(exc).splitlines()[0])
         return EXIT_DATABASE_GONE
+    except DiskFull as exc:
+        log.error("%s", exc)
+        _record(engine, job_id, attempt, str(exc))
+        return EXIT_DISK_FULL
     except (TrainingDiverged, NoCuda, GradientCheckFailed) as exc:
         _record(engine, job_id, attempt, str(exc))
         return EXIT_TRAINING_ERROR

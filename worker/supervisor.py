@@ -23,17 +23,20 @@ from worker.checkpoint_cleanup import tidy_ended_job
 from worker.exit_codes import (
     EXIT_CRASH,
     EXIT_DATABASE_GONE,
+    EXIT_DISK_FULL,
     EXIT_LEASE_LOST,
     EXIT_OK,
     EXIT_PREEMPTED,
     EXIT_TRAINING_ERROR,
 )
 from worker.spawn import WARM, start_attempt
+from worker.stall import StallWatch
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 1.0
 CANCEL_GRACE_S = 10.0  # to flush the last points: a cancelled child writes no checkpoint
+KILLED = "killed:"  # the outcome of a child the supervisor killed, followed by why
 
 
 def stop_child(proc: subprocess.Popen) -> None:
@@ -106,7 +109,7 @@ def supervise_job(
             WARM.prepare(settings)
     if outcome in ("cancelled", "lease_lost"):
         return outcome
-    killed_for = outcome.removeprefix("memory:") if outcome.startswith("memory:") else None
+    killed_for = outcome.removeprefix(KILLED) if outcome.startswith(KILLED) else None
     return _finish(job_id, attempt, proc.returncode, log_path, publisher, settings,
                    preempted=outcome == "preempted", killed_for=killed_for)
 
@@ -133,6 +136,7 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
     renew_every = settings.lease_ttl_s / 3
     next_renew = time.monotonic() + renew_every
     stop_deadline: float | None = None
+    stall = StallWatch(settings.stall_timeout_s) if settings.stall_timeout_s else None
     while True:
         try:
             proc.wait(settings.cancel_poll_s)
@@ -151,13 +155,21 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
             log.warning("job %s: %s; killing the child", job_id, too_big)
             proc.kill()
             proc.wait()
-            return f"memory:{too_big}"
+            return KILLED + too_big
+        stalled = _stalled(proc, stall) if stop_deadline is None else None
+        if stalled is not None:
+            why = _stall_reason(job_id, stalled)
+            log.warning("job %s: %s; killing the child", job_id, why)
+            proc.kill()
+            proc.wait()
+            return KILLED + why
         if stop_deadline is not None and time.monotonic() > stop_deadline:
             log.warning("job %s: no checkpoint within %.0fs; killing the child", job_id,
                         settings.preempt_grace_s)
             proc.kill()
             proc.wait()
             return "preempted"
+        asked = time.monotonic()
         try:
             with session_scope() as session:
                 if time.monotonic() >= next_renew:
@@ -168,7 +180,11 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
         except SQLAlchemyError as exc:
             log.warning("job %s: database unreachable while supervising: %s", job_id,
                         str(exc).splitlines()[0])
+            if stall is not None:  # the child may be waiting for it too, by design
+                stall.restart()
             continue
+        if stall is not None and time.monotonic() - asked > settings.db_answer_timeout_s:
+            stall.restart()  # a database that hung for a while: the child waited for it too
         if cancel is None:
             log.warning("job %s attempt %d lost its lease; stopping the child", job_id, attempt)
             stop_child(proc)
@@ -193,6 +209,50 @@ def _over_memory_limit(proc: subprocess.Popen, limit_mb: int) -> str | None:
         return None
     return (f"the training process used {rss_mb:,.0f} MB of memory, over the "
             f"{limit_mb:,} MB limit (TRAINDOCK_MAX_CHILD_MEMORY_MB)")
+
+
+def _stalled(proc: subprocess.Popen, stall: StallWatch | None) -> float | None:
+    """Seconds the child has made no progress, once that reaches the stall timeout."""
+    if stall is None:
+        return None
+    try:
+        times = psutil.Process(proc.pid).cpu_times()
+    except psutil.Error:  # it has just exited
+        return None
+    return stall.observe(time.monotonic(), times.user + times.system)
+
+
+def _stall_reason(job_id: uuid.UUID, seconds: float) -> str:
+    try:
+        with session_scope() as session:
+            job = job_repo.get_job(session, job_id)
+            at = f" at step {job.progress.get('step', 0)}" if job else ""
+    except SQLAlchemyError:
+        at = ""
+    return (f"no progress for {seconds:.0f} s{at}: the training process used no CPU time "
+            "(stopped, deadlocked, or waiting on a disk or device that does not answer); "
+            "killed by the stall watchdog (TRAINDOCK_STALL_TIMEOUT_S)")
+
+
+def _retry_later(session: Session, job, attempt: int, settings: Settings) -> str:
+    """A full disk is the machine's condition, not the job's: the job goes back to the queue
+    (spending an attempt, so that it cannot loop forever) and resumes from its last
+    checkpoint. Its message is not published now but by the reaper, once the job has waited
+    TRAINDOCK_REPUBLISH_AFTER_S: time to free space, or for another worker to take it."""
+    reason = job.error or "no space left on device writing a checkpoint"
+    if not job_repo.attempts_left(job):
+        job_repo.finish_job(
+            session, job.id, attempt, "failed",
+            f"{reason} (attempt {attempt} of {job.max_attempts}; no attempts left)",
+        )
+        return "failed"
+    job_repo.requeue_job(
+        session, job.id, attempt, preempted=False,
+        note=f"attempt {attempt}: {reason}; retried in about "
+             f"{settings.republish_after_s:.0f} s from its last checkpoint",
+    )
+    job_repo.mark_published(session, [job.id])  # as if just published: the reaper waits
+    return "requeued later"
 
 
 def _record_end(write: Callable[[Session], object], settings: Settings) -> None:
@@ -223,6 +283,8 @@ def _finish(job_id: uuid.UUID, attempt: int, code: int, log_path: Path, publishe
             job_repo.requeue_job(session, job_id, attempt, preempted=True,
                                  note=f"attempt {attempt}: stopped by a worker shutdown")
             return "requeued"
+        if code == EXIT_DISK_FULL:
+            return _retry_later(session, job, attempt, settings)
         if code in (EXIT_TRAINING_ERROR, EXIT_CRASH):
             # A deterministic failure of the spec or the data: another attempt would fail too.
             # The child recorded why (the claim cleared any earlier note).
