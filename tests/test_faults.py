@@ -167,10 +167,11 @@ def _series(client: httpx.Client, job_id: str) -> dict[str, dict[str, list]]:
     return client.get(f"/v1/jobs/{job_id}/metrics").json()["series"]
 
 
-def _assert_same_as_uninterrupted(client: httpx.Client, resumed: str) -> None:
-    """Train FAULT_SPEC again without interruption; bit for bit, the resumed job's weights and
+def _assert_same_as_uninterrupted(client: httpx.Client, resumed: str,
+                                  spec: dict = FAULT_SPEC) -> None:
+    """Train the spec again without interruption; bit for bit, the resumed job's weights and
     metrics must equal that run's."""
-    reference = _submit(client, FAULT_SPEC | {"name": "fault-reference"})
+    reference = _submit(client, spec | {"name": "fault-reference"})
     assert wait_for_state(client, reference, {"succeeded", "failed"})["state"] == "succeeded"
     got, want = _final_weights(client, resumed), _final_weights(client, reference)
     assert got.keys() == want.keys()
@@ -203,11 +204,16 @@ def test_a_killed_worker_loses_one_lease_and_the_job_resumes_exactly(stack, serv
         _assert_same_as_uninterrupted(client, job_id)
 
 
+# Fault D: a log window of 10 steps, so that the stop falls inside one 9 times in 10 (the
+# loop-level test, tests/test_resume_window.py, places it there every time).
+WINDOWED_SPEC = FAULT_SPEC | {"training": FAULT_SPEC["training"] | {"log_every_steps": 10}}
+
+
 def test_sigterm_checkpoints_mid_epoch_and_costs_no_attempt(stack, services):
     first = stack.worker("first")
     services.append(first)
     with stack.client() as client:
-        job_id = _submit(client, FAULT_SPEC)
+        job_id = _submit(client, WINDOWED_SPEC)
         _wait_for_epoch(client, job_id, 2)
         asked = time.monotonic()
         first.proc.send_signal(signal.SIGTERM)  # the worker only: it stops its child itself
@@ -225,7 +231,7 @@ def test_sigterm_checkpoints_mid_epoch_and_costs_no_attempt(stack, services):
         assert job["state"] == "succeeded", job["error"]
         assert (job["attempt"], job["preemptions"]) == (2, 1)
 
-        _assert_same_as_uninterrupted(client, job_id)
+        _assert_same_as_uninterrupted(client, job_id, WINDOWED_SPEC)
 
 
 def test_redis_restarting_empty_loses_no_job(stack, services, redis_server):

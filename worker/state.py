@@ -69,22 +69,36 @@ class EpochProgress:
         self.pending_val = {}
 
     def as_dict(self) -> dict:
+        """The progress as a checkpoint holds it. Batches not yet folded into the sums travel
+        as they are, so that a resumed run folds its log window once, in the same order as an
+        uninterrupted one: folding it in two parts rounds twice (an ulp off)."""
         if self.order is None:
             return {}
+        saved = {"order": self.order.cpu(), "batch": self.batch,
+                 "loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu(),
+                 "window_loss": self.window_loss.cpu(), "window_count": self.window_count,
+                 "elapsed_s": self.elapsed_s, "pending_val": dict(self.pending_val)}
         if self.losses:
-            raise RuntimeError("settle() the epoch's progress before saving it")
-        return {"order": self.order.cpu(), "batch": self.batch,
-                "loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu(),
-                "window_loss": self.window_loss.cpu(), "window_count": self.window_count,
-                "elapsed_s": self.elapsed_s, "pending_val": dict(self.pending_val)}
+            saved |= {"losses": torch.stack(self.losses).cpu(), "sizes": list(self.sizes)}
+        if self.predictions:
+            saved |= {"predictions": torch.cat(self.predictions).cpu(),
+                      "labels": torch.cat(self.labels).cpu()}
+        return saved
 
     @classmethod
     def from_dict(cls, saved: dict, device: torch.device) -> EpochProgress:
         if not saved:
             return cls()
-        return cls(saved["order"].to(device), saved["batch"], saved["loss_sum"].to(device),
-                   saved["correct"].to(device), saved["window_loss"].to(device),
-                   saved["window_count"], saved["elapsed_s"], saved.get("pending_val", {}))
+        progress = cls(saved["order"].to(device), saved["batch"], saved["loss_sum"].to(device),
+                       saved["correct"].to(device), saved["window_loss"].to(device),
+                       saved["window_count"], saved["elapsed_s"], saved.get("pending_val", {}))
+        if "losses" in saved:
+            progress.losses = list(saved["losses"].to(device).unbind())
+            progress.sizes = list(saved["sizes"])
+        if "predictions" in saved:
+            progress.predictions = [saved["predictions"].to(device)]
+            progress.labels = [saved["labels"].to(device)]
+        return progress
 
 
 @dataclass

@@ -286,8 +286,8 @@ def _train(
             if ends_epoch:
                 break
             if should_stop is not None and should_stop():
+                # Unsettled: the checkpoint keeps the window's batches as they are.
                 progress.elapsed_s = time.perf_counter() - started
-                progress.settle(count)
                 _preempt(callbacks, state)
         elapsed = time.perf_counter() - started
         progress.settle(count)  # a mid-epoch early stop leaves batches since the last log
