@@ -5,6 +5,8 @@ an epoch holds a single sample and the loop merges it into the one before.
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +25,7 @@ from worker.state import LoopState, Point
 from worker.train import train
 
 CPU = torch.device("cpu")
+ROOT = Path(__file__).resolve().parent.parent
 N_SAMPLES = 1512  # spirals: 1,089 training samples with val_fraction 0.1, and 1,089 % 64 == 1
 
 
@@ -71,7 +74,7 @@ def test_batch_count_is_the_number_of_batch_bounds() -> None:
             bounds = batch_bounds(n, size)
             assert batch_count(n, size) == len(bounds), (n, size)
             assert bounds[0][0] == 0 and bounds[-1][1] == n
-            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:])), (n, size)
+            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False)), (n, size)
             last = bounds[-1][1] - bounds[-1][0]
             assert last >= 2 or n == 1, (n, size)  # never a last batch of one sample
 
@@ -106,3 +109,24 @@ def test_a_submitted_job_reports_the_steps_the_loop_takes(client: httpx.Client) 
         assert created["progress"]["total_steps"] == steps == 2 * 17
     finally:
         client.post(f"/v1/jobs/{created['id']}/cancel")
+
+
+def _imports(path: Path) -> set[str]:
+    """The modules a file imports, TYPE_CHECKING blocks included."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_the_plan_is_pure_python_and_the_checks_do_not_import_their_caller() -> None:
+    plan = _imports(ROOT / "core" / "run_plan.py")
+    assert not {n for n in plan if n.split(".")[0] in ("torch", "numpy", "models", "worker")}
+    # core/jobspec.py runs the checks; they take its types from their own modules.
+    for path in [ROOT / "core" / "checks.py", ROOT / "core" / "validated_job.py",
+                 *sorted((ROOT / "core" / "specs").glob("*.py"))]:
+        assert not {n for n in _imports(path) if n.startswith("core.jobspec")}, path
