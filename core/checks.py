@@ -5,18 +5,14 @@ naming the field to change; `warnings` lists what is allowed but probably not me
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING
-
 from core import datasets
 from core.settings import Settings
+from core.specs.job import JobSpec
 from core.specs.loss import LOSS_TASKS, losses_for
 from core.specs.schedule import VAL_METRICS
+from core.validated_job import ValidatedJob
 from models.build import ModelSummary, SpecError
 from models.spec import count_layers
-
-if TYPE_CHECKING:  # core/jobspec.py imports this module
-    from core.jobspec import JobSpec, ValidatedJob
 
 
 def limits(spec: JobSpec, settings: Settings) -> None:
@@ -138,9 +134,8 @@ def _monitor(checked: ValidatedJob, where: str, monitor: str) -> None:
 
 def _training_warnings(checked: ValidatedJob) -> list[str]:
     """Options that are allowed but do less than their values suggest."""
-    cfg, notes = checked.spec.training, []
-    batches = math.ceil(checked.n_train / cfg.batch_size)
-    full_run = math.ceil(batches / cfg.accumulate_batches) * cfg.epochs
+    cfg, notes, plan = checked.spec.training, [], checked.plan
+    batches, full_run = plan.batches, plan.full_steps
     if cfg.max_steps is not None and cfg.max_steps > full_run:
         notes.append(
             f"training.max_steps {cfg.max_steps} is more than {cfg.epochs} epochs take "

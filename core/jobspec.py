@@ -1,106 +1,25 @@
-"""The JobSpec: everything a job needs, as data. Unknown fields are rejected everywhere.
+"""Checking a JobSpec (core/specs/job.py) against what pydantic alone cannot see.
 
-`validate_job` checks what pydantic alone cannot: which dataset the spec names (an uploaded
-one is known only to the database, asked through `lookup`), shapes (the network is built on
-the meta device against the dataset's input shape), then the sections against each other and
-the server's limits (core/checks.py). Every failure names the field path and says what to
-change.
+`validate_job` checks which dataset the spec names (an uploaded one is known only to the
+database, asked through `lookup`), shapes (the network is built on the meta device against the
+dataset's input shape), then the sections against each other and the server's limits
+(core/checks.py). Every failure names the field path and says what to change.
 """
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
-
-from pydantic import Field
 
 from core import checks, datasets
 from core.settings import Settings
 from core.specs.dataset import DatasetSpec
-from core.specs.loss import CrossEntropyLoss, LossSpec
-from core.specs.metrics import MetricsSpec
-from core.specs.optimizer import AdamSpec, OptimizerSpec
-from core.specs.regularization import RegularizationSpec
-from core.specs.schedule import ConstantSchedule, ScheduleSpec
-from core.specs.training import ResourcesSpec, TrainingSpec
-from models.build import ModelSummary, SpecError, summarize
-from models.spec import ModelSpec
-from models.strict import StrictModel
+from core.specs.job import JobSpec
+from core.validated_job import ValidatedJob
+from models.build import SpecError, summarize
 
-
-class JobSpec(StrictModel):
-    name: str = Field("", max_length=200, description="a label; defaults to '<dataset>-job'")
-    dataset: DatasetSpec = Field(description="which data to train on and how to prepare it")
-    model: ModelSpec = Field(description="the network: its layers and their initialisation")
-    loss: LossSpec = Field(
-        default_factory=lambda: CrossEntropyLoss(type="cross_entropy"),
-        description="what the network is trained to minimise; it must fit the dataset's task",
-    )
-    optimizer: OptimizerSpec = Field(
-        default_factory=lambda: AdamSpec(type="adam"), description="how the weights are updated"
-    )
-    schedule: ScheduleSpec = Field(
-        default_factory=ConstantSchedule, description="how the learning rate changes over the job"
-    )
-    training: TrainingSpec = Field(
-        default_factory=TrainingSpec,
-        description="how long, in what batches and precision, when to evaluate and stop",
-    )
-    regularization: RegularizationSpec = Field(
-        default_factory=RegularizationSpec,
-        description="the L1 penalty and gradient clipping (weight decay is the optimizer's, "
-        "dropout a layer)",
-    )
-    resources: ResourcesSpec = Field(
-        default_factory=ResourcesSpec, description="where the job trains"
-    )
-    metrics: MetricsSpec = Field(default_factory=MetricsSpec, description="extra metrics to record")
-    max_attempts: int | None = Field(None, ge=1, le=20, description="default from settings")
-    gradcheck: bool = Field(
-        False,
-        description="before training, compare autograd with numerical gradients on a small "
-        "training batch (see POST /v1/gradcheck); the report lands in summary.gradcheck and a "
-        "'wrong' verdict fails the job",
-    )
-
-    @property
-    def display_name(self) -> str:
-        return self.name or f"{self.dataset.label}-job"
-
-
-@dataclass
-class ValidatedJob:
-    spec: JobSpec
-    dataset: datasets.DatasetInfo
-    model: ModelSummary
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def n_train(self) -> int:
-        info = self.dataset
-        pool = info.n_samples - (info.val_samples or 0) - info.n_test
-        if info.val_samples is not None:  # the dataset's own validation split
-            return pool
-        return int(pool * (1 - self.spec.dataset.val_fraction))
-
-    @property
-    def has_validation(self) -> bool:
-        return bool(self.dataset.val_samples) or self.spec.dataset.val_fraction > 0
-
-    @property
-    def estimated_steps(self) -> int:
-        """Optimizer steps for the whole job (the worker reports the exact number)."""
-        cfg = self.spec.training
-        batches = math.ceil(self.n_train / cfg.batch_size)
-        steps = math.ceil(batches / cfg.accumulate_batches) * cfg.epochs
-        return min(steps, cfg.max_steps) if cfg.max_steps else steps
-
-    def model_report(self) -> dict:
-        return {**self.model.as_dict(), "warnings": self.warnings}
-
+__all__ = ["DatasetLookup", "JobSpec", "ValidatedJob", "resolve_dataset", "validate_job"]
 
 # An uploaded dataset by name (str) or id (UUID) -> its description (meta.json's keys plus the
 # row's id, name and sha256; see datasets.describe_stored), or None when there is none.

@@ -1,6 +1,7 @@
 """The training loop. It knows nothing of databases or brokers: persistence lives in the
 callbacks passed in (worker/callbacks.py), so the loop runs on a CPU in a test with a toy
-network and a list as its sink.
+network and a list as its sink. The run's plan (its batches and steps) is core/run_plan.py's,
+the one the API counts total_steps with; batch_bounds and steps_per_epoch are re-exported.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from core.jobspec import JobSpec
+from core.run_plan import RunPlan, plan_run
+from core.run_plan import batch_bounds as batch_bounds
+from core.run_plan import steps_per_epoch as steps_per_epoch
 from core.specs.training import TrainingSpec
 from models.build import Network
 from worker.augment import build_augmenter
@@ -44,41 +47,6 @@ def _check_finite(value: float, step: int, lr: float, what: str = "training loss
             f"the {what} became {value} at step {step}; lower the learning rate "
             f"(now {lr:g}), standardize the inputs, or use a different initialisation"
         )
-
-
-def batch_bounds(n_train: int, batch_size: int) -> list[tuple[int, int]]:
-    """(start, end) of each batch of an epoch. A last batch of a single sample is merged into
-    the one before: batchnorm cannot train on one sample, and its gradient is mostly noise."""
-    starts = list(range(0, n_train, batch_size))
-    if len(starts) > 1 and n_train - starts[-1] == 1:
-        starts.pop()
-    return [(s, e) for s, e in zip(starts, [*starts[1:], n_train], strict=True)]
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """The run's shape: batches per epoch, optimizer steps per epoch (`accumulate` batches
-    each; the epoch's last step may take fewer), and where the run ends."""
-
-    bounds: list[tuple[int, int]]
-    accumulate: int
-    steps_per_epoch: int
-    epochs: int  # epochs the run touches: the last may end early at max_steps
-    total_steps: int
-
-
-def plan_run(n_train: int, cfg: TrainingSpec) -> RunPlan:
-    bounds = batch_bounds(n_train, cfg.batch_size)
-    per_epoch = math.ceil(len(bounds) / cfg.accumulate_batches)
-    total = per_epoch * cfg.epochs
-    if cfg.max_steps is not None:
-        total = min(total, cfg.max_steps)
-    return RunPlan(bounds, cfg.accumulate_batches, per_epoch, math.ceil(total / per_epoch),
-                   total)
-
-
-def steps_per_epoch(n_train: int, batch_size: int, accumulate: int = 1) -> int:
-    return math.ceil(len(batch_bounds(n_train, batch_size)) / accumulate)
 
 
 def build_run_scheduler(spec: JobSpec, optimizer: torch.optim.Optimizer, plan: RunPlan

@@ -1,1 +1,1 @@
-"""The JobSpec's sections, one module each; core/jobspec.py puts them together."""
+"""The JobSpec's sections, one module each; core/specs/job.py puts them together."""

@@ -1,0 +1,57 @@
+"""The JobSpec: everything a job needs, as data, one section per module of core/specs.
+Unknown fields are rejected everywhere; core/jobspec.py checks a spec against its dataset
+and the server."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from core.specs.dataset import DatasetSpec
+from core.specs.loss import CrossEntropyLoss, LossSpec
+from core.specs.metrics import MetricsSpec
+from core.specs.optimizer import AdamSpec, OptimizerSpec
+from core.specs.regularization import RegularizationSpec
+from core.specs.schedule import ConstantSchedule, ScheduleSpec
+from core.specs.training import ResourcesSpec, TrainingSpec
+from models.spec import ModelSpec
+from models.strict import StrictModel
+
+
+class JobSpec(StrictModel):
+    name: str = Field("", max_length=200, description="a label; defaults to '<dataset>-job'")
+    dataset: DatasetSpec = Field(description="which data to train on and how to prepare it")
+    model: ModelSpec = Field(description="the network: its layers and their initialisation")
+    loss: LossSpec = Field(
+        default_factory=lambda: CrossEntropyLoss(type="cross_entropy"),
+        description="what the network is trained to minimise; it must fit the dataset's task",
+    )
+    optimizer: OptimizerSpec = Field(
+        default_factory=lambda: AdamSpec(type="adam"), description="how the weights are updated"
+    )
+    schedule: ScheduleSpec = Field(
+        default_factory=ConstantSchedule, description="how the learning rate changes over the job"
+    )
+    training: TrainingSpec = Field(
+        default_factory=TrainingSpec,
+        description="how long, in what batches and precision, when to evaluate and stop",
+    )
+    regularization: RegularizationSpec = Field(
+        default_factory=RegularizationSpec,
+        description="the L1 penalty and gradient clipping (weight decay is the optimizer's, "
+        "dropout a layer)",
+    )
+    resources: ResourcesSpec = Field(
+        default_factory=ResourcesSpec, description="where the job trains"
+    )
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec, description="extra metrics to record")
+    max_attempts: int | None = Field(None, ge=1, le=20, description="default from settings")
+    gradcheck: bool = Field(
+        False,
+        description="before training, compare autograd with numerical gradients on a small "
+        "training batch (see POST /v1/gradcheck); the report lands in summary.gradcheck and a "
+        "'wrong' verdict fails the job",
+    )
+
+    @property
+    def display_name(self) -> str:
+        return self.name or f"{self.dataset.label}-job"

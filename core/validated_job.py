@@ -1,0 +1,46 @@
+"""A JobSpec checked against its dataset and the server (core/jobspec.py's validate_job):
+the dataset it names, the network's summary, and what follows from them, the run's plan
+included."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core import datasets
+from core.run_plan import RunPlan, plan_run
+from core.specs.job import JobSpec
+from models.build import ModelSummary
+
+
+@dataclass
+class ValidatedJob:
+    spec: JobSpec
+    dataset: datasets.DatasetInfo
+    model: ModelSummary
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_train(self) -> int:
+        info = self.dataset
+        pool = info.n_samples - (info.val_samples or 0) - info.n_test
+        if info.val_samples is not None:  # the dataset's own validation split
+            return pool
+        return int(pool * (1 - self.spec.dataset.val_fraction))
+
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.dataset.val_samples) or self.spec.dataset.val_fraction > 0
+
+    @property
+    def plan(self) -> RunPlan:
+        """The run as the training loop will cut it, from the split's expected size."""
+        return plan_run(self.n_train, self.spec.training)
+
+    @property
+    def estimated_steps(self) -> int:
+        """Optimizer steps for the whole job: the loop's count, for the training split's
+        expected size (a stratified split may round it by a sample per class)."""
+        return self.plan.total_steps
+
+    def model_report(self) -> dict:
+        return {**self.model.as_dict(), "warnings": self.warnings}
