@@ -6,6 +6,9 @@ supervisor writes what this decides."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +37,7 @@ from worker.outcome import (
     describe_exit,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 REPUBLISH_AFTER_S = 30.0
 SIGKILL = -signal.SIGKILL
 SIGINT = -signal.SIGINT
@@ -183,3 +187,13 @@ def test_describe_exit_names_the_signal() -> None:
     assert describe_exit(EXIT_DATABASE_GONE) == (
         "the training process gave up on an unreachable database")
     assert describe_exit(1) == "the training process exited with code 1"
+
+
+def test_the_decision_imports_no_database_broker_process_or_torch_module() -> None:
+    """Pure by construction: importing it loads none of what a decision must not touch."""
+    probe = ("import sys, worker.outcome; "
+             "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "{'sqlalchemy', 'psycopg', 'celery', 'psutil', 'torch', 'core', 'subprocess'})))")
+    found = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                           text=True, check=True, timeout=60).stdout.split()
+    assert found == []
