@@ -20,14 +20,21 @@ from core.queue import Publisher
 from core.repo import jobs as job_repo
 from core.settings import Settings
 from worker.checkpoint_cleanup import tidy_ended_job
-from worker.exit_codes import (
-    EXIT_CRASH,
-    EXIT_DATABASE_GONE,
-    EXIT_DISK_FULL,
-    EXIT_LEASE_LOST,
-    EXIT_OK,
-    EXIT_PREEMPTED,
-    EXIT_TRAINING_ERROR,
+from worker.outcome import (
+    Cancel,
+    Cancelled,
+    Decision,
+    Exited,
+    Fail,
+    JobFacts,
+    Killed,
+    LeaseLost,
+    Nothing,
+    Outcome,
+    Preempted,
+    Requeue,
+    Succeed,
+    decide,
 )
 from worker.spawn import WARM, start_attempt
 from worker.stall import StallWatch
@@ -36,7 +43,6 @@ log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 1.0
 CANCEL_GRACE_S = 10.0  # to flush the last points: a cancelled child writes no checkpoint
-KILLED = "killed:"  # the outcome of a child the supervisor killed, followed by why
 
 
 def stop_child(proc: subprocess.Popen) -> None:
@@ -63,16 +69,6 @@ def stop_cancelled_child(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-def describe_exit(code: int) -> str:
-    if code == EXIT_DATABASE_GONE:
-        return "the training process gave up on an unreachable database"
-    if code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else ""
-        hint = " (likely out of memory)" if -code == signal.SIGKILL else ""
-        return f"the training process was killed by signal {-code} {name}{hint}".strip()
-    return f"the training process exited with code {code}"
 
 
 def _log_tail(path: Path, lines: int = 5) -> str:
@@ -107,11 +103,7 @@ def supervise_job(
         CURRENT_JOB.clear()
         if proc.poll() is not None and not shutting_down():  # the next job's, once this exited
             WARM.prepare(settings)
-    if outcome in ("cancelled", "lease_lost"):
-        return outcome
-    killed_for = outcome.removeprefix(KILLED) if outcome.startswith(KILLED) else None
-    return _finish(job_id, attempt, proc.returncode, log_path, publisher, settings,
-                   preempted=outcome == "preempted", killed_for=killed_for)
+    return _finish(job_id, attempt, outcome, log_path, publisher, settings)
 
 
 class CurrentJob:
@@ -131,7 +123,7 @@ CURRENT_JOB = CurrentJob()
 
 
 def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Settings,
-           shutting_down: Callable[[], bool]) -> str:
+           shutting_down: Callable[[], bool]) -> Outcome:
     """Wait for the child while renewing the lease and watching for cancel and shutdown."""
     renew_every = settings.lease_ttl_s / 3
     next_renew = time.monotonic() + renew_every
@@ -143,7 +135,7 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
             # Killed by SIGINT: a Ctrl-C that reached the training process while it was still
             # starting, before it took the signal as a request to stop. A stop all the same.
             stopped = stop_deadline is not None or proc.returncode == -signal.SIGINT
-            return "preempted" if stopped else "exited"
+            return Preempted(proc.returncode) if stopped else Exited(proc.returncode)
         except subprocess.TimeoutExpired:
             pass
         if stop_deadline is None and shutting_down():
@@ -155,20 +147,20 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
             log.warning("job %s: %s; killing the child", job_id, too_big)
             proc.kill()
             proc.wait()
-            return KILLED + too_big
+            return Killed(too_big, proc.returncode)
         stalled = _stalled(proc, stall) if stop_deadline is None else None
         if stalled is not None:
             why = _stall_reason(job_id, stalled)
             log.warning("job %s: %s; killing the child", job_id, why)
             proc.kill()
             proc.wait()
-            return KILLED + why
+            return Killed(why, proc.returncode)
         if stop_deadline is not None and time.monotonic() > stop_deadline:
             log.warning("job %s: no checkpoint within %.0fs; killing the child", job_id,
                         settings.preempt_grace_s)
             proc.kill()
             proc.wait()
-            return "preempted"
+            return Preempted(proc.returncode)
         asked = time.monotonic()
         try:
             with session_scope() as session:
@@ -188,13 +180,10 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
         if cancel is None:
             log.warning("job %s attempt %d lost its lease; stopping the child", job_id, attempt)
             stop_child(proc)
-            return "lease_lost"
+            return LeaseLost()
         if cancel:
             stop_cancelled_child(proc)
-            _record_end(lambda s: job_repo.finish_job(s, job_id, attempt, "cancelled"), settings)
-            tidy_ended_job(job_id, settings)
-            log.info("job %s cancelled", job_id)
-            return "cancelled"
+            return Cancelled()
 
 
 def _over_memory_limit(proc: subprocess.Popen, limit_mb: int) -> str | None:
@@ -234,27 +223,6 @@ def _stall_reason(job_id: uuid.UUID, seconds: float) -> str:
             "killed by the stall watchdog (TRAINDOCK_STALL_TIMEOUT_S)")
 
 
-def _retry_later(session: Session, job, attempt: int, settings: Settings) -> str:
-    """A full disk is the machine's condition, not the job's: the job goes back to the queue
-    (spending an attempt, so that it cannot loop forever) and resumes from its last
-    checkpoint. Its message is not published now but by the reaper, once the job has waited
-    TRAINDOCK_REPUBLISH_AFTER_S: time to free space, or for another worker to take it."""
-    reason = job.error or "no space left on device writing a checkpoint"
-    if not job_repo.attempts_left(job):
-        job_repo.finish_job(
-            session, job.id, attempt, "failed",
-            f"{reason} (attempt {attempt} of {job.max_attempts}; no attempts left)",
-        )
-        return "failed"
-    job_repo.requeue_job(
-        session, job.id, attempt, preempted=False,
-        note=f"attempt {attempt}: {reason}; retried in about "
-             f"{settings.republish_after_s:.0f} s from its last checkpoint",
-    )
-    job_repo.mark_published(session, [job.id])  # as if just published: the reaper waits
-    return "requeued later"
-
-
 def _record_end(write: Callable[[Session], object], settings: Settings) -> None:
     def attempt_write() -> None:
         with session_scope() as session:
@@ -263,53 +231,43 @@ def _record_end(write: Callable[[Session], object], settings: Settings) -> None:
     retry_database(attempt_write, "recording the end of an attempt", settings.db_retry_s)
 
 
-def _finish(job_id: uuid.UUID, attempt: int, code: int, log_path: Path, publisher: Publisher,
-            settings: Settings, preempted: bool, killed_for: str | None = None) -> str:
-    """Turn the child's exit into the job's next state."""
+def _finish(job_id: uuid.UUID, attempt: int, outcome: Outcome, log_path: Path,
+            publisher: Publisher, settings: Settings) -> str:
+    """Decide the job's next state from how the attempt ended (worker/outcome.py), write it,
+    publish or tidy as it says. Returns the decision's label (for logs and tests)."""
+    decided: list[Decision] = []
 
-    def decide(session: Session) -> str:
-        if code == EXIT_OK:
-            job_repo.finish_job(session, job_id, attempt, "succeeded")
-            return "succeeded"
-        if code == EXIT_LEASE_LOST:
-            return "lease_lost"
-        job = job_repo.get_job(session, job_id)
-        if job is None or job.attempt != attempt or job.state != "running":
-            return "lease_lost"
-        if job.cancel_requested:
-            job_repo.finish_job(session, job_id, attempt, "cancelled")
-            return "cancelled"
-        if preempted or code == EXIT_PREEMPTED:
-            job_repo.requeue_job(session, job_id, attempt, preempted=True,
-                                 note=f"attempt {attempt}: stopped by a worker shutdown")
-            return "requeued"
-        if code == EXIT_DISK_FULL:
-            return _retry_later(session, job, attempt, settings)
-        if code in (EXIT_TRAINING_ERROR, EXIT_CRASH):
-            # A deterministic failure of the spec or the data: another attempt would fail too.
-            # The child recorded why (the claim cleared any earlier note).
-            reason = job.error or describe_exit(code)
-            job_repo.finish_job(session, job_id, attempt, "failed", reason)
-            return "failed"
-        # Killed (out of memory, a segfault, the OOM killer): retried while attempts remain.
-        tail = _log_tail(log_path)
-        cause = killed_for or describe_exit(code) + (f"; last output:\n{tail}" if tail else "")
-        if job_repo.attempts_left(job):
-            job_repo.requeue_job(session, job_id, attempt, preempted=False,
-                                 note=f"attempt {attempt}: {cause}")
-            return "requeued"
-        job_repo.finish_job(
-            session, job_id, attempt, "failed",
-            f"{cause} (attempt {attempt} of {job.max_attempts}; no attempts left)",
-        )
-        return "failed"
+    def decide_and_write(session: Session) -> None:
+        # A cancel or a lost lease needs no row (and a lost lease must not wait on the database)
+        needs_row = not isinstance(outcome, Cancelled | LeaseLost)
+        job = job_repo.get_job(session, job_id) if needs_row else None
+        decision = decide(outcome, attempt, JobFacts.of(job) if job else None,
+                          settings.republish_after_s, lambda: _log_tail(log_path))
+        _write(session, job_id, attempt, decision)
+        decided[:] = [decision]
 
-    outcome: list[str] = []
-    _record_end(lambda session: outcome.append(decide(session)), settings)
-    if outcome[0] == "requeued" and publisher.publish(str(job_id)):
+    _record_end(decide_and_write, settings)
+    decision = decided[0]
+    if isinstance(decision, Requeue) and decision.publish_now and publisher.publish(str(job_id)):
         with session_scope() as session:
             job_repo.mark_published(session, [job_id])
-    if outcome[0] in ("succeeded", "failed", "cancelled"):
+    if isinstance(decision, Succeed | Fail | Cancel):
         tidy_ended_job(job_id, settings)
-    log.info("job %s attempt %d: %s (exit %s)", job_id, attempt, outcome[0], code)
-    return outcome[0]
+    log.info("job %s attempt %d: %s (%s)", job_id, attempt, decision.label, outcome)
+    return decision.label
+
+
+def _write(session: Session, job_id: uuid.UUID, attempt: int, decision: Decision) -> None:
+    match decision:
+        case Succeed():
+            job_repo.finish_job(session, job_id, attempt, "succeeded")
+        case Fail(reason):
+            job_repo.finish_job(session, job_id, attempt, "failed", reason)
+        case Cancel():
+            job_repo.finish_job(session, job_id, attempt, "cancelled")
+        case Requeue(note, preempted, publish_now):
+            job_repo.requeue_job(session, job_id, attempt, preempted=preempted, note=note)
+            if not publish_now:  # as if just published: the reaper publishes it later
+                job_repo.mark_published(session, [job_id])
+        case Nothing():
+            pass
