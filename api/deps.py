@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import psycopg
@@ -30,9 +31,11 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
         yield session
 
 
-async def get_async_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
+@asynccontextmanager
+async def async_connection(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
     """psycopg's own connection, from the pool of the AUTOCOMMIT engine, for the routes that
-    run on the event loop (core/repo/jobs_async.py)."""
+    run on the event loop (core/repo/jobs_async.py). Taken in the route itself by one that
+    must first wait for a thread (see valid_job)."""
     async with request.app.state.async_engine.connect() as conn:
         pooled = await conn.get_raw_connection()
         try:
@@ -40,6 +43,11 @@ async def get_async_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnect
         except psycopg.OperationalError:
             await conn.invalidate()  # broken: not back into the pool
             raise
+
+
+async def get_async_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
+    async with async_connection(request) as conn:
+        yield conn
 
 
 def get_publisher(request: Request) -> BackgroundPublisher:

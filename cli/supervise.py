@@ -10,12 +10,10 @@ queues that job again once the lease expires, and it resumes from its last check
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,29 +21,15 @@ from types import FrameType
 
 import psutil
 
+from core.processes import become_subreaper as _become_subreaper
+from core.processes import describe_exit, die_with_parent
+
 log = logging.getLogger("traindock.up")
 
 POLL_S = 0.2
 # How long the processes a dead child left behind get to vanish after SIGKILL before the
 # restart goes ahead anyway (a process in uninterruptible I/O can take a while).
 LEFTOVER_KILL_TIMEOUT_S = 10.0
-
-_PR_SET_PDEATHSIG = 1
-_PR_SET_CHILD_SUBREAPER = 36
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    return prctl
-
-
-# Looked up once in the parent: the pre-exec hook runs between fork and exec, where loading a
-# shared library is not safe.
-_prctl = _load_prctl()
 
 
 class StopSignals:
@@ -119,19 +103,9 @@ class Child:
 def become_subreaper() -> None:
     """Orphans below this process (a training child whose worker died) are adopted by it
     instead of by init, so that a restart and the shutdown find and kill them too."""
-    if _prctl is not None and _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        log.warning("could not become a child subreaper: %s", os.strerror(ctypes.get_errno()))
-
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    def set_parent_death_signal() -> None:
-        if _prctl is not None:
-            _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        # If `up` died between fork and prctl, the death signal will never come.
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-    return set_parent_death_signal
+    reason = _become_subreaper()
+    if reason is not None:
+        log.warning("could not become a child subreaper: %s", reason)
 
 
 def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -141,7 +115,7 @@ def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         # A session of its own: Ctrl-C in the terminal reaches only `up`, which then stops
         # the children in order instead of all of them racing to handle SIGINT.
         start_new_session=True,
-        preexec_fn=_die_with_parent(os.getpid()),
+        preexec_fn=die_with_parent(os.getpid()),
     )
 
 
@@ -250,15 +224,6 @@ def kill_leftovers(children: list[Child], signals: StopSignals, dead_name: str) 
             log.error("processes %s survived SIGKILL (stuck in uninterruptible I/O?)", pids)
             return
         time.sleep(POLL_S)
-
-
-def describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
 
 
 def living_descendants(direct_pids: set[int]) -> list[psutil.Process]:

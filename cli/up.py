@@ -34,7 +34,6 @@ from cli.supervise import (
     Child,
     StopSignals,
     become_subreaper,
-    describe_exit,
     is_alive,
     start_child,
     stop_process_tree,
@@ -45,6 +44,7 @@ from core.embedded_postgres import (
     start_embedded_postgres,
     stop_embedded_postgres,
 )
+from core.processes import describe_exit
 from core.settings import Settings
 
 if TYPE_CHECKING:

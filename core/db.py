@@ -55,10 +55,10 @@ class FairAsyncEngine:
 
     SQLAlchemy's async pool waits on an asyncio.Queue, and a request that arrives just as a
     connection comes back takes it ahead of the ones already waiting, which go to the back
-    of the line: at 64 clients on 10 connections, GET /v1/jobs/{id} had a p50 of 9 ms and a
-    p99 of 3.8 s (0.3 s with this gate). asyncio.Semaphore queues its waiters in order (and
-    does not let a newcomer pass them), so with one permit per pooled connection the pool
-    itself never has a waiter."""
+    of the line: under load, a few requests wait many times longer than the rest
+    (tests/test_async_engine.py; the figures in docs/benchmarks.md). asyncio.Semaphore
+    queues its waiters in order (and does not let a newcomer pass them), so with one permit
+    per pooled connection the pool itself never has a waiter."""
 
     def __init__(self, engine: AsyncEngine, size: int) -> None:
         self.engine = engine

@@ -28,14 +28,15 @@ def field_path(loc: Sequence[Any], data: Any) -> str:
     return "".join(parts) or "body"
 
 
-def _layer_label(loc: Sequence[Any], data: Any) -> str | None:
-    """`model.layers[3] (linear)` when the error sits inside a layer."""
+def _layer(loc: Sequence[Any], data: Any) -> tuple[str, str] | None:
+    """`("model.layers[3]", "linear")`, the layer's path and type, when the error sits inside
+    a layer."""
     try:
         i = list(loc).index("layers")
         index = loc[i + 1]
         layer = data["model"]["layers"][index]
         kind = layer.get("type")
-        return f"model.layers[{index}] ({kind})" if kind else None
+        return (f"model.layers[{index}]", kind) if kind else None
     except (ValueError, IndexError, KeyError, TypeError, AttributeError):
         return None
 
@@ -68,13 +69,13 @@ def pydantic_details(errors: Sequence[dict[str, Any]], data: Any) -> list[dict[s
         if loc and loc[0] == "body":
             loc = loc[1:]
         path = field_path(loc, data)
-        label = _layer_label(loc, data)
+        layer = _layer(loc, data)
         message = _message(error)
-        if label and path.startswith(label.split(" ")[0]):
-            rest = path[len(label.split(" ")[0]):].lstrip(".")
-            prefix = f"{label}.{rest}" if rest else label
-        else:
-            prefix = path
+        prefix = path
+        if layer and path.startswith(layer[0]):
+            layer_path, kind = layer  # model.layers[3].out_features -> ...[3] (linear).out_features
+            rest = path[len(layer_path):].lstrip(".")
+            prefix = f"{layer_path} ({kind})" + (f".{rest}" if rest else "")
         details.append({"field": path, "message": f"{prefix}: {message}", "type": error["type"]})
     return details
 

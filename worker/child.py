@@ -118,7 +118,7 @@ def training_threads(setting: int) -> int:
     """torch's intra-op threads: the setting, else OMP_NUM_THREADS, else all cores but one.
     torch's own default is every core, and its threads wait for each other at every
     operation: on a machine the job shares, each time another process takes a core the
-    whole step waits (a small MLP on 2 cores trained 1.4x faster on 1 thread than on 2)."""
+    whole step waits (docs/benchmarks.md, "Figures behind design choices")."""
     if setting:
         return setting
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
@@ -313,7 +313,7 @@ def _record(engine, job_id: uuid.UUID, attempt: int, message: str) -> None:
 def _warm_up(settings: Settings) -> Engine:
     """What every job pays on its first use, paid before it arrives: torch imports its
     compiler on the first optimizer it builds, and more on the first backward pass and step;
-    the built-in datasets import scikit-learn's loaders (1-5 s on 2 busy cores); the first
+    the built-in datasets import scikit-learn's loaders (seconds on a busy machine); the first
     query opens a connection. The engine returned keeps that connection in its pool
     (pool_pre_ping replaces it if it died while the child waited)."""
     torch.set_num_threads(training_threads(settings.cpu_threads))  # as run() will

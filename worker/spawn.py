@@ -2,39 +2,29 @@
 is claimed) or warm (started ahead, after the previous job's child exited, with torch and
 traindock already imported, waiting on its stdin for a job).
 
-A warm child cuts what an attempt pays before its first step: about 3 s of imports and 2 s
-of torch's first optimizer on the 2-core benchmark machine. It has touched no device until
-it is handed a job, and it exits after that one job like a cold child, so GPU memory is
-still returned between jobs; what it costs is its resident memory while the worker is idle
-(on by default, in `traindock up` and compose alike; TRAINDOCK_WARM_CHILD=false turns it off).
+A warm child cuts what an attempt pays before its first step: the imports and torch's first
+optimizer (docs/benchmarks.md, "Submit to first training step", has the figures). It has
+touched no device until it is handed a job, and it exits after that one job like a cold
+child, so GPU memory is still returned between jobs; what it costs is its resident memory
+while the worker is idle (on by default, in `traindock up` and compose alike;
+TRAINDOCK_WARM_CHILD=false turns it off).
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
+from core.processes import die_with_parent
 from core.settings import Settings
 from worker.began import SPAWNED_AT_ENV
 
 log = logging.getLogger(__name__)
-
-PR_SET_PDEATHSIG = 1
-
-# Loaded once here: loading a library between fork and exec can deadlock on the loader lock.
-_LIBC = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform == "linux" else None
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel kills it if the worker dies."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _popen(args: list[str], log_file, stdin) -> subprocess.Popen:
@@ -43,7 +33,8 @@ def _popen(args: list[str], log_file, stdin) -> subprocess.Popen:
         stdout=log_file,
         stderr=subprocess.STDOUT,
         stdin=stdin,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        # The kernel kills the child if the worker dies (see WarmChild for the thread).
+        preexec_fn=die_with_parent(os.getpid()),
         env={**os.environ, "PYTHONUNBUFFERED": "1", SPAWNED_AT_ENV: repr(time.time())},
     )
 

@@ -6,10 +6,19 @@ import dataclasses
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response
+from psycopg import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AsyncConnDep, DatasetLookupDep, JobDep, PublisherDep, SessionDep, SettingsDep
+from api.deps import (
+    AsyncConnDep,
+    DatasetLookupDep,
+    JobDep,
+    PublisherDep,
+    SessionDep,
+    SettingsDep,
+    async_connection,
+)
 from api.schemas import (
     EXAMPLE_SPEC,
     NOT_JSON,
@@ -20,10 +29,12 @@ from api.schemas import (
     ValidationErrorOut,
     ValidationOut,
 )
-from core.jobspec import JobSpec, validate_job
+from core.jobspec import JobSpec, ValidatedJob, validate_job
+from core.queue import BackgroundPublisher
 from core.repo import jobs as job_repo
 from core.repo import jobs_async
 from core.repo.job_ids import id_range
+from core.settings import Settings
 from core.spec_digest import tell_apart
 from core.tables import JOB_STATES
 
@@ -49,7 +60,7 @@ def validate(spec: SpecBody, settings: SettingsDep, lookup: DatasetLookupDep) ->
 @router.post("", status_code=201, response_model=JobOut, responses=NOT_JSON)
 async def submit(
     spec: SpecBody,
-    conn: AsyncConnDep,
+    request: Request,
     settings: SettingsDep,
     publisher: PublisherDep,
     lookup: DatasetLookupDep,
@@ -58,9 +69,17 @@ async def submit(
 ) -> JobOut:
     """Queue a job. With an `Idempotency-Key` header, the same key and body return the same
     job (200) and the same key with another body is a 409."""
-    # Building the network on the meta device is CPU work: off the event loop. The rest is
-    # one or two statements, on it (see core/db.py make_async_engine).
+    # Building the network on the meta device is CPU work: off the event loop, and before a
+    # connection is taken, which must not wait for a thread (api/deps.py valid_job). The rest
+    # is one or two statements, on the loop (see core/db.py make_async_engine).
     checked = await run_in_threadpool(validate_job, spec, settings, lookup)
+    async with async_connection(request) as conn:
+        return await _insert(conn, checked, settings, publisher, response, idempotency_key)
+
+
+async def _insert(conn: AsyncConnection, checked: ValidatedJob, settings: Settings,
+                  publisher: BackgroundPublisher, response: Response,
+                  idempotency_key: str | None) -> JobOut:
     document = checked.spec.model_dump(mode="json")  # names the dataset version validated
     if idempotency_key:
         existing = await jobs_async.fetch_job_by_idempotency_key(conn, idempotency_key)

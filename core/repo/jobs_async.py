@@ -1,8 +1,8 @@
 """The API's hot paths, on the event loop: read one job, insert one job. Each is a single
 statement, sent by psycopg itself on a connection of the AUTOCOMMIT engine (api/deps.py
 get_async_conn): one round trip with no BEGIN or ROLLBACK around it. SQLAlchemy's async
-execution costs more than the query here (0.78 ms against psycopg's 0.30 ms per read of a
-job, measured on one connection), so only its pool is used."""
+execution costs more than the query here (docs/benchmarks.md, "Figures behind design
+choices"), so only its pool is used."""
 
 from __future__ import annotations
 
