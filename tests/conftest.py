@@ -260,3 +260,18 @@ def training_children(job_id: str, worker_log: str) -> list:
         if "worker.child" in cmdline and (job_id in cmdline or proc.pid in pids):
             found.append(proc)
     return found
+
+
+@pytest.fixture
+def pg_folder() -> Iterator[Path]:
+    """A folder for a test's own embedded PostgreSQL, outside pytest's tmp_path: as root,
+    pgserver runs PostgreSQL as its own user, and every new pytest session of this user sets
+    /tmp/pytest-of-<user> back to 0700, which would lock that user out of a session running
+    beside it."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="traindock-test-pg-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

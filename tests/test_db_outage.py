@@ -25,8 +25,8 @@ ANSWER_WITHIN_S = 10.0
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[tuple[str, psutil.Process]]:
-    pgdata = tmp_path / "pg"
+def own_postgres(pg_folder: Path) -> Iterator[tuple[str, psutil.Process]]:
+    pgdata = pg_folder / "pg"
     server = start_embedded_postgres(pgdata)
     url = server.get_uri()
     upgrade(Settings(database_url=url).sqlalchemy_url)

