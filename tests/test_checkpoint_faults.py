@@ -26,6 +26,7 @@ from tests.test_faults import (  # noqa: F401 - fixtures
     redis_server,
     services,
     stack,
+    started_stack,
 )
 from worker.checkpoints import sha256_of
 
@@ -195,10 +196,7 @@ def test_a_finished_job_keeps_its_last_and_best_checkpoints(
 ):
     env = _stack_env(fresh_database, redis_server.url, tmp_path / "data",
                      TRAINDOCK_KEEP_CHECKPOINTS_FINISHED="1")
-    stack = Stack(env, tmp_path)
-    stack.start_api()
-    services.append(stack.api)
-    services.append(stack.worker("only"))
+    stack = started_stack(env, tmp_path, services)
     spec = FAULT_SPEC | {"training": {"epochs": 6, "batch_size": 16, "seed": 3}}
     with stack.client() as client:
         job_id = _submit(client, spec)

@@ -16,11 +16,11 @@ import torch
 from tests.conftest import wait_for_state
 from tests.test_faults import (  # noqa: F401 - fixtures
     FAULT_SPEC,
-    Stack,
     _stack_env,
     _submit,
     redis_server,
     services,
+    started_stack,
 )
 from worker.disk_full import DiskFull, disk_full
 
@@ -55,10 +55,7 @@ def test_a_full_disk_names_the_cause_and_the_job_resumes_once_there_is_room(
     # The requeued job waits TRAINDOCK_REPUBLISH_AFTER_S before the reaper publishes it.
     env = _stack_env(fresh_database, redis_server.url, tmp_path / "data",
                      TRAINDOCK_REPUBLISH_AFTER_S="6")
-    stack = Stack(env, tmp_path)
-    stack.start_api()
-    services.append(stack.api)
-    services.append(stack.worker("only"))
+    stack = started_stack(env, tmp_path, services)
     spec = FAULT_SPEC | {"training": {"epochs": 3, "batch_size": 16, "seed": 3}}
     with stack.client() as client:
         job_id = _submit(client, spec)

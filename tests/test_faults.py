@@ -111,6 +111,16 @@ class Stack:
         return start_worker(self.env, self.logs, name=name)
 
 
+def started_stack(env: dict[str, str], logs: Path, services: list[Service]) -> Stack:
+    """A stack of its own with its API and one worker ("only") running, both stopped by the
+    `services` fixture."""
+    stack = Stack(env, logs)
+    stack.start_api()
+    services.append(stack.api)
+    services.append(stack.worker("only"))
+    return stack
+
+
 def _stack_env(database_url: str, broker_url: str, data_dir: Path, **extra: str
                ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINDOCK_")}
@@ -275,10 +285,8 @@ def test_postgres_restarting_loses_no_metric_point(own_postgres, redis_server, t
                                                     services):
     url = own_postgres.get_uri()
     upgrade(Settings(database_url=url).sqlalchemy_url)
-    stack = Stack(_stack_env(url, redis_server.url, tmp_path / "data"), tmp_path)
-    stack.start_api()
-    services.append(stack.api)
-    services.append(stack.worker("only"))
+    env = _stack_env(url, redis_server.url, tmp_path / "data")
+    stack = started_stack(env, tmp_path, services)
     spec = FAULT_SPEC
     with stack.client() as client:
         job_id = _submit(client, spec)
@@ -341,10 +349,7 @@ def test_a_job_that_eats_memory_fails_after_its_attempts_and_the_worker_serves_o
 ):
     env = _stack_env(fresh_database, redis_server.url, tmp_path / "data",
                      TRAINDOCK_MAX_CHILD_MEMORY_MB="900")
-    stack = Stack(env, tmp_path)
-    stack.start_api()
-    services.append(stack.api)
-    services.append(stack.worker("only"))
+    stack = started_stack(env, tmp_path, services)
     hungry = {  # about 600 MB of weights, over the limit beside torch itself
         "name": "hungry", "dataset": {"name": "digits"}, "max_attempts": 2,
         "model": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 12000},

@@ -14,20 +14,11 @@ import torch
 from core.jobspec import JobSpec
 from models.build import build_model
 from models.losses import build_loss
-from tests.test_train_loop import CPU, ListSink, spirals_job
+from tests.test_train_loop import CPU, DIVERGING, ListSink, spirals_job
 from worker.data import prepare_data
 from worker.optim import build_optimizer
 from worker.state import LoopState, Point
 from worker.train import Preempted, TrainingDiverged, train
-
-DIVERGING = {
-    "dataset": {"name": "sine"},
-    "model": {"layers": [{"type": "linear", "out_features": 16}, {"type": "tanh"},
-                         {"type": "linear", "out_features": 1}]},
-    "loss": {"type": "mse"},
-    "optimizer": {"type": "sgd", "lr": 10.0, "momentum": 0.9},
-    "training": {"epochs": 3, "batch_size": 64},
-}
 
 
 @dataclass

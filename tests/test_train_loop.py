@@ -236,15 +236,19 @@ def test_shuffling_follows_the_training_seed_alone() -> None:
 # --- divergence -----------------------------------------------------------------------------
 
 
+# A learning rate of 10 on a small regression: the loss is infinite within a few steps.
+DIVERGING = {
+    "dataset": {"name": "sine"},
+    "model": {"layers": [{"type": "linear", "out_features": 16}, {"type": "tanh"},
+                         {"type": "linear", "out_features": 1}]},
+    "loss": {"type": "mse"},
+    "optimizer": {"type": "sgd", "lr": 10.0, "momentum": 0.9},
+    "training": {"epochs": 3, "batch_size": 64},
+}
+
+
 def test_diverging_run_raises_with_advice() -> None:
-    job = {
-        "dataset": {"name": "sine"},
-        "model": {"layers": [{"type": "linear", "out_features": 16}, {"type": "tanh"},
-                             {"type": "linear", "out_features": 1}]},
-        "loss": {"type": "mse"},
-        "optimizer": {"type": "sgd", "lr": 10.0, "momentum": 0.9},
-        "training": {"epochs": 3, "batch_size": 64},
-    }
+    job = DIVERGING
     with pytest.raises(TrainingDiverged) as caught:
         run_job(job)
     message = str(caught.value)
