@@ -10,9 +10,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 
-from sqlalchemy.orm import sessionmaker
-
-from core.db import get_engine, session_scope
+from core.db import Database
 from core.queue import Publisher
 from core.reaper import reap
 from core.repo import workers as worker_repo
@@ -62,19 +60,20 @@ class Every(threading.Thread):
 class Background:
     """The reaper and the heartbeat of one worker process."""
 
-    def __init__(self, settings: Settings, publisher: Publisher, worker_name: str) -> None:
+    def __init__(self, db: Database, settings: Settings, publisher: Publisher, worker_name: str
+                 ) -> None:
+        self.db = db
         self.settings = settings
         self.name = worker_name
         self.devices = visible_devices()
-        sessions = sessionmaker(get_engine(), expire_on_commit=False)
         self.threads = [
             Every("reaper", settings.reaper_interval_s,
-                  lambda: reap(sessions, publisher, settings)),
+                  lambda: reap(db, publisher, settings)),
             Every("heartbeat", settings.worker_heartbeat_s, self.report),
         ]
 
     def report(self) -> None:
-        with session_scope() as session:
+        with self.db.transaction() as session:
             worker_repo.report_worker(
                 session, name=self.name, host=socket.gethostname(), pid=os.getpid(),
                 devices=self.devices, current_job_id=CURRENT_JOB.job_id,
@@ -88,7 +87,7 @@ class Background:
         for thread in self.threads:
             thread.stop()
         try:
-            with session_scope() as session:
+            with self.db.transaction() as session:
                 worker_repo.mark_worker_stopped(session, self.name)
         except Exception as exc:  # the database may be the reason we are stopping
             log.warning("could not mark worker %s stopped: %s", self.name, exc)

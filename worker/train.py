@@ -234,12 +234,12 @@ def _train(
                 # The only host sync in the step loop, at a bounded rate.
                 value = (progress.window_loss / progress.window_count).item()
                 _check_finite(value, state.step, lr)
-                points = [Point("train_loss_step", value, state.step, epoch),
-                          Point("lr", lr, state.step, epoch)]
+                values = {"train_loss_step": value, "lr": lr}
                 if penalty is not None:
-                    points.append(Point("l1_penalty", penalty.item(), state.step, epoch))
+                    values["l1_penalty"] = penalty.item()
                 if grad_norm is not None:
-                    points.append(Point("grad_norm", grad_norm.item(), state.step, epoch))
+                    values["grad_norm"] = grad_norm.item()
+                points = _points(values, state, epoch)
                 _emit(callbacks, state, points)
                 progress.window_loss.zero_()
                 progress.window_count = 0
@@ -315,7 +315,7 @@ def _evaluates_now(cfg: TrainingSpec, epoch: int, step: int, run_ends: bool) -> 
 
 
 def _points(values: dict[str, float], state: LoopState, epoch: int) -> list[Point]:
-    return [Point(k, v, state.step, epoch) for k, v in values.items()]
+    return [Point(name=k, value=v, step=state.step, epoch=epoch) for k, v in values.items()]
 
 
 def _note(state: LoopState, note: str | None) -> None:
