@@ -11,7 +11,7 @@ from core.specs.job import JobSpec
 from core.specs.loss import LOSS_TASKS, losses_for
 from core.specs.schedule import VAL_METRICS
 from core.validated_job import ValidatedJob
-from models.build import ModelSummary, SpecError
+from models.build import ModelSummary, SpecError, Where
 from models.spec import count_layers
 
 
@@ -33,7 +33,7 @@ def output(spec: JobSpec, info: datasets.DatasetInfo, summary: ModelSummary) -> 
     """The loss against the dataset's task, the network's output against the targets, and
     the loss's and metrics' per-class or per-output settings against both."""
     last = len(spec.model.layers) - 1
-    where = f"model.layers[{last}] ({spec.model.layers[last].type})"
+    where = Where(f"model.layers[{last}]", spec.model.layers[last].type)
     out = summary.output_shape
     loss = spec.loss
     if info.task not in LOSS_TASKS[loss.type]:
@@ -175,7 +175,7 @@ def augment(checked: ValidatedJob) -> None:
     spec, info = checked.spec, checked.dataset
     shape = info.input_shape
     for i, aug in enumerate(spec.dataset.augment):
-        where = f"dataset.augment[{i}] ({aug.type})"
+        where = Where(f"dataset.augment[{i}]", aug.type)
         if aug.type in _AUGMENT_RANKS:
             ranks, needs = _AUGMENT_RANKS[aug.type]
             if len(shape) not in ranks:
