@@ -5,7 +5,7 @@ naming the field to change; `warnings` lists what is allowed but probably not me
 
 from __future__ import annotations
 
-from core import datasets
+from core import datasets, memory_estimate
 from core.settings import Settings
 from core.specs.job import JobSpec
 from core.specs.loss import LOSS_TASKS, losses_for
@@ -266,4 +266,28 @@ def _doubled_output_activation(spec: JobSpec) -> str | None:
         f"model.layers[{i}] ({squash}): {spec.loss.type} takes logits and applies {applied} "
         f"itself, so the network's {squash} is applied twice and its gradients shrink; remove "
         f"this {squash} layer and end with the linear layer (predictions are unchanged)"
+    )
+
+
+def memory(checked: ValidatedJob, settings: Settings) -> None:
+    """The activations of a training batch (core/memory_estimate.py) against the training
+    process's memory limit: a spec that cannot fit is refused before it is queued."""
+    limit_mb = settings.child_memory_limit_mb
+    if not limit_mb:
+        return
+    batch = checked.spec.training.batch_size
+    need = memory_estimate.estimate(checked.model, batch)
+    limit = limit_mb * 2**20
+    if need.train_bytes <= limit:
+        return
+    weights = checked.model.total_params * memory_estimate.BYTES_PER_VALUE
+    per_sample = (need.train_bytes - weights) // batch
+    fits = (limit - weights) // per_sample if per_sample and limit > weights else 0
+    fix = (f"lower training.batch_size to at most {fits}" if fits >= 1
+           else "a single sample does not fit")
+    raise SpecError(
+        "training.batch_size",
+        f"{need.describe_train(checked.model, batch)}; a training process on this server may use "
+        f"{limit_mb:,} MB (TRAINDOCK_MAX_CHILD_MEMORY_MB): {fix}, or make the largest "
+        "activations smaller (fewer channels or features, less padding, more pooling)",
     )

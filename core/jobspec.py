@@ -46,6 +46,7 @@ def validate_job(spec: JobSpec, settings: Settings,
     checks.schedule(checked)
     checks.training(checked)
     checks.augment(checked)
+    checks.memory(checked, settings)
     checked.warnings = checks.warnings(checked)
     return checked
 

@@ -28,6 +28,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from core.checkpoint_files import job_checkpoint_folder, remove_unrecorded
 from core.db import Database, retry_database
 from core.jobspec import JobSpec
+from core.memory_estimate import estimate as estimate_memory
 from core.progress import Progress
 from core.repo import checkpoints as checkpoint_repo
 from core.repo import jobs as job_repo
@@ -155,7 +156,7 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
         data = prepare_data(spec, device, settings.dataset_dir, settings.device_data_mb)
         phases.mark("data")
         # Shapes on the CPU: the meta device's first pass would import 2 s of torch here.
-        model, _ = build_model(spec.model, data.input_shape, shape_device="cpu")
+        model, summary = build_model(spec.model, data.input_shape, shape_device="cpu")
         model.to(device)
         phases.mark("model")
         optimizer = build_optimizer(spec, model)
@@ -181,7 +182,8 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
                          lambda breakdown: store_startup(db, job_id, attempt, breakdown))
         started = time.monotonic()
         train(spec, model, optimizer, build_loss(spec.loss), data, callbacks, scheduler=scheduler,
-              resume=start.state, should_stop=stop)
+              resume=start.state, should_stop=stop,
+              eval_batch=estimate_memory(summary, spec.training.batch_size).eval_batch)
         log.info("trained in %.2f s", time.monotonic() - started)
         return EXIT_OK
     except Preempted:

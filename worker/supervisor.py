@@ -142,7 +142,7 @@ def _watch(db: Database, proc: subprocess.Popen, job_id: uuid.UUID, attempt: int
             log.info("job %s: worker shutting down; asking the child to checkpoint", job_id)
             proc.send_signal(signal.SIGTERM)
             stop_deadline = time.monotonic() + settings.preempt_grace_s
-        too_big = _over_memory_limit(proc, settings.max_child_memory_mb)
+        too_big = _over_memory_limit(proc, settings.child_memory_limit_mb)
         if too_big:
             log.warning("job %s: %s; killing the child", job_id, too_big)
             proc.kill()
@@ -196,8 +196,9 @@ def _over_memory_limit(proc: subprocess.Popen, limit_mb: int) -> str | None:
         return None
     if rss_mb <= limit_mb:
         return None
-    return (f"the training process used {rss_mb:,.0f} MB of memory, over the "
-            f"{limit_mb:,} MB limit (TRAINDOCK_MAX_CHILD_MEMORY_MB)")
+    return (f"the training process needed more than {limit_mb / 1024:.1f} GB of memory: it "
+            f"used {rss_mb:,.0f} MB, over the {limit_mb:,} MB limit "
+            "(TRAINDOCK_MAX_CHILD_MEMORY_MB); use a smaller network or batch, or raise the limit")
 
 
 def _stalled(proc: subprocess.Popen, stall: StallWatch | None) -> float | None:

@@ -66,11 +66,12 @@ def train(
     scheduler: Scheduler | None = None,
     resume: LoopState | None = None,
     should_stop: Callable[[], bool] | None = None,
+    eval_batch: int | None = None,
 ) -> dict[str, float]:
     """Train for the run spec.training describes and return the final metrics (test ones
     included). See TrainingLoop."""
     return TrainingLoop(spec, model, optimizer, loss_fn, data, callbacks, scheduler=scheduler,
-                        resume=resume, should_stop=should_stop).run()
+                        resume=resume, should_stop=should_stop, eval_batch=eval_batch).run()
 
 
 class TrainingLoop:
@@ -88,7 +89,8 @@ class TrainingLoop:
     `scheduler` defaults to the spec's schedule, built here; `resume` is the state restored
     from a checkpoint (worker/checkpoints.py), its scheduler included. When `should_stop`
     turns true, the loop stops at the next step boundary, lets the callbacks checkpoint
-    (on_preempt) and raises Preempted.
+    (on_preempt) and raises Preempted. `eval_batch`: samples per evaluation batch, sized to
+    the network's memory (core/memory_estimate.py); None: worker/evaluate.py's default.
 
     Every way out of the loop, its end, a stop, a divergence or any exception, goes through
     the callbacks' on_exit with the state where it stopped: a callback that buffers writes
@@ -107,11 +109,13 @@ class TrainingLoop:
         scheduler: Scheduler | None = None,
         resume: LoopState | None = None,
         should_stop: Callable[[], bool] | None = None,
+        eval_batch: int | None = None,
     ) -> None:
         self.spec, self.cfg = spec, spec.training
         self.model, self.optimizer, self.loss_fn, self.data = model, optimizer, loss_fn, data
         self.callbacks = callbacks
         self.should_stop = should_stop
+        self.eval_batch = eval_batch
         self.state = resume or LoopState(model, optimizer,
                                          torch.Generator().manual_seed(spec.training.seed))
         self.resumed = resume is not None
@@ -354,7 +358,8 @@ class TrainingLoop:
             final |= self._validate()  # the restored weights' own; already logged at their step
         if data.x_test is not None:
             test = evaluate(self.model, self.loss_fn, data.x_test, data.y_test, data.task,
-                            top_k=self.spec.metrics.top_k).as_metrics("test")
+                            top_k=self.spec.metrics.top_k, batch_size=self.eval_batch
+                            ).as_metrics("test")
             final |= test
             self._emit(_points(test, state, state.epoch))
         for callback in self.callbacks:
@@ -369,7 +374,8 @@ class TrainingLoop:
     def _validate(self) -> dict[str, float]:
         data = self.data
         val = evaluate(self.model, self.loss_fn, data.x_val, data.y_val, data.task,
-                       top_k=self.spec.metrics.top_k).as_metrics("val")
+                       top_k=self.spec.metrics.top_k, batch_size=self.eval_batch
+                       ).as_metrics("val")
         # The weights can blow up between two checks of the training loss (an update after
         # the last one checked): a non-finite point would fail the job's summary write, which
         # JSON cannot hold, and bury the advice under a database error.
