@@ -11,6 +11,7 @@ from core.specs.job import JobSpec
 from core.specs.loss import LOSS_TASKS, losses_for
 from core.specs.schedule import VAL_METRICS
 from core.validated_job import ValidatedJob
+from core.webhooks.address import RefusedDestination, resolve
 from models.build import ModelSummary, SpecError, Where
 from models.spec import count_layers
 
@@ -291,3 +292,13 @@ def memory(checked: ValidatedJob, settings: Settings) -> None:
         f"{limit_mb:,} MB (TRAINDOCK_MAX_CHILD_MEMORY_MB): {fix}, or make the largest "
         "activations smaller (fewer channels or features, less padding, more pooling)",
     )
+
+
+def notify(spec: JobSpec, settings: Settings) -> None:
+    """A webhook's URL must resolve to an address this server sends to (core/webhooks)."""
+    if spec.notify is None:
+        return
+    try:
+        resolve(spec.notify.url, settings.webhook_allow_private)
+    except RefusedDestination as exc:
+        raise SpecError("notify.url", str(exc)) from None

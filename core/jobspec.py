@@ -47,6 +47,7 @@ def validate_job(spec: JobSpec, settings: Settings,
     checks.training(checked)
     checks.augment(checked)
     checks.memory(checked, settings)
+    checks.notify(spec, settings)
     checked.warnings = checks.warnings(checked)
     return checked
 

@@ -121,6 +121,20 @@ class Settings(BaseSettings):
         description="PostgreSQL cancels an API statement that runs longer than this",
     )
 
+    # Webhooks (worker/webhooks.py)
+    webhook_allow_private: bool = Field(
+        False, description="send webhooks to loopback and private addresses too (a server "
+        "whose receivers live on its own network); off, only public addresses",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120,
+                                     description="how long one delivery waits for an answer")
+    webhook_retry_base_s: float = Field(
+        2.0, gt=0, le=3600, description="the first retry's delay; each next one doubles, "
+        "up to an hour")
+    webhook_give_up_s: float = Field(
+        86_400.0, gt=0, description="a delivery not answered with a 2xx this long after its "
+        "event is given up")
+
     # Broker publishing must never hang a request.
     publish_timeout_s: float = Field(2.0, gt=0, le=30)
 

@@ -1,4 +1,5 @@
-"""Threads that run beside the worker's task loop: the reaper and the worker's heartbeat."""
+"""Threads that run beside the worker's task loop: the reaper, the worker's heartbeat and
+the webhook deliveries."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from core.reaper import reap
 from core.repo import workers as worker_repo
 from core.settings import Settings
 from worker.supervisor import CURRENT_JOB
+from worker.webhooks import deliver_due
 
 log = logging.getLogger(__name__)
+
+WEBHOOK_PASS_S = 1.0  # how often a worker sends the due webhook deliveries
 
 
 def visible_devices() -> list[str]:
@@ -58,7 +62,7 @@ class Every(threading.Thread):
 
 
 class Background:
-    """The reaper and the heartbeat of one worker process."""
+    """The reaper, the heartbeat and the webhook deliveries of one worker process."""
 
     def __init__(self, db: Database, settings: Settings, publisher: Publisher, worker_name: str
                  ) -> None:
@@ -70,6 +74,7 @@ class Background:
             Every("reaper", settings.reaper_interval_s,
                   lambda: reap(db, publisher, settings)),
             Every("heartbeat", settings.worker_heartbeat_s, self.report),
+            Every("webhooks", WEBHOOK_PASS_S, lambda: deliver_due(db, settings)),
         ]
 
     def report(self) -> None:
