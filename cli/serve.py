@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
+from pathlib import Path
 
 from core.settings import get_settings
 
@@ -20,16 +22,33 @@ def run_migrate(args: argparse.Namespace) -> int:
 def run_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from core.log_format import resolve_format, uvicorn_log_config
+
+    settings = get_settings()
+    if args.workers > 1:
+        share_prometheus_counts(settings.data_dir / "prometheus")
     uvicorn.run(
         "api.main:create_app",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        timeout_keep_alive=get_settings().http_keep_alive_s,
+        timeout_keep_alive=settings.http_keep_alive_s,
+        log_config=uvicorn_log_config(resolve_format(settings.log_format)),
         log_level="info",
     )
     return 0
+
+
+def share_prometheus_counts(folder: Path) -> None:
+    """Several uvicorn processes: prometheus_client keeps each one's counts in files in one
+    folder, which a scrape of any of them adds up. Emptied first: files a previous run left
+    would be added in too. Set before any worker imports prometheus_client."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return  # chosen by whoever runs this; theirs to empty
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 def run_worker(args: argparse.Namespace) -> int:
