@@ -184,3 +184,36 @@ def test_a_silent_database_does_not_hang_the_scrape(
         assert "traindock_http_requests_total" in samples  # the API's own series are there
     finally:
         api.stop()
+
+
+def test_several_api_processes_count_as_one(service_env: dict[str, str], tmp_path: Path) -> None:
+    """`traindock api --workers 2`: each scrape is answered by one process and counts the
+    requests both served (cli/serve.py sets PROMETHEUS_MULTIPROC_DIR)."""
+    port = free_port()
+    env = service_env | {"TRAINDOCK_DATA_DIR": str(tmp_path / "data")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    api = Service([sys.executable, "-m", "cli.main", "api", "--port", str(port),
+                   "--workers", "2"], env, tmp_path / "api.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=10).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, api.log()[-3000:]
+            time.sleep(0.3)
+        for _ in range(20):  # new connections, so that both processes take some
+            with httpx.Client(base_url=base, timeout=30) as fresh:
+                assert fresh.get("/v1/workers").status_code == 200
+        counted = set()
+        for _ in range(6):
+            with httpx.Client(base_url=base, timeout=30) as fresh:
+                counted.add(value(scrape(fresh), "traindock_http_requests_total",
+                                  route="/v1/workers", method="GET", status="200"))
+    finally:
+        api.stop()
+    assert counted == {20}, counted
+    assert len(list((tmp_path / "data" / "prometheus").glob("counter_*.db"))) == 2

