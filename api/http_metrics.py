@@ -2,8 +2,9 @@
 
 Labelled by the route's template (`/v1/jobs/{job_id}`), never the raw path, so that the
 number of series stays bounded by the number of routes; a path no route matched is counted
-as `unmatched`. A request's time runs from its arrival to its last body byte: a followed log
-or an event stream counts for as long as it streams.
+as `unmatched`, and a method other than the usual seven as `other`. A request's time runs
+from its arrival to its last body byte: a followed log or an event stream counts for as long
+as it streams.
 
 These live in each API process's own memory. With several uvicorn workers, cli/serve.py
 sets PROMETHEUS_MULTIPROC_DIR and prometheus_client keeps them in files there instead, which
@@ -28,6 +29,9 @@ DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 
 UNMATCHED = "unmatched"
+# Any token is a method to HTTP: the others are counted together, so that a client cannot
+# make new series by inventing them.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def route_template(scope: Scope) -> str:
@@ -57,6 +61,7 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, send_noting_status)
         finally:
-            labels = (route_template(scope), scope["method"], str(status))
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            labels = (route_template(scope), method, str(status))
             REQUESTS.labels(*labels).inc()
             DURATION.labels(*labels).observe(time.perf_counter() - began)

@@ -6,7 +6,7 @@ import argparse
 import os
 import shutil
 import socket
-from pathlib import Path
+import tempfile
 
 from core.settings import get_settings
 
@@ -25,30 +25,34 @@ def run_api(args: argparse.Namespace) -> int:
     from core.log_format import resolve_format, uvicorn_log_config
 
     settings = get_settings()
-    if args.workers > 1:
-        share_prometheus_counts(settings.data_dir / "prometheus")
-    uvicorn.run(
-        "api.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        timeout_keep_alive=settings.http_keep_alive_s,
-        log_config=uvicorn_log_config(resolve_format(settings.log_format)),
-        log_level="info",
-    )
+    shared = share_prometheus_counts() if args.workers > 1 else None
+    try:
+        uvicorn.run(
+            "api.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            timeout_keep_alive=settings.http_keep_alive_s,
+            log_config=uvicorn_log_config(resolve_format(settings.log_format)),
+            log_level="info",
+        )
+    finally:
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
     return 0
 
 
-def share_prometheus_counts(folder: Path) -> None:
+def share_prometheus_counts() -> str | None:
     """Several uvicorn processes: prometheus_client keeps each one's counts in files in one
-    folder, which a scrape of any of them adds up. Emptied first: files a previous run left
-    would be added in too. Set before any worker imports prometheus_client."""
+    folder, which a scrape of any of them adds up. A new folder for each run, on this machine
+    (not under DATA_DIR, which other machines' APIs may share): files a previous run left would
+    be added in. Set before any worker imports prometheus_client. Returns the folder made."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return  # chosen by whoever runs this; theirs to empty
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+        return None  # chosen by whoever runs this; theirs to empty
+    folder = tempfile.mkdtemp(prefix="traindock-prometheus-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder
 
 
 def run_worker(args: argparse.Namespace) -> int:

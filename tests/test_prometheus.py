@@ -137,6 +137,14 @@ def test_request_id_is_echoed_or_made(client: httpx.Client) -> None:
                  method="GET", status="404") >= 1
 
 
+def test_an_unknown_method_is_counted_as_other(client: httpx.Client) -> None:
+    assert client.request("PROPFIND", "/v1/jobs").status_code == 405
+    samples = scrape(client)
+    assert value(samples, "traindock_http_requests_total", route="/v1/jobs", method="other",
+                 status="405") >= 1
+    assert not any(("method", "PROPFIND") in labels for _, labels in samples)
+
+
 def test_a_bad_request_id_is_refused_naming_the_header(client: httpx.Client) -> None:
     response = client.get("/v1/jobs", headers={"X-Request-ID": "x" * 129})
     assert response.status_code == 400
@@ -190,8 +198,7 @@ def test_several_api_processes_count_as_one(service_env: dict[str, str], tmp_pat
     """`traindock api --workers 2`: each scrape is answered by one process and counts the
     requests both served (cli/serve.py sets PROMETHEUS_MULTIPROC_DIR)."""
     port = free_port()
-    env = service_env | {"TRAINDOCK_DATA_DIR": str(tmp_path / "data")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = {k: v for k, v in service_env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     api = Service([sys.executable, "-m", "cli.main", "api", "--port", str(port),
                    "--workers", "2"], env, tmp_path / "api.log")
     try:
@@ -208,12 +215,16 @@ def test_several_api_processes_count_as_one(service_env: dict[str, str], tmp_pat
         for _ in range(20):  # new connections, so that both processes take some
             with httpx.Client(base_url=base, timeout=30) as fresh:
                 assert fresh.get("/v1/workers").status_code == 200
-        counted = set()
+        counted, names = set(), set()
         for _ in range(6):
             with httpx.Client(base_url=base, timeout=30) as fresh:
-                counted.add(value(scrape(fresh), "traindock_http_requests_total",
-                                  route="/v1/workers", method="GET", status="200"))
+                samples = scrape(fresh)
+            counted.add(value(samples, "traindock_http_requests_total", route="/v1/workers",
+                              method="GET", status="200"))
+            names |= {name for name, _ in samples}
     finally:
         api.stop()
     assert counted == {20}, counted
-    assert len(list((tmp_path / "data" / "prometheus").glob("counter_*.db"))) == 2
+    # The multi-process registry's sign: it has no process_* series (docs/integration.md).
+    assert "process_cpu_seconds_total" not in names
+    assert "traindock_database_up" in names
