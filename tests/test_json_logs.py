@@ -5,12 +5,14 @@ log while the attempt log that `traindock logs` shows stays readable text."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 
 import httpx
 
 from core.attempt_logs import attempt_log_path
+from core.log_format import resolve_format
 from core.settings import Settings
 from tests.conftest import Service, load_example, start_api, wait_for_state
 
@@ -77,3 +79,13 @@ def test_worker_and_training_lines_name_the_job_and_attempt(
     shown = client.get(f"/v1/jobs/{job_id}/logs").text
     assert "ready to train after" in shown
     assert not any(line.startswith("{") for line in shown.splitlines())
+
+
+def test_auto_is_text_on_a_terminal_and_json_elsewhere(tmp_path: Path) -> None:
+    leader, follower = os.openpty()
+    with os.fdopen(follower, "w") as terminal, open(tmp_path / "f", "w") as file:
+        assert resolve_format("auto", terminal) == "text"
+        assert resolve_format("auto", file) == "json"
+        assert resolve_format("json", terminal) == "json"
+        assert resolve_format("text", file) == "text"
+    os.close(leader)
