@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+import psutil
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -37,9 +38,11 @@ class Settings(BaseSettings):
         description="on worker shutdown, time the training child gets to checkpoint and exit",
     )
     worker_heartbeat_s: float = Field(5.0, gt=0, le=300)
-    max_child_memory_mb: int = Field(
-        0, ge=0,
-        description="kill a training process whose resident memory passes this (0: no limit)",
+    max_child_memory_mb: int | None = Field(
+        None, ge=0,
+        description="a training process whose resident memory passes this is killed and its "
+        "job fails with what it needed; specs whose estimated memory passes it are refused "
+        "(0: no limit; unset: three quarters of this machine's memory)",
     )
     db_retry_s: float = Field(
         600.0, gt=0, le=86_400,
@@ -119,6 +122,20 @@ class Settings(BaseSettings):
         description="PostgreSQL cancels an API statement that runs longer than this",
     )
 
+    # Webhooks (worker/webhooks.py)
+    webhook_allow_private: bool = Field(
+        False, description="send webhooks to loopback and private addresses too (a server "
+        "whose receivers live on its own network); off, only public addresses",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120,
+                                     description="how long one delivery waits for an answer")
+    webhook_retry_base_s: float = Field(
+        2.0, gt=0, le=3600, description="the first retry's delay; each next one doubles, "
+        "up to an hour")
+    webhook_give_up_s: float = Field(
+        86_400.0, gt=0, description="a delivery not answered with a 2xx this long after its "
+        "event is given up")
+
     # Observability (docs/integration.md)
     log_format: Literal["auto", "json", "text"] = Field(
         "auto",
@@ -183,6 +200,13 @@ class Settings(BaseSettings):
     def psycopg_url(self) -> str:
         """The database URL as libpq and psycopg take it."""
         return self.sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    @property
+    def child_memory_limit_mb(self) -> int:
+        """The training process's memory limit in MB (0: none), the default resolved."""
+        if self.max_child_memory_mb is not None:
+            return self.max_child_memory_mb
+        return int(psutil.virtual_memory().total * 0.75 / 2**20)
 
     @property
     def checkpoint_dir(self) -> Path:

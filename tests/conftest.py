@@ -137,6 +137,9 @@ def service_env(settings: Settings) -> dict[str, str]:
         TRAINDOCK_BROKER_URL=settings.broker_url,
         TRAINDOCK_DATA_DIR=str(settings.data_dir),
         TRAINDOCK_LEASE_TTL_S="6",
+        # The tests' webhook receivers listen on loopback, and retries come quickly.
+        TRAINDOCK_WEBHOOK_ALLOW_PRIVATE="true",
+        TRAINDOCK_WEBHOOK_RETRY_BASE_S="0.3",
         PYTHONUNBUFFERED="1",
     )
     return env
