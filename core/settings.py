@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import psutil
 from pydantic import Field, field_validator, model_validator
@@ -134,6 +135,19 @@ class Settings(BaseSettings):
     webhook_give_up_s: float = Field(
         86_400.0, gt=0, description="a delivery not answered with a 2xx this long after its "
         "event is given up")
+
+    # Observability (docs/integration.md)
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description="log lines as one JSON object each (json) or as plain text (text); auto: "
+        "text on a terminal, JSON otherwise. A training attempt's log (traindock logs) stays "
+        "text; with json it also gets a JSON-lines copy, attempt-<n>.jsonl, beside it",
+    )
+    metrics_query_timeout_s: float = Field(
+        2.0, gt=0, le=30,
+        description="GET /metrics reads job and worker figures from the database within this; "
+        "past it the scrape answers without them and traindock_database_up is 0",
+    )
 
     # Broker publishing must never hang a request.
     publish_timeout_s: float = Field(2.0, gt=0, le=30)

@@ -39,6 +39,7 @@ from models.gradcheck import check_gradients
 from models.losses import build_loss
 from worker.callbacks import CheckpointSink, DatabaseGone, LeaseLost, MetricSink, Summary
 from worker.checkpoints import load_checkpoint, restore_loop_state, sha256_of
+from worker.child_logs import log_attempt, start_logging
 from worker.data import prepare_data
 from worker.disk_full import DiskFull
 from worker.exit_codes import (
@@ -365,14 +366,17 @@ def wait_for_job() -> tuple[uuid.UUID, int, float, Database]:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    start_logging()
     if argv == ["--wait"]:
         waited = time.monotonic()
         job_id, attempt, handed_at, db = wait_for_job()
+        log_attempt(job_id, attempt)
         log.info("warm training process %d took the job after %.1f s", os.getpid(),
                  time.monotonic() - waited)
         return run(job_id, attempt, handed_at, db)
-    return run(uuid.UUID(argv[0]), int(argv[1]))
+    job_id, attempt = uuid.UUID(argv[0]), int(argv[1])
+    log_attempt(job_id, attempt)
+    return run(job_id, attempt)
 
 
 def exit_now(code: int) -> None:

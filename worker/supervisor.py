@@ -20,6 +20,7 @@ from core.queue import Publisher
 from core.repo import jobs as job_repo
 from core.settings import Settings
 from worker.checkpoint_cleanup import tidy_ended_job
+from worker.log_setup import note_attempt
 from worker.outcome import (
     Cancel,
     Cancelled,
@@ -92,6 +93,7 @@ def supervise_job(
     if attempt is None:
         log.info("job %s is not queued (duplicate message or already taken)", job_id)
         return "duplicate"
+    note_attempt(attempt)  # on this job's log lines from here on
 
     log_path = attempt_log_path(settings.log_dir, job_id, attempt)
     proc = start_attempt(job_id, attempt, log_path)

@@ -18,6 +18,7 @@ from core.queue import TRAIN_TASK, Publisher
 from core.settings import get_settings
 from worker.background import Background
 from worker.celery_app import app
+from worker.log_setup import job_context
 from worker.spawn import WARM
 from worker.supervisor import supervise_job
 
@@ -62,8 +63,9 @@ def train_job(self, job_id: str) -> str:
         raise LeftForTheNextWorker(
             f"job {job_id} left for the next worker: this one is shutting down", requeue=True)
     owner = f"{socket.gethostname()}:{os.getpid()}:{self.request.hostname or 'worker'}"
-    return supervise_job(DATABASE, uuid.UUID(job_id), get_settings(), owner, PUBLISHER,
-                        shutting_down)
+    with job_context(job_id):
+        return supervise_job(DATABASE, uuid.UUID(job_id), get_settings(), owner, PUBLISHER,
+                             shutting_down)
 
 
 @signals.worker_ready.connect
