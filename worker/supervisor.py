@@ -11,7 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-from sqlalchemy.exc import SQLAlchemyError
+from psycopg.errors import LockNotAvailable
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core.attempt_logs import attempt_log_path
@@ -43,6 +45,7 @@ from worker.stall import StallWatch
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 1.0
+LOCK_WAIT_MS = 1000  # the longest the supervisor waits for the job row's lock
 CANCEL_GRACE_S = 10.0  # to flush the last points: a cancelled child writes no checkpoint
 
 
@@ -166,12 +169,21 @@ def _watch(db: Database, proc: subprocess.Popen, job_id: uuid.UUID, attempt: int
         asked = time.monotonic()
         try:
             with db.transaction() as session:
+                # The training process updates the job's row with each metric flush: stopped
+                # (SIGSTOP) inside that transaction, it holds the row's lock for as long as it
+                # is stopped, and an UPDATE here would wait for it forever, so the stall
+                # watchdog below would never run again.
+                session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT_MS}ms'"))
                 if time.monotonic() >= next_renew:
                     cancel = job_repo.renew_lease(session, job_id, attempt, settings.lease_ttl_s)
                     next_renew = time.monotonic() + renew_every
                 else:
                     cancel = job_repo.cancel_flag(session, job_id, attempt)
         except SQLAlchemyError as exc:
+            if isinstance(exc, OperationalError) and isinstance(exc.orig, LockNotAvailable):
+                log.info("job %s: its row is locked by the training process; checked again "
+                         "in a moment", job_id)
+                continue
             log.warning("job %s: database unreachable while supervising: %s", job_id,
                         str(exc).splitlines()[0])
             if stall is not None:  # the child may be waiting for it too, by design
