@@ -131,6 +131,10 @@ def _decode_all(archive: Archive, plan: list[Planned], num_classes: int,
     size = options.image_size
     notes.append(f"images read as {options.color}" + (
         f", resized to {size[0]}x{size[1]}" if size else ""))
+    if size is not None:  # known before any image is decoded
+        check_parsed_bytes((len(plan), channels, *size), options.max_parsed_bytes,
+                           f"{len(plan):,} images resized to {size[0]}x{size[1]}",
+                           field="image_size")
     arrays: dict[str, np.ndarray] = {}
     first_name = ""
     for planned in plan:
