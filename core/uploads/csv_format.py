@@ -37,13 +37,28 @@ TARGET_WIDTH = f"U{MAX_TARGET_CHARS}"
 
 
 def parse_csv(path: Path, options: ParseOptions) -> Parsed:
-    fast = _read_fast(path, options)
+    # One pass of inflating and counting in C first: what the text unpacks to, and how many
+    # rows it has, are checked before any parser spends seconds (or gigabytes) on it.
+    lines = _line_count(path, options)
+    fast = _read_fast(path, options, lines)
     if fast is not None:
         try:
             return _finish(*fast, options)
         except UploadError:
             pass  # the csv-module path finds the same problem and the line it is on
-    return _finish(*_read_slow(path, options), options)
+    return _finish(*_read_slow(path, options, lines), options)
+
+
+def _line_count(path: Path, options: ParseOptions) -> int:
+    with open(path, "rb") as raw:
+        stream: io.RawIOBase | io.BufferedIOBase = raw  # type: ignore[assignment]
+        if raw.read(2) == GZIP_MAGIC:
+            stream = CappedReader(gzip.GzipFile(fileobj=raw), _budget(path, options), "file")
+        raw.seek(0)
+        count = 0
+        while chunk := stream.read(1 << 20):
+            count += chunk.count(b"\n")
+    return count
 
 
 def _finish(header: list[str], target_index: int, x: np.ndarray, target: np.ndarray,
@@ -91,7 +106,7 @@ def _check_rows(rows: int, columns: int, options: ParseOptions) -> None:
     check_parsed_bytes((rows, columns), options.max_parsed_bytes, "the csv's features")
 
 
-def _read_fast(path: Path, options: ParseOptions):
+def _read_fast(path: Path, options: ParseOptions, lines: int):
     """Every column at once with numpy's C parser (about three times the csv module's
     speed): for the common large case, all numbers and nothing wrong. None when numpy
     refuses the file; the csv-module path then says what is wrong, on which line."""
@@ -100,6 +115,7 @@ def _read_fast(path: Path, options: ParseOptions):
         with warnings.catch_warnings(), _open_text(path, _budget(path, options)) as text:
             warnings.simplefilter("ignore")  # "input contained no data"
             _, header, target_index = _read_header(text, options)
+            _check_rows(lines, len(header), options)
             table = np.loadtxt(text, dtype=np.float32, ndmin=2, **loadtxt)
         if table.shape[1] != len(header) or not np.isfinite(table).all():
             return None
@@ -122,12 +138,38 @@ def _read_fast(path: Path, options: ParseOptions):
     return header, target_index, x, np.char.strip(target), lines
 
 
-def _read_slow(path: Path, options: ParseOptions):
+def _read_slow(path: Path, options: ParseOptions, lines: int):
     with _open_text(path, _budget(path, options)) as text:
         reader, header, target_index = _read_header(text, options)
+        _check_rows(lines, len(header), options)
         x_blocks, targets, lines = _read_rows(reader, header, target_index, options)
     return (header, target_index, np.concatenate(x_blocks), np.concatenate(targets),
             np.concatenate(lines))
+
+
+class _BlankLineGuard(io.RawIOBase):
+    """Refuses a stream of empty lines as the bytes pass (counting `\n\n` in C), before a
+    line-by-line reader spends minutes on millions of them."""
+
+    def __init__(self, raw: io.BufferedIOBase) -> None:
+        super().__init__()
+        self._raw = raw
+        self._blank = 0
+        self._last = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        n = self._raw.readinto(buffer)
+        if n:
+            data = self._last + bytes(buffer[:n])
+            self._blank += data.count(b"\n\n") + data.count(b"\n\r\n")
+            self._last = data[-1:]
+            if self._blank > MAX_BLANK_LINES:
+                raise UploadError("file", f"has more than {MAX_BLANK_LINES:,} blank lines; "
+                                  "remove them")
+        return n
 
 
 @contextlib.contextmanager
@@ -139,6 +181,7 @@ def _open_text(path: Path, budget: Budget) -> Iterator[io.TextIOBase]:
             binary = io.BufferedReader(CappedReader(gzip.GzipFile(fileobj=raw), budget, "file"))
         else:
             raw.seek(0)
+        binary = io.BufferedReader(_BlankLineGuard(binary), 1 << 20)  # type: ignore[arg-type]
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
         try:
             yield text
