@@ -97,16 +97,19 @@ async def download(url: str, out_path: Path, max_bytes: int, timeout_s: float,
     whatever happens."""
     check_url(url)
     policy = policy or NetPolicy()
+    receiving: list[bool] = []  # set once a 200 answer's body is being read
     try:
         async with asyncio.timeout(deadline_s):
-            return await _follow(url, out_path, max_bytes, timeout_s, policy)
+            return await _follow(url, out_path, max_bytes, timeout_s, policy, receiving)
     except TimeoutError:
+        if not receiving:  # a silent port reads like a closed one
+            raise _could_not_fetch(url) from None
         raise UploadError("url", f"{public_url(url)} was not downloaded within {deadline_s:g} s "
                           "(TRAINDOCK_IMPORT_DEADLINE_S); nothing was kept") from None
 
 
 async def _follow(url: str, out_path: Path, max_bytes: int, timeout_s: float,
-                  policy: NetPolicy) -> int:
+                  policy: NetPolicy, receiving: list[bool]) -> int:
     origin = _origin(url)
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), follow_redirects=False,
                                  trust_env=False) as client:
@@ -129,6 +132,7 @@ async def _follow(url: str, out_path: Path, max_bytes: int, timeout_s: float,
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
                     raise _too_large(url, max_bytes)
+                receiving.append(True)
                 return await _save(response, url, out_path, max_bytes)
             except httpx.HTTPError:
                 raise _could_not_fetch(url, ": the transfer broke off") from None
