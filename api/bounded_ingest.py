@@ -89,10 +89,15 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
 
 
 def _answer(code: int | None, out: bytes, err: bytes, settings: Settings) -> dict[str, Any]:
-    if code == -signal.SIGXCPU or code == -signal.SIGKILL and not out:
+    if code == -signal.SIGXCPU:
         raise UploadError("file", f"parsing used more than {settings.ingest_cpu_s} CPU "
                           "seconds, the limit (setting TRAINDOCK_INGEST_CPU_S); upload less "
                           "data at once", status=422)
+    if code == -signal.SIGKILL and not out:  # RLIMIT_CPU's hard limit, or the OOM killer
+        raise UploadError("file", "the parsing process was killed: it passed the CPU or "
+                          f"memory limit ({settings.ingest_cpu_s} s, TRAINDOCK_INGEST_CPU_S; "
+                          f"{settings.ingest_memory_mb} MB, TRAINDOCK_INGEST_MEMORY_MB); upload "
+                          "less data at once", status=413)
     try:
         answer = json.loads(out)
     except ValueError:

@@ -242,6 +242,20 @@ def test_a_child_over_its_memory_limit_is_a_413_naming_the_setting(settings, tmp
     assert not (tmp_path / "tmp").exists()
 
 
+def test_a_child_past_its_cpu_limit_is_a_422_naming_the_setting(settings, tmp_path):
+    limited = Settings(**(settings.model_dump() | {"ingest_cpu_s": 1}))
+    path = tmp_path / "slow.csv.gz"
+    path.write_bytes(_slow_csv())
+    work = tmp_path / "work"
+    work.mkdir()
+    request = child_request(limited, path, "slow.csv.gz", {}, work, tmp_path / "tmp")
+    started = time.monotonic()
+    with pytest.raises(UploadError) as refused:
+        asyncio.run(parse_in_child(limited, request))
+    assert refused.value.status == 422 and "TRAINDOCK_INGEST_CPU_S" in refused.value.message
+    assert time.monotonic() - started < 30
+
+
 def test_a_small_upload_still_round_trips_through_the_child(bounded_api, settings):
     url, _ = bounded_api
     csv = b"a,b,y\n1,2,cat\n3,4,dog\n5,6,cat\n"

@@ -40,8 +40,9 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ValidationErrorOut, "description": "the name is taken, or a job uses it"},
-    413: {"model": ValidationErrorOut, "description": "over TRAINDOCK_MAX_UPLOAD_BYTES or "
-          "TRAINDOCK_MAX_UNPACKED_BYTES"},
+    413: {"model": ValidationErrorOut, "description": "over TRAINDOCK_MAX_UPLOAD_BYTES, "
+          "TRAINDOCK_MAX_UNPACKED_BYTES, TRAINDOCK_MAX_PARSED_BYTES or "
+          "TRAINDOCK_INGEST_MEMORY_MB"},
     415: {"description": "neither multipart/form-data nor application/json"},
     422: {"model": ValidationErrorOut, "description": "the field or file member to change"},
 }
