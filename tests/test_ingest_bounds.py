@@ -229,8 +229,8 @@ def test_a_child_over_its_memory_limit_is_a_413_naming_the_setting(settings, tmp
     need more memory to decode than the child may have."""
     limited = Settings(**(settings.model_dump() | {"ingest_memory_mb": 400}))
     path = tmp_path / "big.zip"
-    path.write_bytes(_zip({"a/one.png": _png(7000, 7000, "RGB"),
-                           "b/two.png": _png(7000, 7000, "RGB")}))
+    path.write_bytes(_zip({"a/one.png": _png(5000, 5000, "RGB"),
+                           "b/two.png": _png(5000, 5000, "RGB")}))
     work = tmp_path / "work"
     work.mkdir()
     request = child_request(limited, path, "big.zip", {"format": "images"}, work,

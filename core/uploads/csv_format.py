@@ -106,7 +106,7 @@ def _check_rows(rows: int, columns: int, options: ParseOptions) -> None:
     check_parsed_bytes((rows, columns), options.max_parsed_bytes, "the csv's features")
 
 
-def _read_fast(path: Path, options: ParseOptions, lines: int):
+def _read_fast(path: Path, options: ParseOptions, lines: int | None = None):
     """Every column at once with numpy's C parser (about three times the csv module's
     speed): for the common large case, all numbers and nothing wrong. None when numpy
     refuses the file; the csv-module path then says what is wrong, on which line."""
@@ -115,7 +115,8 @@ def _read_fast(path: Path, options: ParseOptions, lines: int):
         with warnings.catch_warnings(), _open_text(path, _budget(path, options)) as text:
             warnings.simplefilter("ignore")  # "input contained no data"
             _, header, target_index = _read_header(text, options)
-            _check_rows(lines, len(header), options)
+            _check_rows(_line_count(path, options) if lines is None else lines, len(header),
+                        options)
             table = np.loadtxt(text, dtype=np.float32, ndmin=2, **loadtxt)
         if table.shape[1] != len(header) or not np.isfinite(table).all():
             return None
@@ -138,10 +139,11 @@ def _read_fast(path: Path, options: ParseOptions, lines: int):
     return header, target_index, x, np.char.strip(target), lines
 
 
-def _read_slow(path: Path, options: ParseOptions, lines: int):
+def _read_slow(path: Path, options: ParseOptions, lines: int | None = None):
     with _open_text(path, _budget(path, options)) as text:
         reader, header, target_index = _read_header(text, options)
-        _check_rows(lines, len(header), options)
+        _check_rows(_line_count(path, options) if lines is None else lines, len(header),
+                    options)
         x_blocks, targets, lines = _read_rows(reader, header, target_index, options)
     return (header, target_index, np.concatenate(x_blocks), np.concatenate(targets),
             np.concatenate(lines))
