@@ -97,7 +97,8 @@ def _check(spec: JobSpec, settings: Settings, lookup: DatasetLookup, batch_size:
 def _check_cost(model: ModelSummary, batch_size: int) -> None:
     """Refuse, from the network's summary and before anything is built, a check whose
     activations or forwards would cost more than the API gives it."""
-    activations = sum(math.prod(layer.output_shape) for layer in model.layers)
+    activations = math.prod(model.input_shape) + sum(
+        math.prod(layer.output_shape) for layer in model.layers)
     memory = activations * batch_size * 8
     # one forward for autograd, then two per perturbed coordinate (weight and bias of each
     # layer: at most MAX_COORDINATES each)
