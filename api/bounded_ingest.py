@@ -41,11 +41,24 @@ def child_request(settings: Settings, path: Path, filename: str, options: dict[s
     }
 
 
+_turns: dict[int, asyncio.Semaphore] = {}  # per event loop: TRAINDOCK_INGEST_CONCURRENCY
+
+
 async def parse_in_child(settings: Settings, request: dict[str, Any],
                          disconnected: Callable[[], Awaitable[bool]] | None = None
                          ) -> dict[str, Any]:
     """The child's "ok" answer; UploadError for its refusals and for the limits it hit;
-    ClientGone when `disconnected()` turned true first."""
+    ClientGone when `disconnected()` turned true first. At most
+    TRAINDOCK_INGEST_CONCURRENCY children run at once, so that N uploads at a time cannot
+    cost N times the memory limit."""
+    loop = id(asyncio.get_running_loop())
+    turn = _turns.setdefault(loop, asyncio.Semaphore(settings.ingest_concurrency))
+    async with turn:
+        return await _run_child(settings, request, disconnected)
+
+
+async def _run_child(settings: Settings, request: dict[str, Any],
+                     disconnected: Callable[[], Awaitable[bool]] | None) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "core.uploads.ingest_child",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

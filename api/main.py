@@ -12,6 +12,7 @@ from sqlalchemy.orm import sessionmaker
 from api.db_watch import DatabaseGate, DatabaseWatch
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
+from api.observability import install_observability
 from api.routes import (
     checkpoints,
     dashboard,
@@ -23,6 +24,7 @@ from api.routes import (
     jobs,
     logs,
     metrics,
+    webhooks,
     workers,
 )
 from core.dataset_store import sweep_stale
@@ -63,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database_watch = DatabaseWatch(settings)
     app.add_middleware(DatabaseGate, watch=app.state.database_watch)
     for module in (jobs, gradcheck, metrics, events, checkpoints, datasets, workers, health,
-                   dashboard, logs, job_delete):
+                   dashboard, logs, job_delete, webhooks):
         app.include_router(module.router)
-
+    install_observability(app)  # last: its request-id middleware wraps all the others
     return app

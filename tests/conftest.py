@@ -139,6 +139,9 @@ def service_env(settings: Settings) -> dict[str, str]:
         TRAINDOCK_LEASE_TTL_S="6",
         # the tests' URL imports fetch from a local HTTP server; loopback is refused by default
         TRAINDOCK_URL_IMPORT_ALLOW_NETWORKS="127.0.0.0/8",
+        # The tests' webhook receivers listen on loopback, and retries come quickly.
+        TRAINDOCK_WEBHOOK_ALLOW_PRIVATE="true",
+        TRAINDOCK_WEBHOOK_RETRY_BASE_S="0.3",
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -14,7 +14,9 @@ from core.settings import Settings
 from core.tables import Base
 from tests.conftest import create_database, drop_database
 
-TABLES = {"job", "metric", "metric_key", "metric_rollup", "checkpoint", "worker", "dataset"}
+TABLES = {"job", "metric", "metric_key", "metric_rollup", "checkpoint", "worker", "dataset",
+          "webhook_delivery", "webhook_secret"}
+WEBHOOKS = {"webhook_delivery", "webhook_secret"}
 
 
 @pytest.fixture
@@ -44,12 +46,14 @@ def test_upgrade_downgrade_upgrade(fresh_url):
 
 def test_each_revision_reverts_on_its_own(fresh_url):
     upgrade(fresh_url)
+    downgrade(fresh_url, "0005_job_startup")
+    assert _tables(fresh_url) == TABLES - WEBHOOKS
     downgrade(fresh_url, "0003_datasets")
-    assert _tables(fresh_url) == TABLES - {"metric_rollup"}
+    assert _tables(fresh_url) == TABLES - WEBHOOKS - {"metric_rollup"}
     downgrade(fresh_url, "0002_leases_and_workers")
-    assert _tables(fresh_url) == TABLES - {"metric_rollup", "dataset"}
+    assert _tables(fresh_url) == TABLES - WEBHOOKS - {"metric_rollup", "dataset"}
     downgrade(fresh_url, "0001_initial")
-    assert _tables(fresh_url) == TABLES - {"metric_rollup", "dataset", "worker"}
+    assert _tables(fresh_url) == TABLES - WEBHOOKS - {"metric_rollup", "dataset", "worker"}
     upgrade(fresh_url)
     assert _tables(fresh_url) == TABLES
 
