@@ -106,6 +106,44 @@ class Settings(BaseSettings):
         60.0, gt=0, le=3600,
         description="a URL import's connect and read timeout (each wait, not the whole download)",
     )
+    import_deadline_s: float = Field(
+        300.0, gt=0, le=86_400,
+        description="a URL import's whole download, redirects included, must end within this",
+    )
+    url_import_allow_private: bool = Field(
+        False,
+        description="let URL imports (and other outbound requests) reach loopback, private, "
+        "link-local and other non-public addresses; off, only public addresses are fetched",
+    )
+    url_import_allow_networks: str = Field(
+        "",
+        description="comma-separated networks (CIDR, e.g. 10.1.2.0/24,127.0.0.1/32) that URL "
+        "imports may reach although they are not public; narrower than "
+        "TRAINDOCK_URL_IMPORT_ALLOW_PRIVATE",
+    )
+    ingest_memory_mb: int = Field(
+        3072, ge=256, le=1024 * 1024,
+        description="address space (virtual memory) of the child process that parses, "
+        "summarises and stores one upload or import; past it the upload is refused with a 413",
+    )
+    ingest_concurrency: int = Field(
+        2, ge=1, le=64,
+        description="parsing children one API process runs at once; further uploads wait "
+        "their turn (each child may take TRAINDOCK_INGEST_MEMORY_MB)",
+    )
+    ingest_cpu_s: int = Field(
+        300, ge=1, le=86_400,
+        description="CPU seconds the parsing child of one upload or import may use",
+    )
+    ingest_deadline_s: float = Field(
+        600.0, gt=0, le=86_400,
+        description="wall-clock seconds the parsing child of one upload or import may take",
+    )
+    max_parsed_bytes: int = Field(
+        1024**3, ge=1024, le=1024**4,
+        description="the most the float32 arrays parsed from one upload may take (images "
+        "resized large, integers widened, IDX and CSV tables), checked before they are made",
+    )
 
     # A database that stops answering must not hang the API (api/db_watch.py).
     db_probe_interval_s: float = Field(

@@ -11,6 +11,8 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from core.net_policy import NetPolicy
+
 
 class RefusedDestination(ValueError):
     """The URL's host is not a destination this server sends to (the reason is the message)."""
@@ -24,10 +26,8 @@ class Destination:
 
 
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return not (address.is_private or address.is_loopback or address.is_link_local
-                or address.is_multicast or address.is_reserved or address.is_unspecified)
+    # the same rules as URL imports (core/net_policy.py), IPv4-mapped IPv6 included
+    return NetPolicy().refusal(address) is None
 
 
 def resolve(url: str, allow_private: bool) -> Destination:
