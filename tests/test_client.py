@@ -1,0 +1,121 @@
+"""traindock.client.Client against a real API and worker: submit, wait, metrics, the best
+checkpoint downloaded and loaded, each kind of refusal as its exception, and paging."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import free_port, load_example
+from traindock import Client, Conflict, Invalid, NotFound, Unavailable
+from traindock.results import Checkpoint, Job, Series
+
+
+@pytest.fixture
+def td(api_url: str) -> Iterator[Client]:
+    with Client(api_url, timeout=30) as client:
+        yield client
+
+
+def small_spec(epochs: int = 2) -> dict:
+    spec = load_example("digits-mlp")
+    spec["training"] = spec["training"] | {"epochs": epochs}
+    return spec
+
+
+def test_submit_wait_metrics_and_the_best_checkpoint(td: Client, worker, tmp_path: Path):
+    key = f"client-test-{uuid.uuid4()}"
+    submitted = td.submit(small_spec(), idempotency_key=key)
+    assert isinstance(submitted, Job) and submitted.state == "queued"
+    assert td.submit(small_spec(), idempotency_key=key).id == submitted.id  # a safe retry
+    with pytest.raises(Conflict):
+        td.submit(small_spec(epochs=1), idempotency_key=key)
+
+    job = td.wait(submitted.id[:8], timeout=120, poll_s=0.2)
+    assert (job.id, job.state, job.attempt) == (submitted.id, "succeeded", 1), job.error
+    assert job.final and job.finished_at >= job.started_at >= job.created_at
+    assert job.progress.step == job.progress.total_steps > 0
+    assert job.spec["training"]["epochs"] == 2 and job.test["test_accuracy"] > 0.5
+
+    series = td.metrics(job, names=["train_loss", "val_loss"])
+    assert set(series) == {"train_loss", "val_loss"}
+    assert all(isinstance(s, Series) for s in series.values())
+    assert series["val_loss"].epoch == [1, 2] and series["val_loss"].last.step == job.progress.step
+    assert len(td.metrics(job.id, since_step=series["val_loss"].step[0])["val_loss"]) == 1
+
+    checkpoints = td.checkpoints(job)
+    assert all(isinstance(c, Checkpoint) for c in checkpoints)
+    best = next(c for c in checkpoints if c.best)
+    path = td.download_checkpoint(job.id, "best", dest=tmp_path)
+    assert path == tmp_path / best.filename
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == best.sha256
+    assert path.stat().st_size == best.size
+    state = torch.load(path, weights_only=True)
+    assert state["step"] == best.step
+    assert sorted(p.name for p in tmp_path.iterdir()) == [best.filename]  # no temp file left
+    newest = td.download_checkpoint(job.id, dest=tmp_path / "newest.pt")
+    assert torch.load(newest, weights_only=True)["step"] == max(c.step for c in checkpoints)
+
+    assert "trained in" in td.logs(job)
+    assert td.deliveries(job) == []  # no notify in its spec
+    assert td.webhook_secret().startswith("whsec_")
+    with pytest.raises(Conflict, match="already ended"):
+        td.cancel(job)
+    td.delete(job)
+    with pytest.raises(NotFound):
+        td.job(job.id)
+
+
+def test_a_bad_spec_is_invalid_naming_the_field(td: Client):
+    spec = small_spec()
+    spec["model"]["layers"] = [{"type": "linear", "out_features": 10}]  # no flatten first
+    for call in (td.validate, td.submit):
+        with pytest.raises(Invalid) as caught:
+            call(spec)
+        assert caught.value.status == 422
+        assert caught.value.fields == ["model.layers[0]"], caught.value.errors
+        assert "add a flatten layer first" in str(caught.value)
+    spec = small_spec()
+    spec["optimizer"]["lr"] = -1
+    with pytest.raises(Invalid) as caught:
+        td.validate(spec)
+    assert caught.value.fields == ["optimizer.lr"]
+    assert td.validate(small_spec()).model["total_params"] > 0
+
+
+def test_an_unknown_job_is_not_found(td: Client):
+    missing = str(uuid.uuid4())
+    for call in (td.job, td.metrics, td.checkpoints, td.cancel, td.delete, td.deliveries):
+        with pytest.raises(NotFound, match=missing):
+            call(missing)
+    with pytest.raises(NotFound, match="no job id starts with"):
+        td.job("ffffffff-ffff")
+
+
+def test_an_unreachable_api_is_unavailable():
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with Client(url, timeout=5) as td, pytest.raises(Unavailable) as caught:
+        td.job(str(uuid.uuid4()))
+    assert url in str(caught.value) and "TRAINDOCK_URL" in str(caught.value)
+    assert caught.value.status is None
+
+
+def test_jobs_reads_every_page(td: Client):
+    name = f"client-paging-{uuid.uuid4().hex[:8]}"
+    submitted = []
+    for _ in range(5):
+        job = td.submit(small_spec() | {"name": name})
+        td.cancel(job)  # a queued job ends at once: no training needed
+        submitted.append(job.id)
+    # The API's pages of 2 are not all the cancelled jobs: the client must follow the cursor.
+    assert td.transport.get("/v1/jobs", state="cancelled", limit=2)["next_cursor"]
+    listed = [j.id for j in td.jobs(state="cancelled", name=name, page_size=2)]
+    assert listed == submitted[::-1]  # newest first, each once
+    assert [j.id for j in td.jobs(name=name, page_size=2, limit=3)] == submitted[:1:-1]
+    assert all(j.state == "cancelled" for j in td.jobs(state="cancelled", limit=5))
+    assert [j.id for j in td.jobs(id_prefix=submitted[0][:12])] == [submitted[0]]
