@@ -119,3 +119,21 @@ def test_jobs_reads_every_page(td: Client):
     assert [j.id for j in td.jobs(name=name, page_size=2, limit=3)] == submitted[:1:-1]
     assert all(j.state == "cancelled" for j in td.jobs(state="cancelled", limit=5))
     assert [j.id for j in td.jobs(id_prefix=submitted[0][:12])] == [submitted[0]]
+
+
+def test_the_integration_docs_first_example_runs(api_url: str, worker, tmp_path: Path,
+                                                 monkeypatch, capsys):
+    """docs/integration.md's first Python block, run as written against the live API."""
+    import re
+
+    from tests.conftest import ROOT
+
+    section = (ROOT / "docs" / "integration.md").read_text().split("\n## Python client\n")[1]
+    block = re.search(r"^```python\n(.*?)^```$", section, re.MULTILINE | re.DOTALL).group(1)
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRAINDOCK_URL", api_url)
+    exec(compile(block, "docs/integration.md", "exec"), {})
+    assert capsys.readouterr().out.startswith("succeeded {'test_loss': ")
+    [saved] = (tmp_path / "models").iterdir()
+    assert torch.load(saved, weights_only=True)["step"] > 0

@@ -177,12 +177,19 @@ class Client:
                             dest: str | os.PathLike[str] = ".") -> Path:
         """Save a checkpoint and return its path: `checkpoint_id` None for the newest,
         "best" for the best, or an id from `checkpoints()`. `dest` is a folder (the file
-        keeps the server's `filename`) or a file path. The file is streamed to a temporary
-        file beside it and renamed into place only once its SHA-256 matches the listing and
-        the `X-Checksum-Sha256` header (else `ChecksumMismatch`, and nothing is left)."""
+        keeps the server's `filename`; one given with a trailing "/" is made if missing) or
+        a file path. The file is streamed to a temporary file beside it and renamed into
+        place only once its SHA-256 matches the listing and the `X-Checksum-Sha256` header
+        (else `ChecksumMismatch`, and nothing is left)."""
         job_id = self.resolve(job)
         checkpoint = _pick(self.checkpoints(job_id), job_id, checkpoint_id)
         target = Path(dest)
+        if os.fspath(dest).endswith(("/", os.sep)):  # "models/": a folder, made if need be
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TraindockError(f"cannot make the folder {target}: {exc.strerror}"
+                                     ) from None
         if target.is_dir():
             target = target / Path(checkpoint.filename).name  # never a path the server chose
         try:
