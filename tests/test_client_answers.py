@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from traindock import ChecksumMismatch, Client, Invalid, Unauthorized, Unavailable, WaitTimeout
+from traindock import (
+    ChecksumMismatch,
+    Client,
+    Invalid,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    WaitTimeout,
+)
 
 JOB_ID = "3f2a6c1e-8b0d-4c5e-9f21-0a1b2c3d4e5f"
 JOB = {"id": JOB_ID, "name": "digits-mlp", "state": "succeeded", "attempt": 1,
@@ -150,3 +158,19 @@ def test_a_job_reference_that_cannot_be_an_id_is_refused_before_any_request(scri
     with Client(scripted.url) as td, pytest.raises(Invalid) as caught:
         td.job("not-a-job")
     assert caught.value.fields == ["job_id"] and scripted.requests == []
+
+
+def test_an_older_server_without_the_route_is_named_as_such(scripted):
+    with Client(scripted.url) as td, pytest.raises(NotFound) as caught:
+        td.webhook_secret()  # the scripted API answers FastAPI's own 404 for unknown routes
+    assert "has no route /v1/webhooks/secret" in str(caught.value)
+    assert "older traindock" in str(caught.value)
+
+
+def test_a_server_error_is_unavailable_with_what_to_do(scripted):
+    scripted.answer(f"/v1/jobs/{JOB_ID}", (500, {"content-type": "text/plain"}, b"boom"))
+    with Client(scripted.url) as td, pytest.raises(Unavailable) as caught:
+        td.job(JOB_ID)
+    assert caught.value.status == 500
+    assert str(caught.value).startswith("the API answered 500 Internal Server Error to GET ")
+    assert str(caught.value).endswith("; try again shortly")

@@ -60,11 +60,11 @@ def error_for(response: httpx.Response) -> TraindockError:
         if 400 <= status < 500 and status not in (401, 403, 404, 409, 410, 429):
             return Invalid(errors, status)
         messages = [e.message for e in errors]
-    elif detail:
-        messages = [str(detail)]
-    elif status == 404:  # FastAPI's own 404: the route, not the resource, is missing
+    elif status == 404 and detail in (None, "Not Found"):  # no such route, not no such job
         messages = [f"the API has no route {response.request.url.path}; is the server an "
                     "older traindock than this client?"]
+    elif detail:
+        messages = [str(detail)]
     else:
         messages = [f"the API answered {status} {response.reason_phrase or 'error'} to "
                     f"{response.request.method} {response.request.url}"]
