@@ -137,3 +137,40 @@ def test_the_integration_docs_first_example_runs(api_url: str, worker, tmp_path:
     assert capsys.readouterr().out.startswith("succeeded {'test_loss': ")
     [saved] = (tmp_path / "models").iterdir()
     assert torch.load(saved, weights_only=True)["step"] > 0
+
+
+def test_the_client_knows_every_field_the_api_documents(td: Client):
+    """Each result type has a field for every property of its schema in the live API's
+    OpenAPI document: a field the server gains is a field the client gains (an older client
+    facing a newer server ignores it; that is test_client_answers.py's)."""
+    import dataclasses
+
+    from traindock.results import Delivery, Validation
+
+    schemas = td.transport.get("/openapi.json")["components"]["schemas"]
+    pairs = {"JobOut": Job, "JobListItem": Job, "CheckpointOut": Checkpoint,
+             "DeliveryOut": Delivery, "SeriesOut": Series, "ValidationOut": Validation}
+    for schema, cls in pairs.items():
+        fields = {f.name for f in dataclasses.fields(cls)}
+        missing = set(schemas[schema]["properties"]) - fields
+        assert not missing, f"{cls.__name__} lacks {sorted(missing)} of the API's {schema}"
+
+
+def test_the_transport_uploads_a_file_as_the_cli_does(td: Client, tmp_path: Path):
+    """Transport.upload, for the terminal client's `datasets upload` once it uses this one."""
+    import numpy as np
+
+    from traindock import TraindockError
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "train.npz"
+    np.savez(path, x_train=rng.normal(size=(60, 4)).astype("float32"),
+             y_train=rng.integers(0, 3, 60))
+    name = f"client-upload-{uuid.uuid4().hex[:8]}"
+    dataset = td.transport.upload("/v1/datasets", path, {"name": name})
+    assert (dataset["name"], dataset["input_shape"], dataset["splits"]["train"]) == (
+        name, [4], 60)
+    with pytest.raises(Conflict, match=name):
+        td.transport.upload("/v1/datasets", path, {"name": name})
+    with pytest.raises(TraindockError, match="cannot read"):
+        td.transport.upload("/v1/datasets", tmp_path / "absent.npz", {"name": "x"})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -125,6 +126,17 @@ class Transport:
 
     def delete(self, path: str) -> None:
         self.request("DELETE", path)
+
+    def upload(self, path: str, file: Path, fields: dict[str, str],
+               timeout: float | None = None) -> Any:
+        """POST a file as multipart form data; httpx reads it in chunks as it sends."""
+        try:
+            handle = open(file, "rb")  # noqa: SIM115 - closed below, after the request
+        except OSError as exc:
+            raise TraindockError(f"cannot read {file}: {exc.strerror}") from None
+        with handle:
+            return self.request("POST", path, files={"file": (file.name, handle)}, data=fields,
+                                timeout=self.timeout if timeout is None else timeout).json()
 
     @contextmanager
     def stream(self, path: str, timeout: float | httpx.Timeout | None = None, **params: Any
