@@ -69,6 +69,7 @@ class Job:
     startup: dict[str, Any] | None = None
     spec_digest: str | None = None
     differs: dict[str, Any] | None = None
+    owner: str | None = None  # with API keys: the owner of the key that submitted it
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
