@@ -108,8 +108,11 @@ def check_json(body: bytes) -> None:
     except RecursionError:
         raise InputProblem("body", "json_too_deep",
                            f"nested deeper than {MAX_JSON_DEPTH} levels; flatten it") from None
-    except ValueError:
-        return
+    except json.JSONDecodeError:
+        return  # the route's own answer gives the line and column (api/errors.py)
+    except ValueError as exc:  # not UTF-8, or a number of thousands of digits
+        raise InputProblem("body", "json_invalid",
+                           f"not valid JSON ({exc}); send UTF-8 JSON") from None
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(document, ())]
     while stack:
         value, parts = stack.pop()

@@ -54,6 +54,20 @@ def _bound_integers(node: Any) -> None:
             _bound_integers(value)
 
 
+def _no_null_parameters(parameters: list[dict[str, Any]]) -> None:
+    """FastAPI writes an optional query or header parameter as `anyOf: [T, null]`; a
+    parameter is a string or absent, never JSON null, so clients sent the text "null"."""
+    for parameter in parameters:
+        schema = parameter.get("schema", {})
+        options = [s for s in schema.get("anyOf", []) if s.get("type") != "null"]
+        if "anyOf" in schema and len(options) < len(schema["anyOf"]):
+            del schema["anyOf"]
+            if len(options) == 1:
+                schema.update(options[0])
+            else:
+                schema["anyOf"] = options
+
+
 def correct(doc: dict[str, Any]) -> dict[str, Any]:
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["FieldError"] = FieldError.model_json_schema()
@@ -71,6 +85,7 @@ def correct(doc: dict[str, Any]) -> dict[str, Any]:
                 continue
             responses = operation.setdefault("responses", {})
             parameters = operation.get("parameters", [])
+            _no_null_parameters(parameters)
             if any(p.get("in") == "path" for p in parameters):
                 responses.setdefault("404", _json(MESSAGE, "not found"))
             if parameters or "requestBody" in operation:
