@@ -116,8 +116,8 @@ def check_json(body: bytes) -> None:
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(document, ())]
     while stack:
         value, parts = stack.pop()
-        if len(parts) > MAX_JSON_DEPTH:
-            raise InputProblem(_path(parts[:MAX_JSON_DEPTH]), "json_too_deep",
+        if isinstance(value, dict | list) and len(parts) >= MAX_JSON_DEPTH:
+            raise InputProblem(_path(parts), "json_too_deep",
                                f"nested deeper than {MAX_JSON_DEPTH} levels; flatten it")
         if isinstance(value, dict):
             for key, item in value.items():
