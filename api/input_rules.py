@@ -54,9 +54,6 @@ def _is_integer(annotation: Any) -> bool:
     return annotation is int or int in get_args(annotation)
 
 
-_PARAMETERS: dict[int, tuple[tuple[str, str, bool], ...]] = {}  # by id(route): unhashable
-
-
 def _parameters(route: APIRoute) -> tuple[tuple[str, str, bool], ...]:
     """(where, name as sent, is an integer) for each parameter the route and its dependencies
     declare, `where` being path, query or header."""
@@ -71,10 +68,13 @@ def _parameters(route: APIRoute) -> tuple[tuple[str, str, bool], ...]:
         for sub in dependant.dependencies:
             walk(sub)
 
-    if id(route) not in _PARAMETERS:
+    # Kept on the route itself (an APIRoute is not hashable, and an id can be reused).
+    cached = getattr(route, "_input_rule_parameters", None)
+    if cached is None:
         walk(route.dependant)
-        _PARAMETERS[id(route)] = tuple(dict.fromkeys(found))
-    return _PARAMETERS[id(route)]
+        cached = tuple(dict.fromkeys(found))
+        route._input_rule_parameters = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def check_parameters(route: APIRoute, scope: Scope, path_params: dict[str, Any]) -> None:
