@@ -18,9 +18,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.route_table import flat_routes
 
 
-def allowed_methods(routes: list[BaseRoute], scope: Scope) -> list[str] | None:
-    """The methods the request's path takes, when its own method is not one of them; None
-    when the request can go on to the router (it matches a route, or no route at all)."""
+def allowed_methods(routes: list[BaseRoute], scope: Scope
+                    ) -> tuple[list[str], BaseRoute] | None:
+    """The methods the request's path takes, when its own method is not one of them, and the
+    route that names the path; None when the request can go on to the router (it matches a
+    route, or no route at all)."""
     matched = [(route, match) for route in flat_routes(routes)
                if (match := route.matches(scope)[0]) is not Match.NONE]
     literal = [(route, match) for route, match in matched
@@ -29,7 +31,7 @@ def allowed_methods(routes: list[BaseRoute], scope: Scope) -> list[str] | None:
     if not deciding or any(match is Match.FULL for _, match in deciding):
         return None
     methods = {method for route, _ in deciding for method in getattr(route, "methods", ())}
-    return sorted(methods) or None
+    return (sorted(methods), deciding[0][0]) if methods else None
 
 
 class AllowedMethods:
@@ -38,9 +40,10 @@ class AllowedMethods:
         self.routes = routes  # the app's own list: routes added later are seen
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (allow := allowed_methods(self.routes, scope)) is None:
+        if scope["type"] != "http" or (found := allowed_methods(self.routes, scope)) is None:
             await self.app(scope, receive, send)
             return
+        allow, scope["route"] = found  # as the router leaves it: metrics label by its template
         body = json.dumps({"detail": f"{scope['method']} is not allowed on {scope['path']}; "
                                      f"use {' or '.join(allow)}"}).encode()
         await send({"type": "http.response.start", "status": 405,
