@@ -9,10 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
 
+from api.allowed_methods import AllowedMethods
+from api.api_docs import install_docs
+from api.browser_defences import BrowserDefences
 from api.db_watch import DatabaseGate, DatabaseWatch
 from api.errors import install_error_handlers
+from api.input_errors import install_input_errors
+from api.input_rules import InputRules
 from api.limits import BodySizeLimit
 from api.observability import install_observability
+from api.openapi_doc import install_openapi
 from api.routes import (
     checkpoints,
     dashboard,
@@ -50,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Train neural networks described as data. Submit a JobSpec to "
         "`POST /v1/jobs`; read its state, metrics and checkpoints back.",
+        docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None,  # api/api_docs.py
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings, statement_timeout=True)
@@ -59,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # A crash mid-upload leaves a received body or a half-written folder; clear old ones.
     sweep_stale(settings.dataset_dir, settings.data_dir / "uploads")
     install_error_handlers(app)
+    install_input_errors(app)
+    app.add_middleware(InputRules, routes=app.router.routes, max_body_bytes=settings.max_spec_bytes)
     # Dataset uploads are streamed to disk and capped by TRAINDOCK_MAX_UPLOAD_BYTES instead.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_spec_bytes,
                        exempt=frozenset({("POST", "/v1/datasets")}))
@@ -67,5 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (jobs, gradcheck, metrics, events, checkpoints, datasets, workers, health,
                    dashboard, logs, job_delete, webhooks):
         app.include_router(module.router)
+    install_docs(app)
+    install_openapi(app)
+    # Before anything else but the request id: a foreign page or host name is refused.
+    app.add_middleware(AllowedMethods, routes=app.router.routes)
+    app.add_middleware(BrowserDefences, settings=settings)
     install_observability(app)  # last: its request-id middleware wraps all the others
+
     return app

@@ -24,6 +24,10 @@ def run_api(args: argparse.Namespace) -> int:
 
     from core.log_format import resolve_format, uvicorn_log_config
 
+    # The address it listens on is one of the host names it answers to (api/browser_defences.py);
+    # the environment carries it to every uvicorn worker process.
+    os.environ["TRAINDOCK_BIND_HOST"] = args.host
+    get_settings.cache_clear()
     settings = get_settings()
     shared = share_prometheus_counts() if args.workers > 1 else None
     try:

@@ -187,6 +187,20 @@ class Settings(BaseSettings):
         "past it the scrape answers without them and traindock_database_up is 0",
     )
 
+    # Browser defences (api/browser_defences.py)
+    allowed_hosts: str = Field(
+        "", max_length=4096,
+        description="comma-separated host names the API answers to (its Host header); a "
+        "request naming another gets a 421, which stops DNS-rebinding pages from reading the "
+        "API. Empty: localhost, 127.0.0.1, ::1 and the address the API listens on; * allows "
+        "any name (only behind a proxy that checks it)",
+    )
+    bind_host: str = Field(
+        "", max_length=255,
+        description="set by `traindock api --host` for its own processes: the address it "
+        "listens on, allowed as a host name",
+    )
+
     # Broker publishing must never hang a request.
     publish_timeout_s: float = Field(2.0, gt=0, le=30)
 

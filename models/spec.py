@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from models.init_spec import BIAS_INIT_DESCRIPTION, INIT_DESCRIPTION, BiasInitSpec, InitSpec
 from models.strict import StrictModel
@@ -25,7 +25,7 @@ class _Layer(StrictModel):
 class _Weighted(_Layer):
     """A layer with learnt parameters, which can be frozen."""
 
-    frozen: bool = Field(
+    frozen: StrictBool = Field(
         False,
         description="keep this layer's initial parameters: the optimizer does not update them "
         "and the summary counts them as non-trainable (a frozen batchnorm still updates its "
@@ -36,7 +36,7 @@ class _Weighted(_Layer):
 class _Initialised(_Weighted):
     """A linear or conv projection: it takes the model's init schemes or its own."""
 
-    bias: bool = Field(True, description="add a learnt bias")
+    bias: StrictBool = Field(True, description="add a learnt bias")
     init: InitSpec | None = Field(None, description="overrides model.init for this layer")
     bias_init: BiasInitSpec | None = Field(
         None, description="overrides model.bias_init for this layer"

@@ -143,6 +143,18 @@ def test_api_command_and_port(model: dict[str, Any]) -> None:
     assert [(p["target"], p["published"]) for p in api["ports"]] == [(8000, "8000")]
 
 
+def test_api_answers_to_the_names_it_is_published_on(model: dict[str, Any]) -> None:
+    """Bound to 0.0.0.0, the API's own address is no name; the published port is reached as
+    localhost (api/browser_defences.py refuses other Host headers)."""
+    from api.browser_defences import allowed_hosts
+    from core.settings import Settings
+
+    env = model["services"]["api"]["environment"]
+    names = allowed_hosts(Settings(allowed_hosts=env["TRAINDOCK_ALLOWED_HOSTS"],
+                                   bind_host="0.0.0.0"))
+    assert names is not None and {"localhost", "127.0.0.1", "::1"} <= names
+
+
 def test_app_services_share_data_and_point_at_the_services(model: dict[str, Any]) -> None:
     for name in APP_SERVICES:
         service = model["services"][name]

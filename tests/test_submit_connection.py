@@ -30,7 +30,7 @@ def test_submit_takes_no_async_connection_while_the_spec_is_validated(
         return validate_job(*args)
 
     monkeypatch.setattr(jobs_routes, "validate_job", counting_validate_job)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:  # an allowed host name
         first = client.post("/v1/jobs", json=load_example("digits-mlp"),
                             headers={"Idempotency-Key": "submit-connection"})
         again = client.post("/v1/jobs", json=load_example("digits-mlp"),

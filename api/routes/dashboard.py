@@ -110,7 +110,7 @@ def submit_page() -> HTMLResponse:
 
 @router.get("/spec")
 def spec_page() -> HTMLResponse:
-    # Served, not linked to docs/: a wheel has no docs folder, and /docs loads from a CDN.
+    # Served, not linked to docs/: a wheel has no docs folder.
     return _page("spec")
 
 

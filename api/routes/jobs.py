@@ -57,7 +57,8 @@ def validate(spec: SpecBody, settings: SettingsDep, lookup: DatasetLookupDep) ->
                          warnings=checked.warnings)
 
 
-@router.post("", status_code=201, response_model=JobOut, responses=NOT_JSON)
+@router.post("", status_code=201, response_model=JobOut, responses={
+    **NOT_JSON, 409: {"description": "this Idempotency-Key came with another job spec"}})
 async def submit(
     spec: SpecBody,
     request: Request,
@@ -156,7 +157,8 @@ async def get_job(job_id: uuid.UUID, conn: AsyncConnDep) -> JobOut:
     return JobOut.of(job)
 
 
-@router.post("/{job_id}/cancel", status_code=202, response_model=JobOut)
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobOut,
+             responses={409: {"description": "the job has already ended"}})
 def cancel(job: JobDep, session: SessionDep) -> JobOut:
     """Queued jobs end at once; a running job is stopped by its worker within about a second."""
     state = job_repo.request_cancel(session, job.id)

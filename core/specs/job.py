@@ -4,7 +4,7 @@ and the server."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from core.specs.dataset import DatasetSpec
 from core.specs.loss import CrossEntropyLoss, LossSpec
@@ -50,7 +50,7 @@ class JobSpec(StrictModel):
         None, description="POST a signed JSON event to a URL when the job changes state "
         "(docs/integration.md, Webhooks)",
     )
-    gradcheck: bool = Field(
+    gradcheck: StrictBool = Field(
         False,
         description="before training, compare autograd with numerical gradients on a small "
         "training batch (see POST /v1/gradcheck); the report lands in summary.gradcheck and a "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, StrictBool, ValidationInfo, field_validator
 
 from models.strict import StrictModel
 
@@ -33,7 +33,7 @@ class SGDSpec(StrictModel):
         0.0, ge=0.0, le=1.0, description="share of the new gradient held back from the momentum"
     )
     weight_decay: WeightDecay = 0.0
-    nesterov: bool = Field(
+    nesterov: StrictBool = Field(
         False, description="Nesterov momentum: needs momentum > 0 and dampening 0"
     )
     exclude_from_weight_decay: ExcludeFromWeightDecay
@@ -115,7 +115,7 @@ class RMSpropSpec(StrictModel):
     eps: Eps = 1e-8
     weight_decay: WeightDecay = 0.0
     momentum: float = Field(0.0, ge=0.0, lt=1.0, description="momentum on the update; 0: none")
-    centered: bool = Field(
+    centered: StrictBool = Field(
         False, description="divide by the gradient's estimated variance rather than its "
         "uncentred second moment"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from core.specs.metrics import better_direction
 from models.strict import StrictModel
@@ -27,7 +27,7 @@ class EarlyStoppingSpec(StrictModel):
     min_delta: float = Field(
         0.0, ge=0.0, le=1e6, description="the least change that counts as an improvement"
     )
-    restore_best: bool = Field(
+    restore_best: StrictBool = Field(
         True, description="end with the weights of the best evaluation, not the last"
     )
 
@@ -72,7 +72,7 @@ class TrainingSpec(StrictModel):
         description="bf16 or fp16: mixed precision (autocast; fp16 with a gradient scaler). "
         "Where the device cannot, the job trains in fp32 and says why in summary.notes",
     )
-    compile: bool = Field(
+    compile: StrictBool = Field(
         False,
         description="torch.compile the network; when it cannot be compiled, the job trains "
         "uncompiled and says why in summary.notes",
