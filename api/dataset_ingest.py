@@ -28,12 +28,12 @@ from core.uploads.formats import ParseOptions, format_from_filename, parse_uploa
 from core.uploads.parsed import UploadError
 
 
-def check_name_free(session: Session, name: str) -> None:
-    """409 when `name` is a built-in dataset's or an uploaded one's already."""
+def check_name_free(session: Session, name: str, owner: str) -> None:
+    """409 when `name` is a built-in dataset's or one of `owner`'s uploaded ones already."""
     if name in datasets.BUILTINS:
         raise UploadError("name", f"{name!r} is a built-in dataset; choose another name",
                           status=409)
-    taken = dataset_repo.get_by_name(session, name)
+    taken = dataset_repo.get_by_name(session, name, owner)
     if taken is not None:
         raise UploadError("name", f"{name!r} already names dataset {taken.id}; choose another "
                           f"name, or DELETE /v1/datasets/{taken.id} first", status=409)
@@ -53,24 +53,26 @@ def parse_options(options: UploadOptions, settings: Settings, work_dir: Path | N
 
 
 def ingest(session: Session, settings: Settings, path: Path, filename: str,
-           options: UploadOptions, source: dict[str, Any]) -> Dataset:
+           options: UploadOptions, source: dict[str, Any], owner: str) -> Dataset:
     """Parse the file at `path` (the client's `filename` only tells its format), store its
-    arrays and insert the row. Raises UploadError (4xx) for anything the uploader can fix."""
-    check_name_free(session, options.name)
+    arrays and insert `owner`'s row. Raises UploadError (4xx) for anything the uploader can
+    fix."""
+    check_name_free(session, options.name, owner)
     session.rollback()  # end the read transaction: parsing may take a while
     # Large feature arrays are built in here, on disk, and read back in blocks, so that the
     # API's memory does not grow with the upload.
     work_dir = path.with_name(f"{path.name}.work")
     work_dir.mkdir()
     try:
-        return _parse_and_record(session, settings, path, filename, options, source, work_dir)
+        return _parse_and_record(session, settings, path, filename, options, source, work_dir,
+                                 owner)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _parse_and_record(session: Session, settings: Settings, path: Path, filename: str,
-                      options: UploadOptions, source: dict[str, Any], work_dir: Path
-                      ) -> Dataset:
+                      options: UploadOptions, source: dict[str, Any], work_dir: Path,
+                      owner: str) -> Dataset:
     parse = parse_options(options, settings, work_dir)
     fmt = options.format or format_from_filename(filename, path, parse)
     parsed = parse_upload(path, fmt, parse)
@@ -86,7 +88,7 @@ def _parse_and_record(session: Session, settings: Settings, path: Path, filename
         try:
             with session.begin_nested():
                 row = dataset_repo.add(
-                    session, name=options.name, sha256=stored.sha256, format=fmt,
+                    session, owner=owner, name=options.name, sha256=stored.sha256, format=fmt,
                     task=meta["task"], input_shape=meta["input_shape"],
                     target_shape=meta["target_shape"], num_classes=meta["num_classes"],
                     class_names=meta["class_names"], class_counts=counts,

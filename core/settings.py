@@ -118,6 +118,14 @@ class Settings(BaseSettings):
         description="PostgreSQL cancels an API statement that runs longer than this",
     )
 
+    # Who may call the API (docs/security.md).
+    auth: bool = Field(
+        True,
+        description="require an API key (Authorization: Bearer, or the dashboard's cookie) on "
+        "every /v1 route and dashboard page; off (TRAINDOCK_AUTH=off) every caller is an "
+        "admin of owner `local`: only for a single user on a loopback address",
+    )
+
     # Broker publishing must never hang a request.
     publish_timeout_s: float = Field(2.0, gt=0, le=30)
 

@@ -14,7 +14,8 @@ from core.settings import Settings
 from core.tables import Base
 from tests.conftest import create_database, drop_database
 
-TABLES = {"job", "metric", "metric_key", "metric_rollup", "checkpoint", "worker", "dataset"}
+TABLES = {"job", "metric", "metric_key", "metric_rollup", "checkpoint", "worker", "dataset",
+          "api_key"}
 
 
 @pytest.fixture
@@ -44,12 +45,14 @@ def test_upgrade_downgrade_upgrade(fresh_url):
 
 def test_each_revision_reverts_on_its_own(fresh_url):
     upgrade(fresh_url)
+    downgrade(fresh_url, "0005_job_startup")
+    assert _tables(fresh_url) == TABLES - {"api_key"}
     downgrade(fresh_url, "0003_datasets")
-    assert _tables(fresh_url) == TABLES - {"metric_rollup"}
+    assert _tables(fresh_url) == TABLES - {"metric_rollup", "api_key"}
     downgrade(fresh_url, "0002_leases_and_workers")
-    assert _tables(fresh_url) == TABLES - {"metric_rollup", "dataset"}
+    assert _tables(fresh_url) == TABLES - {"metric_rollup", "dataset", "api_key"}
     downgrade(fresh_url, "0001_initial")
-    assert _tables(fresh_url) == TABLES - {"metric_rollup", "dataset", "worker"}
+    assert _tables(fresh_url) == TABLES - {"metric_rollup", "dataset", "worker", "api_key"}
     upgrade(fresh_url)
     assert _tables(fresh_url) == TABLES
 

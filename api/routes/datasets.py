@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from api import dataset_ingest
+from api.auth import Principal, PrincipalDep
 from api.dataset_schemas import (
     BuiltinDatasetOut,
     DatasetImport,
@@ -69,37 +70,42 @@ def _http_error(exc: UploadError) -> HTTPException:
                                        "type": "upload"}])
 
 
-def _find(session, key: str) -> Dataset:
-    row = dataset_repo.get_by_id_or_name(session, key)
-    if row is None:
+def _find(session, key: str, principal: Principal) -> Dataset:
+    row = dataset_repo.get_by_id_or_name(session, key, principal.owner)
+    if row is None or not principal.may_see(row.owner):  # another owner's: as if none
         raise HTTPException(404, f"no dataset with id or name {key!r}; GET /v1/datasets "
                             "lists them")
     return row
 
 
 @router.get("", response_model=list[UploadedDatasetOut | BuiltinDatasetOut])
-def list_datasets(session: SessionDep) -> list[UploadedDatasetOut | BuiltinDatasetOut]:
-    """Uploaded datasets, newest first, then the built-in ones by name."""
-    uploaded = [dataset_out(row) for row in dataset_repo.list_datasets(session)]
+def list_datasets(session: SessionDep, principal: PrincipalDep
+                  ) -> list[UploadedDatasetOut | BuiltinDatasetOut]:
+    """The caller's uploaded datasets (an admin: everyone's), newest first, then the built-in
+    ones by name."""
+    uploaded = [dataset_out(row)
+                for row in dataset_repo.list_datasets(session, principal.owner_filter)]
     return [*uploaded, *(builtin_out(name) for name in sorted(datasets.BUILTINS))]
 
 
 @router.get("/{key}", response_model=UploadedDatasetOut | BuiltinDatasetOut)
-def get_dataset(key: str, session: SessionDep) -> UploadedDatasetOut | BuiltinDatasetOut:
+def get_dataset(key: str, session: SessionDep, principal: PrincipalDep
+                ) -> UploadedDatasetOut | BuiltinDatasetOut:
     """A built-in dataset by name, or an uploaded one by id or name."""
     if key in datasets.BUILTINS:
         return builtin_out(key)
-    return dataset_out(_find(session, key))
+    return dataset_out(_find(session, key, principal))
 
 
 @router.delete("/{key}", status_code=204, responses={409: ERRORS[409]})
-def delete_dataset(key: str, session: SessionDep, settings: SettingsDep) -> Response:
+def delete_dataset(key: str, session: SessionDep, settings: SettingsDep,
+                   principal: PrincipalDep) -> Response:
     """Delete an uploaded dataset (by id or name), and its stored arrays unless another
     dataset holds the same content. 409 while a queued or running job uses it."""
     if key in datasets.BUILTINS:
         raise _http_error(UploadError("id", f"{key!r} is built in; it cannot be deleted", 409))
     try:
-        dataset_ingest.delete(session, settings, _find(session, key))
+        dataset_ingest.delete(session, settings, _find(session, key, principal))
     except UploadError as exc:
         raise _http_error(exc) from None
     return Response(status_code=204)
@@ -107,8 +113,8 @@ def delete_dataset(key: str, session: SessionDep, settings: SettingsDep) -> Resp
 
 @router.post("", status_code=201, response_model=UploadedDatasetOut, responses=ERRORS,
              openapi_extra=UPLOAD_BODY)
-async def create_dataset(request: Request, session: SessionDep, settings: SettingsDep
-                         ) -> UploadedDatasetOut:
+async def create_dataset(request: Request, session: SessionDep, settings: SettingsDep,
+                         principal: PrincipalDep) -> UploadedDatasetOut:
     """Upload a file (multipart/form-data: `file`, `name`, options) or import one from a URL
     (JSON: `url`, `name`, options). The body is streamed to disk, never held in memory."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -120,9 +126,10 @@ async def create_dataset(request: Request, session: SessionDep, settings: Settin
         if kind == "multipart/form-data":
             options, filename, source = await _receive_upload(request, settings, path)
         else:
-            options, filename, source = await _receive_import(request, session, settings, path)
+            options, filename, source = await _receive_import(request, session, settings, path,
+                                                              principal.owner)
         row = await run_in_threadpool(dataset_ingest.ingest, session, settings, path, filename,
-                                      options, source)
+                                      options, source, principal.owner)
     except UploadError as exc:
         raise _http_error(exc) from None
     except ClientDisconnect:
@@ -160,8 +167,8 @@ async def _receive_upload(request: Request, settings: Settings, path: Path
     return options, filename, {"filename": filename}
 
 
-async def _receive_import(request: Request, session, settings: Settings, path: Path
-                          ) -> tuple[UploadOptions, str, dict[str, Any]]:
+async def _receive_import(request: Request, session, settings: Settings, path: Path,
+                          owner: str) -> tuple[UploadOptions, str, dict[str, Any]]:
     # The API's body limit does not cover this route (uploads are large): JSON is capped here.
     body = bytearray()
     async for chunk in request.stream():
@@ -179,11 +186,11 @@ async def _receive_import(request: Request, session, settings: Settings, path: P
                                    "message": "body: must be a JSON object {url, name, ...}"}])
     data = _options(DatasetImport, document)
     check_url(data.url)
-    await run_in_threadpool(_check_name, session, data.name)
+    await run_in_threadpool(_check_name, session, data.name, owner)
     await download(data.url, path, settings.max_upload_bytes, settings.import_timeout_s)
     return data, filename_of(data.url), {"url": data.url}
 
 
-def _check_name(session, name: str) -> None:
-    dataset_ingest.check_name_free(session, name)
+def _check_name(session, name: str, owner: str) -> None:
+    dataset_ingest.check_name_free(session, name, owner)
     session.rollback()
