@@ -160,6 +160,10 @@ def start_and_supervise(args: argparse.Namespace, signals: StopSignals, started:
     if signals.stop_requested:
         return 0
     key_lines = auth_banner_lines(settings, args.no_auth)
+    if started.postgres is not None:
+        # `traindock keys` works on the database: say how to reach the embedded one.
+        key_lines.append(f"  keys       TRAINDOCK_DATABASE_URL='{settings.database_url}' "
+                         "traindock keys list")
 
     api_command = cli_command("api", "--host", args.host, "--port", str(args.port))
     started.children.append(start_child("API", api_command, env))

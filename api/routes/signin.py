@@ -50,9 +50,12 @@ def check_same_origin(request: Request) -> None:
                                 "sign in from this server's own /signin page")
 
 
-@router.get("/signin")
-def signin_form(request: Request) -> HTMLResponse:
-    return signin_page(request, safe_next(request.query_params.get("next")))
+@router.get("/signin", response_model=None)
+def signin_form(request: Request) -> HTMLResponse | RedirectResponse:
+    target = safe_next(request.query_params.get("next"))
+    if not request.app.state.settings.auth:  # nothing to sign in to
+        return RedirectResponse(target, status_code=303)
+    return signin_page(request, target)
 
 
 @router.post("/signin", response_model=None)
