@@ -1,13 +1,14 @@
-"""From a received file to a dataset row: parse, summarize, store, record; and deleting one.
-
-Runs in a worker thread (parsing is CPU work). Whatever fails, nothing stays behind: store()
-writes its folder whole or not at all, and a folder this upload stored for a row that then
-could not be inserted is removed again unless another row names it. An advisory lock per
-sha256 keeps an upload that reuses a folder and a delete that removes it from interleaving.
+"""From a parsed upload to a dataset row, and deleting one. Parsing, summarising and
+writing the arrays happen in a bounded child process (api/bounded_ingest.py); this records
+its result. Whatever fails, nothing stays behind: the child's folder appears under its
+sha256 whole or not at all, and a folder this upload published for a row that then could not
+be inserted is removed again unless another row names it. An advisory lock per sha256 keeps
+an upload that reuses a folder and a delete that removes it from interleaving.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -17,14 +18,13 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from api.bounded_ingest import child_request, parse_in_child
 from api.dataset_schemas import UploadOptions
 from core import datasets
-from core.dataset_store import dataset_path, remove, store
-from core.dataset_summary import class_counts, feature_stats
+from core.dataset_store import dataset_path, publish, remove
 from core.repo import datasets as dataset_repo
 from core.settings import Settings
 from core.tables import Dataset
-from core.uploads.formats import ParseOptions, format_from_filename, parse_upload
 from core.uploads.parsed import UploadError
 
 
@@ -39,61 +39,52 @@ def check_name_free(session: Session, name: str, owner: str) -> None:
                           f"name, or DELETE /v1/datasets/{taken.id} first", status=409)
 
 
-def parse_options(options: UploadOptions, settings: Settings, work_dir: Path | None = None
-                  ) -> ParseOptions:
-    size = options.image_size
-    return ParseOptions(
-        target=options.target,
-        task=options.task,
-        image_size=(size, size) if isinstance(size, int) else size,
-        color=options.color or "rgb",
-        max_unpacked_bytes=settings.max_unpacked_bytes,
-        work_dir=work_dir,
-    )
-
-
 def ingest(session: Session, settings: Settings, path: Path, filename: str,
            options: UploadOptions, source: dict[str, Any], owner: str) -> Dataset:
-    """Parse the file at `path` (the client's `filename` only tells its format), store its
-    arrays and insert `owner`'s row. Raises UploadError (4xx) for anything the uploader can
-    fix."""
+    """The whole of an upload without HTTP (for callers outside a request): the name check,
+    the bounded parsing child, and `owner`'s record. Raises UploadError (4xx)."""
     check_name_free(session, options.name, owner)
     session.rollback()  # end the read transaction: parsing may take a while
-    # Large feature arrays are built in here, on disk, and read back in blocks, so that the
-    # API's memory does not grow with the upload.
     work_dir = path.with_name(f"{path.name}.work")
+    tmp_dir = settings.dataset_dir / f".tmp-{uuid.uuid4().hex}"
     work_dir.mkdir()
     try:
-        return _parse_and_record(session, settings, path, filename, options, source, work_dir,
-                                 owner)
+        request = child_request(settings, path, filename, child_options(options), work_dir,
+                                tmp_dir)
+        parsed = asyncio.run(parse_in_child(settings, request))
+        return record(session, settings, parsed, tmp_dir, options, source, owner)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def _parse_and_record(session: Session, settings: Settings, path: Path, filename: str,
-                      options: UploadOptions, source: dict[str, Any], work_dir: Path,
-                      owner: str) -> Dataset:
-    parse = parse_options(options, settings, work_dir)
-    fmt = options.format or format_from_filename(filename, path, parse)
-    parsed = parse_upload(path, fmt, parse)
-    counts = class_counts(parsed)
-    stats = feature_stats(parsed.x_train)
+def child_options(options: UploadOptions) -> dict[str, Any]:
+    """What the parsing child needs of the request's options (plain JSON)."""
+    size = options.image_size
+    return {"target": options.target, "task": options.task, "format": options.format,
+            "image_size": [size, size] if isinstance(size, int) else size,
+            "color": options.color}
+
+
+def record(session: Session, settings: Settings, parsed: dict[str, Any], tmp_dir: Path,
+           options: UploadOptions, source: dict[str, Any], owner: str) -> Dataset:
+    """Publish the folder the parsing child wrote at `tmp_dir` (parsed: its answer) under
+    its sha256 and insert the row, both under the sha256's lock, so that a delete of a
+    folder with the same content cannot interleave."""
     root = settings.dataset_dir
-    stored = store(parsed, root)
+    sha256, meta = parsed["sha256"], parsed["meta"]
+    dataset_repo.lock_sha256(session, sha256)
     try:
-        dataset_repo.lock_sha256(session, stored.sha256)
-        if not stored.path.is_dir():  # a delete removed the shared folder meanwhile
-            stored = store(parsed, root)
-        meta = stored.meta
+        publish(tmp_dir, root, sha256)
         try:
             with session.begin_nested():
                 row = dataset_repo.add(
-                    session, owner=owner, name=options.name, sha256=stored.sha256, format=fmt,
+                    session, owner=owner, name=options.name, sha256=sha256, format=parsed["format"],
                     task=meta["task"], input_shape=meta["input_shape"],
                     target_shape=meta["target_shape"], num_classes=meta["num_classes"],
-                    class_names=meta["class_names"], class_counts=counts,
-                    splits=meta["splits"], feature_stats=stats, bytes=stored.bytes,
-                    source=source,
+                    class_names=meta["class_names"], class_counts=parsed["class_counts"],
+                    splits=meta["splits"], feature_stats=parsed["feature_stats"],
+                    bytes=parsed["bytes"], source=source,
                 )
         except IntegrityError:  # another upload took the name while this one was parsed
             raise UploadError("name", f"{options.name!r} was just taken by another upload; "
@@ -102,7 +93,7 @@ def _parse_and_record(session: Session, settings: Settings, path: Path, filename
         return row
     except BaseException:
         session.rollback()
-        _remove_if_unused(session, root, stored.sha256)
+        _remove_if_unused(session, root, sha256)
         raise
 
 

@@ -13,6 +13,7 @@ from api.auth import AUTH_RESPONSES, authenticate
 from api.db_watch import DatabaseGate, DatabaseWatch
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
+from api.observability import install_observability
 from api.routes import (
     checkpoints,
     dashboard,
@@ -25,6 +26,7 @@ from api.routes import (
     logs,
     metrics,
     signin,
+    webhooks,
     workers,
 )
 from core.dataset_store import sweep_stale
@@ -64,13 +66,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        exempt=frozenset({("POST", "/v1/datasets")}))
     app.state.database_watch = DatabaseWatch(settings)
     app.add_middleware(DatabaseGate, watch=app.state.database_watch)
-    # Every /v1 route needs an API key (api/auth.py); /healthz, /docs and the dashboard's
-    # pages and files do not (the pages ask for a key themselves).
+    # Every /v1 route needs an API key (api/auth.py); /healthz, /metrics, /docs and the
+    # dashboard's pages and files do not (the pages ask for a key themselves).
     for module in (jobs, gradcheck, metrics, events, checkpoints, datasets, workers, logs,
-                   job_delete):
+                   job_delete, webhooks):
         app.include_router(module.router, dependencies=[Depends(authenticate)],
                            responses=AUTH_RESPONSES)
     for module in (health, dashboard, signin):
         app.include_router(module.router)
-
+    install_observability(app)  # last: its request-id middleware wraps all the others
     return app

@@ -207,3 +207,28 @@ class WorkerOut(BaseModel):
     last_seen_at: datetime
     stopped_at: datetime | None
     alive: bool
+
+
+class DeliveryOut(BaseModel):
+    """One webhook event of the job and how its delivery went: `delivered_at` once the
+    receiver answered with a 2xx; `next_attempt_at` is when it is tried again; `given_up_at`
+    once retries ran out (TRAINDOCK_WEBHOOK_GIVE_UP_S) or the destination was refused.
+    `last_status` is the receiver's last HTTP status (none: no answer)."""
+
+    id: int
+    event: str
+    url: str
+    payload: dict[str, Any]
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    given_up_at: datetime | None
+
+
+class WebhookSecretOut(BaseModel):
+    """The key deliveries are signed with (Standard Webhooks' `whsec_...` format)."""
+
+    secret: str

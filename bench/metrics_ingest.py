@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from stack import Stack, create_database, drop_database
 
+from core.progress import Progress
 from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
 from core.settings import Settings
@@ -55,8 +56,8 @@ def make_points(n: int, offset: int = 0) -> list[metric_repo.Point]:
     for i in range(offset, offset + n):
         step, name = divmod(i, 2)
         value = 2.0 / (1 + step * 1e-3) if name == 0 else 1e-3
-        points.append(metric_repo.Point(SERIES if name == 0 else "lr", step, value,
-                                        step // 1000, now))
+        points.append(metric_repo.Point(name=SERIES if name == 0 else "lr", step=step,
+                                        value=value, epoch=step // 1000, wall_time=now))
     return points
 
 
@@ -100,7 +101,8 @@ def _writer(url: str, job_id: uuid.UUID, attempt: int, n_points: int, batch: int
             t0 = time.perf_counter()
             with engine.begin() as conn:
                 rows += metric_repo.write_points(conn, job_id, attempt, chunk, key_ids)
-                progress = {"epoch": chunk[-1].epoch, "step": chunk[-1].step}
+                progress = Progress(epoch=chunk[-1].epoch, step=chunk[-1].step,
+                                    total_steps=0)
                 owned = job_repo.record_progress(Session(bind=conn), job_id, attempt,
                                                  progress, summary)
             flush_s.append(time.perf_counter() - t0)

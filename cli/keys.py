@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from cli.format import render_table
 from core.api_keys import parse_scopes
-from core.db import session_scope
+from core.db import Database
 from core.repo.api_keys import ApiKeyProblem, create_key, list_keys, revoke_key
 from core.settings import get_settings
 from core.tables import ApiKey
@@ -32,7 +32,7 @@ def _as_dict(key: ApiKey) -> dict:
 
 def run_keys(args: argparse.Namespace) -> int:
     try:
-        with session_scope() as session:
+        with Database.connect(get_settings(), pool_size=1).transaction() as session:
             return _run(session, args)
     except (ApiKeyProblem, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

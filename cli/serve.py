@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
+import tempfile
 
 from core.settings import get_settings
 
@@ -20,16 +22,37 @@ def run_migrate(args: argparse.Namespace) -> int:
 def run_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run(
-        "api.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        timeout_keep_alive=get_settings().http_keep_alive_s,
-        log_level="info",
-    )
+    from core.log_format import resolve_format, uvicorn_log_config
+
+    settings = get_settings()
+    shared = share_prometheus_counts() if args.workers > 1 else None
+    try:
+        uvicorn.run(
+            "api.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            timeout_keep_alive=settings.http_keep_alive_s,
+            log_config=uvicorn_log_config(resolve_format(settings.log_format)),
+            log_level="info",
+        )
+    finally:
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
     return 0
+
+
+def share_prometheus_counts() -> str | None:
+    """Several uvicorn processes: prometheus_client keeps each one's counts in files in one
+    folder, which a scrape of any of them adds up. A new folder for each run, on this machine
+    (not under DATA_DIR, which other machines' APIs may share): files a previous run left would
+    be added in. Set before any worker imports prometheus_client. Returns the folder made."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None  # chosen by whoever runs this; theirs to empty
+    folder = tempfile.mkdtemp(prefix="traindock-prometheus-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder
 
 
 def run_worker(args: argparse.Namespace) -> int:

@@ -47,6 +47,22 @@ def row_blocks(x: np.ndarray, block_bytes: int = BLOCK_BYTES) -> Iterator[np.nda
         yield block.reshape((stop - start, *x.shape[1:]))
 
 
+def flat_chunks(x: np.ndarray, chunk_bytes: int = BLOCK_BYTES) -> Iterator[np.ndarray]:
+    """The values of `x` in C order, as flat in-memory arrays of at most `chunk_bytes`:
+    unlike row_blocks(), one huge row (a 9000x9000 image) never has to fit at once."""
+    step = max(1, chunk_bytes // max(1, x.itemsize))
+    total = int(x.size)
+    mapped = _mapped_file(x)
+    flat = None if mapped is not None else np.ascontiguousarray(x).reshape(-1)
+    for start in range(0, total, step):
+        count = min(step, total - start)
+        if mapped is None:
+            yield flat[start:start + count]
+            continue
+        path, offset = mapped
+        yield np.fromfile(path, dtype=x.dtype, count=count, offset=offset + start * x.itemsize)
+
+
 class NpyWriter:
     """Build a large array on disk instead of in memory: an `.npy` file written a block at a
     time with plain file writes (not through a mapping, for the reason above), then opened

@@ -5,13 +5,14 @@ naming the field to change; `warnings` lists what is allowed but probably not me
 
 from __future__ import annotations
 
-from core import datasets
+from core import datasets, memory_estimate
 from core.settings import Settings
 from core.specs.job import JobSpec
 from core.specs.loss import LOSS_TASKS, losses_for
 from core.specs.schedule import VAL_METRICS
 from core.validated_job import ValidatedJob
-from models.build import ModelSummary, SpecError
+from core.webhooks.address import RefusedDestination, resolve
+from models.build import ModelSummary, SpecError, Where
 from models.spec import count_layers
 
 
@@ -33,7 +34,7 @@ def output(spec: JobSpec, info: datasets.DatasetInfo, summary: ModelSummary) -> 
     """The loss against the dataset's task, the network's output against the targets, and
     the loss's and metrics' per-class or per-output settings against both."""
     last = len(spec.model.layers) - 1
-    where = f"model.layers[{last}] ({spec.model.layers[last].type})"
+    where = Where(f"model.layers[{last}]", spec.model.layers[last].type)
     out = summary.output_shape
     loss = spec.loss
     if info.task not in LOSS_TASKS[loss.type]:
@@ -175,7 +176,7 @@ def augment(checked: ValidatedJob) -> None:
     spec, info = checked.spec, checked.dataset
     shape = info.input_shape
     for i, aug in enumerate(spec.dataset.augment):
-        where = f"dataset.augment[{i}] ({aug.type})"
+        where = Where(f"dataset.augment[{i}]", aug.type)
         if aug.type in _AUGMENT_RANKS:
             ranks, needs = _AUGMENT_RANKS[aug.type]
             if len(shape) not in ranks:
@@ -267,3 +268,37 @@ def _doubled_output_activation(spec: JobSpec) -> str | None:
         f"itself, so the network's {squash} is applied twice and its gradients shrink; remove "
         f"this {squash} layer and end with the linear layer (predictions are unchanged)"
     )
+
+
+def memory(checked: ValidatedJob, settings: Settings) -> None:
+    """The activations of a training batch (core/memory_estimate.py) against the training
+    process's memory limit: a spec that cannot fit is refused before it is queued."""
+    limit_mb = settings.child_memory_limit_mb
+    if not limit_mb:
+        return
+    batch = checked.spec.training.batch_size
+    need = memory_estimate.estimate(checked.model, batch)
+    limit = limit_mb * 2**20
+    if need.train_bytes <= limit:
+        return
+    weights = checked.model.total_params * memory_estimate.BYTES_PER_VALUE
+    per_sample = (need.train_bytes - weights) // batch
+    fits = (limit - weights) // per_sample if per_sample and limit > weights else 0
+    fix = (f"lower training.batch_size to at most {fits}" if fits >= 1
+           else "a single sample does not fit")
+    raise SpecError(
+        "training.batch_size",
+        f"{need.describe_train(checked.model, batch)}; a training process on this server may use "
+        f"{limit_mb:,} MB (TRAINDOCK_MAX_CHILD_MEMORY_MB): {fix}, or make the largest "
+        "activations smaller (fewer channels or features, less padding, more pooling)",
+    )
+
+
+def notify(spec: JobSpec, settings: Settings) -> None:
+    """A webhook's URL must resolve to an address this server sends to (core/webhooks)."""
+    if spec.notify is None:
+        return
+    try:
+        resolve(spec.notify.url, settings.webhook_allow_private)
+    except RefusedDestination as exc:
+        raise SpecError("notify.url", str(exc)) from None

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from core.array_chunks import row_blocks
+from core.array_chunks import flat_chunks
 from core.uploads.parsed import SPLITS, Parsed
 
 FORMAT_VERSION = 1
@@ -58,30 +58,42 @@ def describe_parsed(parsed: Parsed) -> dict[str, Any]:
 
 def store(parsed: Parsed, root: Path) -> Stored:
     """Write the arrays and meta.json; returns the folder, reused when it exists already."""
-    root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
     try:
-        for name in SPLITS:
-            x, y = parsed.split(name)
-            if x is None:
-                continue
-            for kind, array in (("x", x), ("y", y)):
-                _save(tmp / f"{kind}_{name}.npy", array)
-        meta = describe_parsed(parsed)
-        (tmp / META).write_text(json.dumps(meta, sort_keys=True))
-        digest = _digest(tmp)
-        final = dataset_path(root, digest)
-        size = sum(f.stat().st_size for f in tmp.iterdir())
-        if final.is_dir():
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, final)
-            _fsync_dir(root)
-        return Stored(digest, size, final, meta)
+        digest, size, meta = write_folder(parsed, tmp)
+        return Stored(digest, size, publish(tmp, root, digest), meta)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_folder(parsed: Parsed, tmp: Path) -> tuple[str, int, dict[str, Any]]:
+    """The arrays and meta.json written into the new folder `tmp` (a `.tmp-` name beside
+    the store, so that publish() can rename it); (sha256, bytes, meta)."""
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir()
+    for name in SPLITS:
+        x, y = parsed.split(name)
+        if x is None:
+            continue
+        for kind, array in (("x", x), ("y", y)):
+            _save(tmp / f"{kind}_{name}.npy", array)
+    meta = describe_parsed(parsed)
+    (tmp / META).write_text(json.dumps(meta, sort_keys=True))
+    size = sum(f.stat().st_size for f in tmp.iterdir())
+    return _digest(tmp), size, meta
+
+
+def publish(tmp: Path, root: Path, digest: str) -> Path:
+    """Rename a folder write_folder() made to its content's name; when that folder exists
+    already, `tmp` is removed and the existing one serves."""
+    final = dataset_path(root, digest)
+    if final.is_dir():
+        shutil.rmtree(tmp)
+    else:
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    return final
 
 
 def _save(path: Path, array: np.ndarray) -> None:
@@ -91,8 +103,8 @@ def _save(path: Path, array: np.ndarray) -> None:
         np.lib.format.write_array_header_1_0(
             handle, np.lib.format.header_data_from_array_1_0(np.empty((0,), array.dtype)) | {
                 "shape": tuple(array.shape), "fortran_order": False})
-        for block in row_blocks(array):
-            handle.write(np.ascontiguousarray(block).tobytes())
+        for chunk in flat_chunks(array):
+            handle.write(chunk.tobytes())
         handle.flush()
         os.fsync(handle.fileno())
 

@@ -7,15 +7,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from functools import lru_cache
 from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.settings import Settings, get_settings
+from core.settings import Settings
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -88,28 +87,34 @@ def make_async_engine(settings: Settings, pool_size: int = 10) -> FairAsyncEngin
     return FairAsyncEngine(engine, pool_size)
 
 
-@lru_cache
-def get_engine() -> Engine:
-    return make_engine(get_settings())
+class Database:
+    """A process's one handle on PostgreSQL: its engine, and the transactions taken on it.
+    Created once where the process starts (the worker, the training process) and passed
+    to what needs it, so that every write goes through the same pool and the same rules."""
 
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
 
-@lru_cache
-def _session_factory() -> sessionmaker[Session]:
-    return sessionmaker(get_engine(), expire_on_commit=False)
+    @classmethod
+    def connect(cls, settings: Settings, pool_size: int = 5) -> Database:
+        """No connection is opened here: the pool opens one on first use."""
+        return cls(make_engine(settings, pool_size=pool_size))
 
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in a transaction that commits on success and rolls back on error.
+        `session.connection()` is its connection, for statements below the ORM (COPY)."""
+        with self._sessions() as session, session.begin():
+            yield session
 
-@contextmanager
-def session_scope() -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
-    session = _session_factory()()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    def read(self) -> Session:
+        """A session for reads (`with db.read() as session:`); nothing is committed."""
+        return self._sessions()
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
 
 def retry_database(action: Callable[[], T], what: str, budget_s: float) -> T:

@@ -81,4 +81,4 @@ def pydantic_details(errors: Sequence[dict[str, Any]], data: Any) -> list[dict[s
 
 
 def spec_error_details(error: SpecError) -> list[dict[str, str]]:
-    return [{"field": error.field.split(" ")[0], "message": str(error), "type": "spec"}]
+    return [{"field": error.field, "message": str(error), "type": "spec"}]

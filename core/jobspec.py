@@ -46,6 +46,8 @@ def validate_job(spec: JobSpec, settings: Settings,
     checks.schedule(checked)
     checks.training(checked)
     checks.augment(checked)
+    checks.memory(checked, settings)
+    checks.notify(spec, settings)
     checked.warnings = checks.warnings(checked)
     return checked
 

@@ -13,8 +13,9 @@ import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
+from core.db import Database
 from core.queue import Publisher, pending_job_ids
 from core.repo import jobs as job_repo
 from core.settings import Settings
@@ -32,10 +33,9 @@ class ReapReport:
     skipped: bool = False  # another reaper held the lock
 
 
-def reap(sessions: sessionmaker[Session], publisher: Publisher, settings: Settings
-         ) -> ReapReport:
+def reap(db: Database, publisher: Publisher, settings: Settings) -> ReapReport:
     report = ReapReport()
-    with sessions() as session, session.begin():
+    with db.transaction() as session:
         if not _take_lock(session):
             report.skipped = True
             return report
@@ -45,7 +45,7 @@ def reap(sessions: sessionmaker[Session], publisher: Publisher, settings: Settin
 
     # Publish after the commit, so that a worker's claim sees the job queued.
     published = [j for j in report.requeued if publisher.publish(str(j))]
-    with sessions() as session, session.begin():
+    with db.transaction() as session:
         job_repo.mark_published(session, published)
         if _take_lock(session):
             report.republished = _republish_lost(session, publisher, settings)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
+import psutil
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -36,9 +38,11 @@ class Settings(BaseSettings):
         description="on worker shutdown, time the training child gets to checkpoint and exit",
     )
     worker_heartbeat_s: float = Field(5.0, gt=0, le=300)
-    max_child_memory_mb: int = Field(
-        0, ge=0,
-        description="kill a training process whose resident memory passes this (0: no limit)",
+    max_child_memory_mb: int | None = Field(
+        None, ge=0,
+        description="a training process whose resident memory passes this is killed and its "
+        "job fails with what it needed; specs whose estimated memory passes it are refused "
+        "(0: no limit; unset: three quarters of this machine's memory)",
     )
     db_retry_s: float = Field(
         600.0, gt=0, le=86_400,
@@ -102,6 +106,44 @@ class Settings(BaseSettings):
         60.0, gt=0, le=3600,
         description="a URL import's connect and read timeout (each wait, not the whole download)",
     )
+    import_deadline_s: float = Field(
+        300.0, gt=0, le=86_400,
+        description="a URL import's whole download, redirects included, must end within this",
+    )
+    url_import_allow_private: bool = Field(
+        False,
+        description="let URL imports (and other outbound requests) reach loopback, private, "
+        "link-local and other non-public addresses; off, only public addresses are fetched",
+    )
+    url_import_allow_networks: str = Field(
+        "",
+        description="comma-separated networks (CIDR, e.g. 10.1.2.0/24,127.0.0.1/32) that URL "
+        "imports may reach although they are not public; narrower than "
+        "TRAINDOCK_URL_IMPORT_ALLOW_PRIVATE",
+    )
+    ingest_memory_mb: int = Field(
+        3072, ge=256, le=1024 * 1024,
+        description="address space (virtual memory) of the child process that parses, "
+        "summarises and stores one upload or import; past it the upload is refused with a 413",
+    )
+    ingest_concurrency: int = Field(
+        2, ge=1, le=64,
+        description="parsing children one API process runs at once; further uploads wait "
+        "their turn (each child may take TRAINDOCK_INGEST_MEMORY_MB)",
+    )
+    ingest_cpu_s: int = Field(
+        300, ge=1, le=86_400,
+        description="CPU seconds the parsing child of one upload or import may use",
+    )
+    ingest_deadline_s: float = Field(
+        600.0, gt=0, le=86_400,
+        description="wall-clock seconds the parsing child of one upload or import may take",
+    )
+    max_parsed_bytes: int = Field(
+        1024**3, ge=1024, le=1024**4,
+        description="the most the float32 arrays parsed from one upload may take (images "
+        "resized large, integers widened, IDX and CSV tables), checked before they are made",
+    )
 
     # A database that stops answering must not hang the API (api/db_watch.py).
     db_probe_interval_s: float = Field(
@@ -124,6 +166,33 @@ class Settings(BaseSettings):
         description="require an API key (Authorization: Bearer, or the dashboard's cookie) on "
         "every /v1 route and dashboard page; off (TRAINDOCK_AUTH=off) every caller is an "
         "admin of owner `local`: only for a single user on a loopback address",
+    )
+
+    # Webhooks (worker/webhooks.py)
+    webhook_allow_private: bool = Field(
+        False, description="send webhooks to loopback and private addresses too (a server "
+        "whose receivers live on its own network); off, only public addresses",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120,
+                                     description="how long one delivery waits for an answer")
+    webhook_retry_base_s: float = Field(
+        2.0, gt=0, le=3600, description="the first retry's delay; each next one doubles, "
+        "up to an hour")
+    webhook_give_up_s: float = Field(
+        86_400.0, gt=0, description="a delivery not answered with a 2xx this long after its "
+        "event is given up")
+
+    # Observability (docs/integration.md)
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description="log lines as one JSON object each (json) or as plain text (text); auto: "
+        "text on a terminal, JSON otherwise. A training attempt's log (traindock logs) stays "
+        "text; with json it also gets a JSON-lines copy, attempt-<n>.jsonl, beside it",
+    )
+    metrics_query_timeout_s: float = Field(
+        2.0, gt=0, le=30,
+        description="GET /metrics reads job and worker figures from the database within this; "
+        "past it the scrape answers without them and traindock_database_up is 0",
     )
 
     # Broker publishing must never hang a request.
@@ -177,6 +246,13 @@ class Settings(BaseSettings):
     def psycopg_url(self) -> str:
         """The database URL as libpq and psycopg take it."""
         return self.sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    @property
+    def child_memory_limit_mb(self) -> int:
+        """The training process's memory limit in MB (0: none), the default resolved."""
+        if self.max_child_memory_mb is not None:
+            return self.max_child_memory_mb
+        return int(psutil.virtual_memory().total * 0.75 / 2**20)
 
     @property
     def checkpoint_dir(self) -> Path:

@@ -29,12 +29,27 @@ from models.layers import (
 from models.spec import ModelSpec
 
 
-class SpecError(ValueError):
-    """A spec that cannot be built. `field` is the path of the offending entry."""
+@dataclass(frozen=True)
+class Where:
+    """A spec entry as an error names it: its path (`model.layers[3]`) and, for a layer or an
+    augmentation, its type (`linear`), shown beside the path but never part of it."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+    path: str
+    kind: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.kind})" if self.kind else self.path
+
+
+class SpecError(ValueError):
+    """A spec that cannot be built. `field` is the path of the offending entry, `kind` the
+    type of the layer or augmentation there (None elsewhere); the message shows both."""
+
+    def __init__(self, where: str | Where, message: str) -> None:
+        where = where if isinstance(where, Where) else Where(where)
+        super().__init__(f"{where}: {message}")
+        self.field = where.path
+        self.kind = where.kind
         self.message = message
 
 
@@ -123,7 +138,7 @@ _MEASURED_MAX = 4096
 _MEASURED_LOCK = threading.Lock()
 
 
-def _measure_layer(layer, shape: Shape, where: str, device: str) -> _Measured:
+def _measure_layer(layer, shape: Shape, where: Where, device: str) -> _Measured:
     """_infer_layer's shape and counts; on the meta device, remembered for the next spec with
     the same layer (its name and frozen flag aside) on the same input shape."""
     _check_layer(layer, shape, where)  # cheap, and its message names this spec's field
@@ -153,7 +168,7 @@ def _measured(module: nn.Module, out_shape: Shape, in_shape: Shape) -> _Measured
     )
 
 
-def _check_layer(layer, shape: Shape, where: str) -> None:
+def _check_layer(layer, shape: Shape, where: Where) -> None:
     entry = REGISTRY[layer.type]
     if entry.ranks is not None and len(shape) not in entry.ranks:
         raise SpecError(where, entry.rank_hint(shape) if entry.rank_hint else "wrong input rank")
@@ -162,7 +177,7 @@ def _check_layer(layer, shape: Shape, where: str) -> None:
         raise SpecError(where, problem)
 
 
-def _infer_layer(layer, shape: Shape, where: str, device: str) -> tuple[nn.Module, Shape]:
+def _infer_layer(layer, shape: Shape, where: Where, device: str) -> tuple[nn.Module, Shape]:
     """The layer built for input `shape` and its output shape (checked by _check_layer)."""
     entry = REGISTRY[layer.type]
     try:
@@ -266,7 +281,7 @@ def _walk_layers(
     the block's own, which holds the sum's shape and no parameters of its own."""
     plans: list[_Planned] = []
     for i, layer in enumerate(layers):
-        where = f"{path}[{i}] ({layer.type})"
+        where = Where(f"{path}[{i}]", layer.type)
         name = f"{prefix}{i}"
         inner: list[_Planned] = []
         if REGISTRY[layer.type].build is None:

@@ -137,6 +137,11 @@ def service_env(settings: Settings) -> dict[str, str]:
         TRAINDOCK_BROKER_URL=settings.broker_url,
         TRAINDOCK_DATA_DIR=str(settings.data_dir),
         TRAINDOCK_LEASE_TTL_S="6",
+        # the tests' URL imports fetch from a local HTTP server; loopback is refused by default
+        TRAINDOCK_URL_IMPORT_ALLOW_NETWORKS="127.0.0.0/8",
+        # The tests' webhook receivers listen on loopback, and retries come quickly.
+        TRAINDOCK_WEBHOOK_ALLOW_PRIVATE="true",
+        TRAINDOCK_WEBHOOK_RETRY_BASE_S="0.3",
         PYTHONUNBUFFERED="1",
         # The tests that are not about API keys run without them; tests/test_auth*.py start
         # APIs with TRAINDOCK_AUTH=on (start_api(..., TRAINDOCK_AUTH="on")).

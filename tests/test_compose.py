@@ -31,7 +31,11 @@ def compose_binary() -> Path:
     return binary
 
 
-def run_config(compose_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+PASSWORD = "a-password-from-dotenv"
+
+
+def run_config(compose_file: Path, *extra: str, password: str | None = PASSWORD
+               ) -> subprocess.CompletedProcess[str]:
     # Variables that would change the resolved model are removed, and a developer's .env is
     # not read, so the test sees the file's own defaults.
     env = {
@@ -40,7 +44,10 @@ def run_config(compose_file: Path, *extra: str) -> subprocess.CompletedProcess[s
         if not key.startswith("COMPOSE_")
         and key
         not in ("POSTGRES_PASSWORD", "TORCH_INDEX_URL", "TORCH_REQUIREMENT", "TRAINDOCK_PORT")
+        and not key.startswith("TRAINDOCK_")
     }
+    if password is not None:  # as a .env next to the file would set it
+        env["POSTGRES_PASSWORD"] = password
     return subprocess.run(
         [
             str(compose_binary()),
@@ -213,7 +220,8 @@ def test_compose_leaves_the_torch_build_to_the_dockerfile(model: dict[str, Any])
 def test_compose_passes_a_chosen_torch_build_through(tmp_path: Path) -> None:
     cpu = "https://download.pytorch.org/whl/cpu"
     env_file = tmp_path / ".env"
-    env_file.write_text(f"TORCH_INDEX_URL={cpu}\nTORCH_REQUIREMENT=torch==9.9.9\n")
+    env_file.write_text(f"TORCH_INDEX_URL={cpu}\nTORCH_REQUIREMENT=torch==9.9.9\n"
+                        f"POSTGRES_PASSWORD={PASSWORD}\n")
     result = subprocess.run(
         [str(compose_binary()), "--env-file", str(env_file), "--project-directory",
          str(REPO_ROOT), "-f", str(COMPOSE_FILE), "config", "--format", "json"],
@@ -237,3 +245,27 @@ def test_compose_keeps_the_warm_training_process_on(model: dict[str, Any]) -> No
     """The worker keeps one training process warm by default; compose must not turn it off."""
     env = model["services"]["worker"]["environment"]
     assert str(env.get("TRAINDOCK_WARM_CHILD", "true")).lower() in ("true", "1", "yes")
+
+
+def test_there_is_no_default_database_password() -> None:
+    result = run_config(COMPOSE_FILE, password=None)
+    assert result.returncode != 0
+    assert "set POSTGRES_PASSWORD in .env" in result.stderr
+
+
+def test_the_password_reaches_postgres_and_the_app(model: dict[str, Any]) -> None:
+    assert model["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == PASSWORD
+    for name in APP_SERVICES:
+        url = model["services"][name]["environment"]["TRAINDOCK_DATABASE_URL"]
+        assert url == f"postgresql://traindock:{PASSWORD}@postgres:5432/traindock", name
+
+
+def test_api_and_worker_have_memory_limits_above_the_training_process_s(model) -> None:
+    limits = {name: int(model["services"][name]["deploy"]["resources"]["limits"]["memory"])
+              for name in ("api", "worker")}
+    assert limits["api"] == 4 * 2**30 and limits["worker"] == 32 * 2**30
+    child_mb = int(model["services"]["worker"]["environment"]["TRAINDOCK_MAX_CHILD_MEMORY_MB"])
+    assert child_mb * 2**20 < limits["worker"]
+    # The API checks specs against the same limit the worker enforces.
+    assert model["services"]["api"]["environment"]["TRAINDOCK_MAX_CHILD_MEMORY_MB"] == str(
+        child_mb)

@@ -368,7 +368,7 @@ def _import_error(http: httpx.Client, url: str, status: int) -> dict:
 def test_a_url_import_that_fails_is_a_422_naming_url(client, file_server, nothing_left):
     assert "404" in _import_error(client, f"{file_server.url}/missing.npz", 422)["message"]
     closed = f"http://127.0.0.1:{free_port()}/data.npz"
-    assert "could not download" in _import_error(client, closed, 422)["message"]
+    assert "could not fetch" in _import_error(client, closed, 422)["message"]
     for url in ("file:///etc/passwd", "ftp://example.com/a.npz", "not a url"):
         assert "http" in _import_error(client, url, 422)["message"]
 

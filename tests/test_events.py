@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from core.db import make_engine
+from core.progress import Progress
 from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
 from tests.conftest import load_example, wait_for_state
@@ -139,12 +140,13 @@ def _flush(engine, job_id: uuid.UUID, attempt: int, points: list[tuple[str, int]
            step: int) -> None:
     """What the worker's MetricSink does: points and progress in one transaction."""
     now = datetime.now(UTC)
-    rows = [metric_repo.Point(name, s, s / 10, 1, now) for name, s in points]
+    rows = [metric_repo.Point(name=name, step=s, value=s / 10, epoch=1, wall_time=now)
+            for name, s in points]
     with engine.begin() as conn:
         keys = metric_repo.metric_key_ids(conn, sorted({p.name for p in rows}))
         metric_repo.write_points(conn, job_id, attempt, rows, keys)
         job_repo.record_progress(Session(bind=conn), job_id, attempt,
-                                 {"epoch": 1, "epochs": 3, "step": step, "total_steps": 30})
+                                 Progress(epoch=1, epochs=3, step=step, total_steps=30))
 
 
 def _next(stream: Iterator[Event], kind: str, timeout: float = 10) -> Event:

@@ -37,7 +37,7 @@ def jobs(settings) -> dict[str, str]:
         with Session(engine) as session, session.begin():
             attempt = job_repo.claim_job(session, job_id, "test", 600)
         now = datetime.now(UTC)
-        points = [metric_repo.Point(name, step, 0.5, 1, now)
+        points = [metric_repo.Point(name=name, step=step, value=0.5, epoch=1, wall_time=now)
                   for name in LOGGED for step in (1, 2)]
         with engine.begin() as conn:
             keys = metric_repo.metric_key_ids(conn, LOGGED)

@@ -47,9 +47,11 @@ def two_series(client, engine):
     tenth step, value = -step. Cancelled at teardown."""
     job_id, attempt = _running_job(engine)
     start = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-    points = [metric_repo.Point("dense", s, -50.0 if s == 37 else float(s), 1 + s // 50,
-                                start + timedelta(seconds=s)) for s in range(1, 101)]
-    points += [metric_repo.Point("sparse", s, -float(s), 1 + s // 50, start)
+    points = [metric_repo.Point(name="dense", step=s, value=-50.0 if s == 37 else float(s),
+                                epoch=1 + s // 50, wall_time=start + timedelta(seconds=s))
+              for s in range(1, 101)]
+    points += [metric_repo.Point(name="sparse", step=s, value=-float(s), epoch=1 + s // 50,
+                                 wall_time=start)
                for s in range(10, 101, 10)]
     assert _write(engine, job_id, attempt, points) == 110
     yield job_id, points
@@ -159,7 +161,8 @@ def test_csv_of_a_job_without_points_is_the_header(client, engine):
 def test_a_stale_attempt_writes_nothing(engine, client):
     job_id, attempt = _running_job(engine)
     now = datetime.now(UTC)
-    written = _write(engine, job_id, attempt + 1, [metric_repo.Point("x", 1, 1.0, 1, now)])
+    late = metric_repo.Point(name="x", step=1, value=1.0, epoch=1, wall_time=now)
+    written = _write(engine, job_id, attempt + 1, [late])
     assert written == 0
     assert client.get(f"/v1/jobs/{job_id}/metrics").json()["series"] == {}
     client.post(f"/v1/jobs/{job_id}/cancel")

@@ -9,9 +9,9 @@ import uuid
 import pytest
 import redis
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from core.db import make_engine
+from core.db import Database, make_engine
 from core.queue import Publisher, pending_job_ids
 from core.reaper import REAPER_LOCK_KEY, reap
 from core.repo import jobs as job_repo
@@ -32,10 +32,15 @@ def reaper_settings(settings: Settings, fresh_database: str) -> Settings:
 
 
 @pytest.fixture
-def sessions(reaper_settings: Settings):
-    engine = make_engine(reaper_settings)
-    yield sessionmaker(engine, expire_on_commit=False)
-    engine.dispose()
+def db(reaper_settings: Settings):
+    database = Database(make_engine(reaper_settings))
+    yield database
+    database.engine.dispose()
+
+
+@pytest.fixture
+def sessions(db: Database):
+    return db.read
 
 
 def _job(sessions, max_attempts: int = 2) -> uuid.UUID:
@@ -58,12 +63,13 @@ def _state(sessions, job_id):
         return job.state, job.attempt, job.error
 
 
-def test_an_expired_lease_requeues_then_fails_when_attempts_are_spent(sessions, reaper_settings):
+def test_an_expired_lease_requeues_then_fails_when_attempts_are_spent(db, sessions,
+                                                                      reaper_settings):
     publisher = Publisher(reaper_settings)
     job_id = _job(sessions, max_attempts=2)
 
     assert _claim_and_expire(sessions, job_id) == 1
-    report = reap(sessions, publisher, reaper_settings)
+    report = reap(db, publisher, reaper_settings)
     assert job_id in report.requeued
     state, attempt, error = _state(sessions, job_id)
     assert (state, attempt) == ("queued", 1)
@@ -72,40 +78,40 @@ def test_an_expired_lease_requeues_then_fails_when_attempts_are_spent(sessions, 
 
     assert _claim_and_expire(sessions, job_id) == 2
     assert _state(sessions, job_id)[2] is None  # the new attempt's claim cleared the note
-    report = reap(sessions, publisher, reaper_settings)
+    report = reap(db, publisher, reaper_settings)
     assert job_id in report.failed
     state, attempt, error = _state(sessions, job_id)
     assert (state, attempt) == ("failed", 2)
     assert error.startswith("worker lost") and "all 2 attempts are spent" in error
 
 
-def test_preemptions_do_not_spend_attempts(sessions, reaper_settings):
+def test_preemptions_do_not_spend_attempts(db, sessions, reaper_settings):
     job_id = _job(sessions, max_attempts=1)
     with sessions() as session, session.begin():
         attempt = job_repo.claim_job(session, job_id, "w", 600)
         assert job_repo.requeue_job(session, job_id, attempt, preempted=True, note="shutdown")
     _claim_and_expire(sessions, job_id)  # attempt 2, but only the first one counted
-    reap(sessions, Publisher(reaper_settings), reaper_settings)
+    reap(db, Publisher(reaper_settings), reaper_settings)
     assert _state(sessions, job_id)[0] == "failed"  # 2 - 1 preemption = 1 = max_attempts
 
 
-def test_a_live_lease_is_left_alone(sessions, reaper_settings):
+def test_a_live_lease_is_left_alone(db, sessions, reaper_settings):
     job_id = _job(sessions)
     with sessions() as session, session.begin():
         job_repo.claim_job(session, job_id, "healthy-worker", 600)
-    report = reap(sessions, Publisher(reaper_settings), reaper_settings)
+    report = reap(db, Publisher(reaper_settings), reaper_settings)
     assert job_id not in report.requeued + report.failed
     assert _state(sessions, job_id)[0] == "running"
     with sessions() as session, session.begin():
         job_repo.request_cancel(session, job_id)
 
 
-def test_a_queued_job_whose_message_was_lost_is_published_once(sessions, reaper_settings):
+def test_a_queued_job_whose_message_was_lost_is_published_once(db, sessions, reaper_settings):
     job_id = _job(sessions)  # created without publishing: as if the broker lost it
     publisher = Publisher(reaper_settings)
-    first = reap(sessions, publisher, reaper_settings)
+    first = reap(db, publisher, reaper_settings)
     assert job_id in first.republished
-    second = reap(sessions, publisher, reaper_settings)
+    second = reap(db, publisher, reaper_settings)
     assert job_id not in second.republished  # its message is in the broker now
     client = redis.Redis.from_url(reaper_settings.broker_url)
     assert client.llen("traindock") == 1
@@ -113,20 +119,20 @@ def test_a_queued_job_whose_message_was_lost_is_published_once(sessions, reaper_
         job_repo.request_cancel(session, job_id)
 
 
-def test_one_reaper_at_a_time(sessions, reaper_settings):
+def test_one_reaper_at_a_time(db, sessions, reaper_settings):
     job_id = _job(sessions)
     _claim_and_expire(sessions, job_id)
     with sessions() as holder, holder.begin():
         assert holder.scalar(select(func.pg_try_advisory_xact_lock(REAPER_LOCK_KEY)))
-        report = reap(sessions, Publisher(reaper_settings), reaper_settings)
+        report = reap(db, Publisher(reaper_settings), reaper_settings)
         assert report.skipped and not report.requeued
-    report = reap(sessions, Publisher(reaper_settings), reaper_settings)
+    report = reap(db, Publisher(reaper_settings), reaper_settings)
     assert job_id in report.requeued
-    with Session(bind=sessions.kw["bind"]) as session, session.begin():
+    with Session(bind=db.engine) as session, session.begin():
         job_repo.request_cancel(session, job_id)
 
 
-def test_a_lost_message_behind_a_backlog_of_live_ones_is_published(sessions, reaper_settings):
+def test_a_lost_message_behind_a_backlog_of_live_ones_is_published(db, sessions, reaper_settings):
     """Fault G: the reaper read only the 1,000 oldest stale queued jobs. Jobs whose messages
     wait in the broker never leave that window, so a lost message behind them was never
     published again. 1,200 queued jobs with live messages, then one without."""
@@ -144,11 +150,11 @@ def test_a_lost_message_behind_a_backlog_of_live_ones_is_published(sessions, rea
         assert publisher.publish(str(row["id"]))
     lost = _job(sessions)  # created last, never published: as if the broker lost it
 
-    report = reap(sessions, publisher, reaper_settings)
+    report = reap(db, publisher, reaper_settings)
     assert report.republished == [lost]
     pending = pending_job_ids(reaper_settings)
     assert str(lost) in pending and len(pending) == 1201  # nothing published twice
 
     # The live ones were stamped as seen: the next pass publishes nothing again.
-    assert reap(sessions, publisher, reaper_settings).republished == []
+    assert reap(db, publisher, reaper_settings).republished == []
     assert redis.Redis.from_url(reaper_settings.broker_url).llen("traindock") == 1201

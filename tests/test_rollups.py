@@ -7,6 +7,7 @@ test_downsample.py uses too."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import chain, count
 
@@ -129,7 +130,8 @@ def flush(engine: Engine, job_id: uuid.UUID, attempt: int, points: list) -> int:
 
 def points(name: str, steps, values) -> list[metric_repo.Point]:
     now = datetime.now(UTC)
-    return [metric_repo.Point(name, int(s), float(v), int(s) // 1000 + 1, now)
+    return [metric_repo.Point(name=name, step=int(s), value=float(v),
+                              epoch=int(s) // 1000 + 1, wall_time=now)
             for s, v in zip(steps, values, strict=True)]
 
 
@@ -147,7 +149,7 @@ def test_flushes_with_repeated_and_reordered_points(engine):
     chunks[2], chunks[3] = chunks[3], chunks[2]
     written = 0
     for i, chunk in enumerate(chunks):
-        repeated = [p._replace(value=p.value + 1000) for p in chunks[i - 1][-500:]] if i else []
+        repeated = [replace(p, value=p.value + 1000) for p in chunks[i - 1][-500:]] if i else []
         written += flush(engine, job_id, attempt, repeated + chunk)
     written += flush(engine, job_id, attempt, sparse[:300])
     written += flush(engine, job_id, attempt, sparse)

@@ -1,4 +1,5 @@
-"""Threads that run beside the worker's task loop: the reaper and the worker's heartbeat."""
+"""Threads that run beside the worker's task loop: the reaper, the worker's heartbeat and
+the webhook deliveries."""
 
 from __future__ import annotations
 
@@ -10,16 +11,17 @@ import subprocess
 import threading
 from collections.abc import Callable
 
-from sqlalchemy.orm import sessionmaker
-
-from core.db import get_engine, session_scope
+from core.db import Database
 from core.queue import Publisher
 from core.reaper import reap
 from core.repo import workers as worker_repo
 from core.settings import Settings
 from worker.supervisor import CURRENT_JOB
+from worker.webhooks import deliver_due
 
 log = logging.getLogger(__name__)
+
+WEBHOOK_PASS_S = 1.0  # how often a worker sends the due webhook deliveries
 
 
 def visible_devices() -> list[str]:
@@ -60,21 +62,23 @@ class Every(threading.Thread):
 
 
 class Background:
-    """The reaper and the heartbeat of one worker process."""
+    """The reaper, the heartbeat and the webhook deliveries of one worker process."""
 
-    def __init__(self, settings: Settings, publisher: Publisher, worker_name: str) -> None:
+    def __init__(self, db: Database, settings: Settings, publisher: Publisher, worker_name: str
+                 ) -> None:
+        self.db = db
         self.settings = settings
         self.name = worker_name
         self.devices = visible_devices()
-        sessions = sessionmaker(get_engine(), expire_on_commit=False)
         self.threads = [
             Every("reaper", settings.reaper_interval_s,
-                  lambda: reap(sessions, publisher, settings)),
+                  lambda: reap(db, publisher, settings)),
             Every("heartbeat", settings.worker_heartbeat_s, self.report),
+            Every("webhooks", WEBHOOK_PASS_S, lambda: deliver_due(db, settings)),
         ]
 
     def report(self) -> None:
-        with session_scope() as session:
+        with self.db.transaction() as session:
             worker_repo.report_worker(
                 session, name=self.name, host=socket.gethostname(), pid=os.getpid(),
                 devices=self.devices, current_job_id=CURRENT_JOB.job_id,
@@ -88,7 +92,7 @@ class Background:
         for thread in self.threads:
             thread.stop()
         try:
-            with session_scope() as session:
+            with self.db.transaction() as session:
                 worker_repo.mark_worker_stopped(session, self.name)
         except Exception as exc:  # the database may be the reason we are stopping
             log.warning("could not mark worker %s stopped: %s", self.name, exc)

@@ -14,19 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session
 
 from core.checkpoint_retention import beyond_retention
-from core.db import retry_database
+from core.db import Database, retry_database
+from core.points import Point
+from core.progress import Progress
 from core.repo import checkpoints as checkpoint_repo
 from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
 from core.specs.metrics import better_direction
 from worker.behind import Behind
 from worker.checkpoints import checkpoint_path, checkpoint_state, copied, write_atomically
-from worker.state import LoopState, Point
+from worker.state import LoopState
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,17 @@ class Summary:
         self.latest: dict[str, float] = {}
         self.best: dict[str, dict[str, Any]] = {}
         self.test: dict[str, float] = {}
-        # Reports that are not metric points (e.g. a gradient-check preflight), by key. They
-        # are not rebuilt from points on resume: the child carries them over from the job row.
-        self.extra: dict[str, Any] = {}
+        # Reports that are not metric points (a gradient-check preflight), by key. They are
+        # not rebuilt from points on resume: the child carries them over from the job row.
+        self._reports: dict[str, Any] = {}
+        self._notes: list[str] = []
+
+    def add_report(self, key: str, report: dict[str, Any]) -> None:
+        self._reports[key] = report
+
+    def set_notes(self, notes: list[str]) -> None:
+        """What the user should know about how the run went (LoopState.notes)."""
+        self._notes = list(notes)
 
     def add(self, point: Point) -> None:
         if point.name.endswith("_step"):
@@ -76,14 +84,16 @@ class Summary:
                                      "epoch": point.epoch}
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.extra, "latest": self.latest, "best": self.best, "test": self.test}
+        notes = {"notes": self._notes} if self._notes else {}
+        return {**self._reports, **notes, "latest": self.latest, "best": self.best,
+                "test": self.test}
 
     @classmethod
     def rebuilt(cls, history: list[tuple[str, int, float, int]]) -> Summary:
         """The summary as it stood at a checkpoint, from the points kept up to it."""
         summary = cls()
         for name, step, value, epoch in history:
-            summary.add(Point(name, value, step, epoch))
+            summary.add(Point(name=name, value=value, step=step, epoch=epoch))
         return summary
 
 
@@ -93,17 +103,18 @@ class MetricSink:
     written in the background flushes it too."""
 
     def __init__(
-        self, engine: Engine, job_id: uuid.UUID, attempt: int, flush_s: float,
-        retry_s: float, summary: Summary | None = None,
+        self, db: Database, job_id: uuid.UUID, attempt: int, flush_s: float,
+        retry_s: float, progress: Progress, summary: Summary | None = None,
     ) -> None:
-        self.engine = engine
+        self.db = db
         self.job_id = job_id
         self.attempt = attempt
         self.flush_s = flush_s
         self.retry_s = retry_s
-        self.buffer: list[metric_repo.Point] = []
+        self.buffer: list[Point] = []
         self.summary = summary or Summary()
-        self.progress: dict[str, Any] = {}
+        # Where the loop stands; until its first points, where the attempt starts.
+        self.progress = progress
         self.key_ids: dict[str, int] = {}
         self.last_flush = time.monotonic()
         self.lock = threading.Lock()
@@ -112,17 +123,17 @@ class MetricSink:
         now = datetime.now(UTC)
         with self.lock:
             for p in points:
-                self.buffer.append(metric_repo.Point(p.name, p.step, p.value, p.epoch, now))
+                self.buffer.append(p.stamped(now))
                 self.summary.add(p)
             self._note_progress(state)
         if time.monotonic() - self.last_flush >= self.flush_s:
             self.flush()
 
     def _note_progress(self, state: LoopState) -> None:
-        self.progress = {"epoch": state.epoch, "epochs": state.epochs, "step": state.step,
-                         "total_steps": state.total_steps}
+        self.progress = Progress(epoch=state.epoch, epochs=state.epochs, step=state.step,
+                                 total_steps=state.total_steps)
         if state.notes:
-            self.summary.extra["notes"] = list(state.notes)
+            self.summary.set_notes(state.notes)
 
     def on_epoch_end(self, state: LoopState, metrics: dict[str, float]) -> None:
         pass
@@ -168,7 +179,8 @@ class MetricSink:
         self.last_flush = time.monotonic()
         points, self.buffer = self.buffer, []
         try:
-            with self.engine.begin() as conn:
+            with self.db.transaction() as session:
+                conn = session.connection()
                 missing = {p.name for p in points} - self.key_ids.keys()
                 if missing:
                     self.key_ids.update(metric_repo.metric_key_ids(conn, sorted(missing)))
@@ -176,7 +188,7 @@ class MetricSink:
                     metric_repo.write_points(conn, self.job_id, self.attempt, points,
                                              self.key_ids)
                 owned = job_repo.record_progress(
-                    Session(bind=conn), self.job_id, self.attempt, self.progress,
+                    session, self.job_id, self.attempt, self.progress,
                     self.summary.as_dict(),
                 )
         except BaseException:
@@ -196,12 +208,12 @@ class CheckpointSink:
     callback. The last checkpoint and the one a stop writes are written in line."""
 
     def __init__(
-        self, engine: Engine, root: Path, job_id: uuid.UUID, attempt: int, spec: dict[str, Any],
+        self, db: Database, root: Path, job_id: uuid.UUID, attempt: int, spec: dict[str, Any],
         normalization: dict[str, torch.Tensor], every_epochs: int, keep: int,
         metrics: MetricSink, monitor: str = "val_loss", resumed_from: int | None = None,
         cancelled: Callable[[], bool] = lambda: False,
     ) -> None:
-        self.engine = engine
+        self.db = db
         self.root = root
         self.job_id = job_id
         self.attempt = attempt
@@ -269,7 +281,7 @@ class CheckpointSink:
 
     def _record(self, step: int, epoch: int, metrics: dict[str, float], path: Path,
                 sha256: str, size: int) -> list:
-        with Session(self.engine) as session, session.begin():
+        with self.db.transaction() as session:
             added = checkpoint_repo.add_checkpoint(
                 session, job_id=self.job_id, attempt=self.attempt, step=step,
                 epoch=epoch, path=str(path), sha256=sha256, size=size, metrics=metrics,

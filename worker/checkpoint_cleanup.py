@@ -10,7 +10,7 @@ from pathlib import Path
 
 from core.checkpoint_files import job_checkpoint_folder, remove_unrecorded
 from core.checkpoint_retention import beyond_retention
-from core.db import session_scope
+from core.db import Database
 from core.repo import checkpoints as checkpoint_repo
 from core.repo import jobs as job_repo
 from core.settings import Settings
@@ -18,12 +18,12 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def tidy_ended_job(job_id: uuid.UUID, settings: Settings) -> None:
+def tidy_ended_job(db: Database, job_id: uuid.UUID, settings: Settings) -> None:
     """After the job's last attempt has exited: apply the finished jobs' retention, then
     remove the files no row names. Never raises: a job's end is recorded already, and what is
     left here is removed by the next call for the job or with the job (DELETE /v1/jobs/{id})."""
     try:
-        with session_scope() as session:
+        with db.transaction() as session:
             rows = checkpoint_repo.list_checkpoints(session, job_id)
             doomed = []
             keep = settings.keep_checkpoints_finished

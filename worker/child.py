@@ -18,17 +18,18 @@ import sys
 import time
 import traceback
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import torch
-from sqlalchemy import Engine, text
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from core.checkpoint_files import job_checkpoint_folder, remove_unrecorded
-from core.db import make_engine, retry_database
+from core.db import Database, retry_database
 from core.jobspec import JobSpec
+from core.memory_estimate import estimate as estimate_memory
+from core.progress import Progress
 from core.repo import checkpoints as checkpoint_repo
 from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
@@ -38,6 +39,7 @@ from models.gradcheck import check_gradients
 from models.losses import build_loss
 from worker.callbacks import CheckpointSink, DatabaseGone, LeaseLost, MetricSink, Summary
 from worker.checkpoints import load_checkpoint, restore_loop_state, sha256_of
+from worker.child_logs import log_attempt, start_logging
 from worker.data import prepare_data
 from worker.disk_full import DiskFull
 from worker.exit_codes import (
@@ -127,18 +129,19 @@ def training_threads(setting: int) -> int:
 
 
 def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
-        engine: Engine | None = None) -> int:
+        db: Database | None = None) -> int:
     """Train one attempt. `handed_at`: when a warm child was handed the job (None: a cold
-    child, started for it); `engine`: the one a warm child connected ahead."""
+    child, started for it); `db`: the process's database handle, connected ahead by a warm
+    child. Everything below writes through it."""
     phases = (Startup.cold(attempt, IMPORTS_BEGAN) if handed_at is None
               else Startup.warm_child(attempt, handed_at))
     stop = StopFlag()
     settings = get_settings()
     torch.set_num_threads(training_threads(settings.cpu_threads))
-    engine = engine or make_engine(settings, pool_size=2)
+    db = db or Database.connect(settings, pool_size=2)
 
     def read_job():
-        with Session(engine) as session:
+        with db.read() as session:
             return job_repo.get_job(session, job_id)
 
     job = retry_database(read_job, "reading the job", settings.db_retry_s)
@@ -154,7 +157,7 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
         data = prepare_data(spec, device, settings.dataset_dir, settings.device_data_mb)
         phases.mark("data")
         # Shapes on the CPU: the meta device's first pass would import 2 s of torch here.
-        model, _ = build_model(spec.model, data.input_shape, shape_device="cpu")
+        model, summary = build_model(spec.model, data.input_shape, shape_device="cpu")
         model.to(device)
         phases.mark("model")
         optimizer = build_optimizer(spec, model)
@@ -162,26 +165,26 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
         scheduler = build_run_scheduler(spec, optimizer,
                                         plan_run(len(data.x_train), spec.training))
         phases.mark("optimizer")  # torch imports its compiler on the first optimizer: ~2 s
-        resume, summary, resumed_from = _resume_point(engine, settings, job, model, optimizer,
-                                                      scheduler, device)
-        metric_sink = MetricSink(engine, job_id, attempt, settings.metric_flush_s,
-                                 settings.db_retry_s, summary)
-        _gradient_preflight(spec, job, resume is not None, model, data, metric_sink)
+        start = _resume_point(db, settings, job, model, optimizer, scheduler, device)
+        metric_sink = MetricSink(db, job_id, attempt, settings.metric_flush_s,
+                                 settings.db_retry_s, start.progress, start.summary)
+        _gradient_preflight(spec, job, start.state is not None, model, data, metric_sink)
         phases.mark("resume")
         callbacks = [
             metric_sink,
             CheckpointSink(
-                engine, settings.checkpoint_dir, job_id, attempt, job.spec, data.normalization,
+                db, settings.checkpoint_dir, job_id, attempt, job.spec, data.normalization,
                 spec.training.checkpoint_every_epochs, settings.keep_checkpoints, metric_sink,
-                resumed_from=resumed_from, cancelled=lambda: stop.cancelled,
+                resumed_from=start.checkpoint_id, cancelled=lambda: stop.cancelled,
             ),
         ]
         phases.log_ready()
         after_first_step(phases, optimizer,
-                         lambda breakdown: store_startup(engine, job_id, attempt, breakdown))
+                         lambda breakdown: store_startup(db, job_id, attempt, breakdown))
         started = time.monotonic()
         train(spec, model, optimizer, build_loss(spec.loss), data, callbacks, scheduler=scheduler,
-              resume=resume, should_stop=stop)
+              resume=start.state, should_stop=stop,
+              eval_batch=estimate_memory(summary, spec.training.batch_size).eval_batch)
         log.info("trained in %.2f s", time.monotonic() - started)
         return EXIT_OK
     except Preempted:
@@ -196,32 +199,42 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
         return EXIT_DATABASE_GONE
     except DiskFull as exc:
         log.error("%s", exc)
-        _record(engine, job_id, attempt, str(exc))
+        _record(db, job_id, attempt, str(exc))
         return EXIT_DISK_FULL
     except (TrainingDiverged, NoCuda, GradientCheckFailed) as exc:
-        _record(engine, job_id, attempt, str(exc))
+        _record(db, job_id, attempt, str(exc))
         return EXIT_TRAINING_ERROR
     except Exception as exc:
         log.exception("training crashed")
         tail = "".join(traceback.format_exception_only(exc)).strip()
-        _record(engine, job_id, attempt, f"training crashed: {tail}")
+        _record(db, job_id, attempt, f"training crashed: {tail}")
         return EXIT_CRASH
 
 
-def _resume_point(engine, settings, job, model, optimizer, scheduler, device
-                  ) -> tuple[LoopState | None, Summary, int | None]:
+@dataclass(frozen=True)
+class StartPoint:
+    """Where an attempt starts: the loop state restored from a checkpoint (None: from the
+    first step), the summary and progress as they stood there, and the checkpoint's row."""
+
+    state: LoopState | None
+    summary: Summary
+    progress: Progress
+    checkpoint_id: int | None
+
+
+def _resume_point(db: Database, settings, job, model, optimizer, scheduler, device
+                  ) -> StartPoint:
     """Restore the newest intact checkpoint, if any, and drop the metric points an earlier
     attempt logged after it; without one, start over and drop them all. A checkpoint whose
     file is missing or damaged is skipped (the log says which and why) and its row deleted
     with its file, so that no attempt tries it again and retention does not rank it above
     the checkpoints this attempt writes. Files no row names (a write killed midway) are
     removed first. The job's progress goes back to the same step in the same transaction,
-    so readers never see points missing below the progress they are shown. Returns the
-    restored state, the summary as it stood then, and the id of the checkpoint's row."""
+    so readers never see points missing below the progress they are shown."""
     job_id = job.id
 
     def recorded():
-        with Session(engine) as session:
+        with db.read() as session:
             return checkpoint_repo.list_checkpoints(session, job_id)
 
     rows = retry_database(recorded, "finding the checkpoint", settings.db_retry_s)
@@ -241,10 +254,11 @@ def _resume_point(engine, settings, job, model, optimizer, scheduler, device
     if skipped and resume is None:
         log.warning("no intact checkpoint among %d: starting over", len(skipped))
 
-    progress = {**job.progress, "step": max(step, 0), "epoch": resume.epoch if resume else 0}
+    progress = Progress.from_dict(job.progress).rewound(step=max(step, 0),
+                                                         epoch=resume.epoch if resume else 0)
 
     def trim():
-        with Session(engine) as session, session.begin():
+        with db.transaction() as session:
             checkpoint_repo.delete_checkpoints(session, job_id, [row.id for row in skipped])
             metric_repo.delete_points_after(session, job_id, step)
             job_repo.record_progress(session, job_id, job.attempt, progress)
@@ -253,7 +267,7 @@ def _resume_point(engine, settings, job, model, optimizer, scheduler, device
     history = retry_database(trim, "trimming metrics", settings.db_retry_s)
     for row in skipped:
         Path(row.path).unlink(missing_ok=True)
-    return resume, Summary.rebuilt(history), resumed_from
+    return StartPoint(resume, Summary.rebuilt(history), progress, resumed_from)
 
 
 def _intact_checkpoint(path: Path, sha256: str) -> tuple[dict | None, str]:
@@ -285,13 +299,12 @@ def _gradient_preflight(spec: JobSpec, job, resumed: bool, model: torch.nn.Modul
         return
     if resumed:
         if "gradcheck" in (job.summary or {}):
-            metric_sink.summary.extra["gradcheck"] = job.summary["gradcheck"]
+            metric_sink.summary.add_report("gradcheck", job.summary["gradcheck"])
         return
     n = min(PREFLIGHT_BATCH, len(data.x_train))
     report = check_gradients(model, build_loss(spec.loss), data.x_train[:n], data.y_train[:n],
                              seed=spec.training.seed)
-    metric_sink.summary.extra["gradcheck"] = report.as_dict()
-    metric_sink.progress = {**job.progress, "step": 0, "epoch": 0}  # as _resume_point left it
+    metric_sink.summary.add_report("gradcheck", report.as_dict())
     metric_sink.flush_all()
     worst = report.worst()
     if report.verdict == "wrong" and worst is not None:
@@ -302,19 +315,19 @@ def _gradient_preflight(spec: JobSpec, job, resumed: bool, model: torch.nn.Modul
         )
 
 
-def _record(engine, job_id: uuid.UUID, attempt: int, message: str) -> None:
+def _record(db: Database, job_id: uuid.UUID, attempt: int, message: str) -> None:
     try:
-        with Session(engine) as session, session.begin():
+        with db.transaction() as session:
             job_repo.record_error(session, job_id, attempt, message)
     except Exception:  # the supervisor still records the exit code
         log.exception("could not record the error")
 
 
-def _warm_up(settings: Settings) -> Engine:
+def _warm_up(settings: Settings) -> Database:
     """What every job pays on its first use, paid before it arrives: torch imports its
     compiler on the first optimizer it builds, and more on the first backward pass and step;
     the built-in datasets import scikit-learn's loaders (seconds on a busy machine); the first
-    query opens a connection. The engine returned keeps that connection in its pool
+    query opens a connection. The handle returned keeps that connection in its pool
     (pool_pre_ping replaces it if it died while the child waited)."""
     torch.set_num_threads(training_threads(settings.cpu_threads))  # as run() will
     layer = torch.nn.Linear(4, 2)
@@ -323,20 +336,19 @@ def _warm_up(settings: Settings) -> Engine:
                                       torch.zeros(3, dtype=torch.long)).backward()
     optimizer.step()
     importlib.import_module("sklearn.datasets")
-    engine = make_engine(settings, pool_size=2)
+    db = Database.connect(settings, pool_size=2)
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        db.ping()
     except SQLAlchemyError as exc:  # the job's own reads will retry; no reason to die here
         log.warning("warm-up could not reach the database: %s", str(exc).splitlines()[0])
-    return engine
+    return db
 
 
-def wait_for_job() -> tuple[uuid.UUID, int, float, Engine]:
+def wait_for_job() -> tuple[uuid.UUID, int, float, Database]:
     """A warm child (worker/spawn.py): warm up, then read "JOB_ID ATTEMPT HANDED_AT LOG_PATH"
     from stdin and send this process's output to the attempt's log from then on. HANDED_AT
     is the worker's time.time() when it wrote the line: the job's start-up counts from it."""
-    engine = _warm_up(get_settings())
+    db = _warm_up(get_settings())
     log.info("warm training process %d ready for a job, %.1f s after it started", os.getpid(),
              seconds_since_start())
     line = sys.stdin.readline().rstrip("\n").split(" ", 3)
@@ -350,18 +362,21 @@ def wait_for_job() -> tuple[uuid.UUID, int, float, Engine]:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    return job_id, attempt, handed_at, engine
+    return job_id, attempt, handed_at, db
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    start_logging()
     if argv == ["--wait"]:
         waited = time.monotonic()
-        job_id, attempt, handed_at, engine = wait_for_job()
+        job_id, attempt, handed_at, db = wait_for_job()
+        log_attempt(job_id, attempt)
         log.info("warm training process %d took the job after %.1f s", os.getpid(),
                  time.monotonic() - waited)
-        return run(job_id, attempt, handed_at, engine)
-    return run(uuid.UUID(argv[0]), int(argv[1]))
+        return run(job_id, attempt, handed_at, db)
+    job_id, attempt = uuid.UUID(argv[0]), int(argv[1])
+    log_attempt(job_id, attempt)
+    return run(job_id, attempt)
 
 
 def exit_now(code: int) -> None:

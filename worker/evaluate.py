@@ -72,7 +72,8 @@ def count_correct(predicted: torch.Tensor, y: torch.Tensor, task: str) -> torch.
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             task: str, *, top_k: int | None = None) -> Evaluation:
+             task: str, *, top_k: int | None = None, batch_size: int | None = None
+             ) -> Evaluation:
     """The split's mean loss and the task's metrics: accuracy (and `top<k>_accuracy` when
     top_k is given) for classification; per-label accuracy and exact_match for multi-label;
     rmse, mae and r2 (averaged over outputs, as scikit-learn's r2_score) for regression."""
@@ -84,8 +85,9 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Ten
     def add(name: str, value: torch.Tensor) -> None:
         sums[name] = sums[name] + value if name in sums else value
 
-    for start in range(0, len(x), EVAL_BATCH):
-        xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
+    batch = batch_size or EVAL_BATCH  # the loop's, sized to its memory (core/memory_estimate)
+    for start in range(0, len(x), batch):
+        xb, yb = x[start:start + batch], y[start:start + batch]
         out = model(xb)
         weight = mean_weight(loss_fn, yb)
         total_loss += loss_fn(out, yb) * weight

@@ -19,10 +19,9 @@ from typing import Any
 
 import psutil
 import torch
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
+from core.db import Database
 from core.repo import jobs as job_repo
 from worker.began import SPAWNED_AT_ENV
 
@@ -119,13 +118,13 @@ def after_first_step(startup: Startup, optimizer: torch.optim.Optimizer,
     handle = optimizer.register_step_post_hook(hook)
 
 
-def store_startup(engine: Engine, job_id: uuid.UUID, attempt: int,
+def store_startup(db: Database, job_id: uuid.UUID, attempt: int,
                   breakdown: dict[str, Any]) -> None:
     """Write the breakdown on the job, guarded by the attempt. Once, and never at the cost
     of the training: a failure is logged and the loop goes on (its own writes will meet the
     database's trouble, and deal with it)."""
     try:
-        with Session(engine) as session, session.begin():
+        with db.transaction() as session:
             job_repo.record_startup(session, job_id, attempt, breakdown)
     except SQLAlchemyError as exc:
         log.warning("could not store the start-up breakdown: %s", str(exc).splitlines()[0])

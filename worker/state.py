@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from core.points import Point
 from worker.schedules import Scheduler
 from worker.stopping import EarlyStopper
 
@@ -118,14 +119,6 @@ class LoopState:
     restored: dict[str, Any] = field(default_factory=dict)
     # What the user should know about how the run went (fallbacks, early stopping).
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Point:
-    name: str
-    value: float
-    step: int
-    epoch: int
 
 
 class Callback(Protocol):

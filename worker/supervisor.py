@@ -11,15 +11,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-from sqlalchemy.exc import SQLAlchemyError
+from psycopg.errors import LockNotAvailable
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core.attempt_logs import attempt_log_path
-from core.db import retry_database, session_scope
+from core.db import Database, retry_database
 from core.queue import Publisher
 from core.repo import jobs as job_repo
 from core.settings import Settings
 from worker.checkpoint_cleanup import tidy_ended_job
+from worker.log_setup import note_attempt
 from worker.outcome import (
     Cancel,
     Cancelled,
@@ -42,6 +45,7 @@ from worker.stall import StallWatch
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 1.0
+LOCK_WAIT_MS = 1000  # the longest the supervisor waits for the job row's lock
 CANCEL_GRACE_S = 10.0  # to flush the last points: a cancelled child writes no checkpoint
 
 
@@ -79,7 +83,7 @@ def _log_tail(path: Path, lines: int = 5) -> str:
 
 
 def supervise_job(
-    job_id: uuid.UUID, settings: Settings, owner: str, publisher: Publisher,
+    db: Database, job_id: uuid.UUID, settings: Settings, owner: str, publisher: Publisher,
     shutting_down: Callable[[], bool] = lambda: False,
 ) -> str:
     """Run one attempt of a job to its end. Returns what happened (for logs and tests).
@@ -87,23 +91,24 @@ def supervise_job(
     When `shutting_down` turns true (the worker got SIGTERM), the child is asked to
     checkpoint and stop, and the job goes back to the queue without spending an attempt.
     """
-    with session_scope() as session:
+    with db.transaction() as session:
         attempt = job_repo.claim_job(session, job_id, owner, settings.lease_ttl_s)
     if attempt is None:
         log.info("job %s is not queued (duplicate message or already taken)", job_id)
         return "duplicate"
+    note_attempt(attempt)  # on this job's log lines from here on
 
     log_path = attempt_log_path(settings.log_dir, job_id, attempt)
     proc = start_attempt(job_id, attempt, log_path)
     CURRENT_JOB.set(job_id)
     log.info("job %s attempt %d: training child pid %d", job_id, attempt, proc.pid)
     try:
-        outcome = _watch(proc, job_id, attempt, settings, shutting_down)
+        outcome = _watch(db, proc, job_id, attempt, settings, shutting_down)
     finally:
         CURRENT_JOB.clear()
         if proc.poll() is not None and not shutting_down():  # the next job's, once this exited
             WARM.prepare(settings)
-    return _finish(job_id, attempt, outcome, log_path, publisher, settings)
+    return _finish(db, job_id, attempt, outcome, log_path, publisher, settings)
 
 
 class CurrentJob:
@@ -122,8 +127,8 @@ class CurrentJob:
 CURRENT_JOB = CurrentJob()
 
 
-def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Settings,
-           shutting_down: Callable[[], bool]) -> Outcome:
+def _watch(db: Database, proc: subprocess.Popen, job_id: uuid.UUID, attempt: int,
+           settings: Settings, shutting_down: Callable[[], bool]) -> Outcome:
     """Wait for the child while renewing the lease and watching for cancel and shutdown."""
     renew_every = settings.lease_ttl_s / 3
     next_renew = time.monotonic() + renew_every
@@ -142,7 +147,7 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
             log.info("job %s: worker shutting down; asking the child to checkpoint", job_id)
             proc.send_signal(signal.SIGTERM)
             stop_deadline = time.monotonic() + settings.preempt_grace_s
-        too_big = _over_memory_limit(proc, settings.max_child_memory_mb)
+        too_big = _over_memory_limit(proc, settings.child_memory_limit_mb)
         if too_big:
             log.warning("job %s: %s; killing the child", job_id, too_big)
             proc.kill()
@@ -150,7 +155,7 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
             return Killed(too_big, proc.returncode)
         stalled = _stalled(proc, stall) if stop_deadline is None else None
         if stalled is not None:
-            why = _stall_reason(job_id, stalled)
+            why = _stall_reason(db, job_id, stalled)
             log.warning("job %s: %s; killing the child", job_id, why)
             proc.kill()
             proc.wait()
@@ -163,13 +168,22 @@ def _watch(proc: subprocess.Popen, job_id: uuid.UUID, attempt: int, settings: Se
             return Preempted(proc.returncode)
         asked = time.monotonic()
         try:
-            with session_scope() as session:
+            with db.transaction() as session:
+                # The training process updates the job's row with each metric flush: stopped
+                # (SIGSTOP) inside that transaction, it holds the row's lock for as long as it
+                # is stopped, and an UPDATE here would wait for it forever, so the stall
+                # watchdog below would never run again.
+                session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT_MS}ms'"))
                 if time.monotonic() >= next_renew:
                     cancel = job_repo.renew_lease(session, job_id, attempt, settings.lease_ttl_s)
                     next_renew = time.monotonic() + renew_every
                 else:
                     cancel = job_repo.cancel_flag(session, job_id, attempt)
         except SQLAlchemyError as exc:
+            if isinstance(exc, OperationalError) and isinstance(exc.orig, LockNotAvailable):
+                log.info("job %s: its row is locked by the training process; checked again "
+                         "in a moment", job_id)
+                continue
             log.warning("job %s: database unreachable while supervising: %s", job_id,
                         str(exc).splitlines()[0])
             if stall is not None:  # the child may be waiting for it too, by design
@@ -196,8 +210,9 @@ def _over_memory_limit(proc: subprocess.Popen, limit_mb: int) -> str | None:
         return None
     if rss_mb <= limit_mb:
         return None
-    return (f"the training process used {rss_mb:,.0f} MB of memory, over the "
-            f"{limit_mb:,} MB limit (TRAINDOCK_MAX_CHILD_MEMORY_MB)")
+    return (f"the training process needed more than {limit_mb / 1024:.1f} GB of memory: it "
+            f"used {rss_mb:,.0f} MB, over the {limit_mb:,} MB limit "
+            "(TRAINDOCK_MAX_CHILD_MEMORY_MB); use a smaller network or batch, or raise the limit")
 
 
 def _stalled(proc: subprocess.Popen, stall: StallWatch | None) -> float | None:
@@ -211,9 +226,9 @@ def _stalled(proc: subprocess.Popen, stall: StallWatch | None) -> float | None:
     return stall.observe(time.monotonic(), times.user + times.system)
 
 
-def _stall_reason(job_id: uuid.UUID, seconds: float) -> str:
+def _stall_reason(db: Database, job_id: uuid.UUID, seconds: float) -> str:
     try:
-        with session_scope() as session:
+        with db.transaction() as session:
             job = job_repo.get_job(session, job_id)
             at = f" at step {job.progress.get('step', 0)}" if job else ""
     except SQLAlchemyError:
@@ -223,15 +238,16 @@ def _stall_reason(job_id: uuid.UUID, seconds: float) -> str:
             "killed by the stall watchdog (TRAINDOCK_STALL_TIMEOUT_S)")
 
 
-def _record_end(write: Callable[[Session], object], settings: Settings) -> None:
+def _record_end(db: Database, write: Callable[[Session], object], settings: Settings
+                ) -> None:
     def attempt_write() -> None:
-        with session_scope() as session:
+        with db.transaction() as session:
             write(session)
 
     retry_database(attempt_write, "recording the end of an attempt", settings.db_retry_s)
 
 
-def _finish(job_id: uuid.UUID, attempt: int, outcome: Outcome, log_path: Path,
+def _finish(db: Database, job_id: uuid.UUID, attempt: int, outcome: Outcome, log_path: Path,
             publisher: Publisher, settings: Settings) -> str:
     """Decide the job's next state from how the attempt ended (worker/outcome.py), write it,
     publish or tidy as it says. Returns the decision's label (for logs and tests)."""
@@ -246,13 +262,13 @@ def _finish(job_id: uuid.UUID, attempt: int, outcome: Outcome, log_path: Path,
         _write(session, job_id, attempt, decision)
         decided[:] = [decision]
 
-    _record_end(decide_and_write, settings)
+    _record_end(db, decide_and_write, settings)
     decision = decided[0]
     if isinstance(decision, Requeue) and decision.publish_now and publisher.publish(str(job_id)):
-        with session_scope() as session:
+        with db.transaction() as session:
             job_repo.mark_published(session, [job_id])
     if isinstance(decision, Succeed | Fail | Cancel):
-        tidy_ended_job(job_id, settings)
+        tidy_ended_job(db, job_id, settings)
     log.info("job %s attempt %d: %s (%s)", job_id, attempt, decision.label, outcome)
     return decision.label
 

@@ -13,15 +13,19 @@ from celery import signals
 from celery.exceptions import Reject
 from celery.worker import state as worker_state
 
+from core.db import Database
 from core.queue import TRAIN_TASK, Publisher
 from core.settings import get_settings
 from worker.background import Background
 from worker.celery_app import app
+from worker.log_setup import job_context
 from worker.spawn import WARM
 from worker.supervisor import supervise_job
 
 SHUTTING_DOWN = threading.Event()
 PUBLISHER = Publisher(get_settings(), app)
+# The worker process's one database handle (the solo pool: the task runs in this process).
+DATABASE = Database.connect(get_settings())
 _background: list[Background] = []
 
 
@@ -59,13 +63,15 @@ def train_job(self, job_id: str) -> str:
         raise LeftForTheNextWorker(
             f"job {job_id} left for the next worker: this one is shutting down", requeue=True)
     owner = f"{socket.gethostname()}:{os.getpid()}:{self.request.hostname or 'worker'}"
-    return supervise_job(uuid.UUID(job_id), get_settings(), owner, PUBLISHER, shutting_down)
+    with job_context(job_id):
+        return supervise_job(DATABASE, uuid.UUID(job_id), get_settings(), owner, PUBLISHER,
+                             shutting_down)
 
 
 @signals.worker_ready.connect
 def start_background(sender=None, **kwargs) -> None:
     name = getattr(sender, "hostname", None) or f"worker-{os.getpid()}@{socket.gethostname()}"
-    background = Background(get_settings(), PUBLISHER, name)
+    background = Background(DATABASE, get_settings(), PUBLISHER, name)
     background.start()
     _background.append(background)
     WARM.prepare(get_settings())  # here, in the main thread: the one its PDEATHSIG watches

@@ -66,244 +66,363 @@ def train(
     scheduler: Scheduler | None = None,
     resume: LoopState | None = None,
     should_stop: Callable[[], bool] | None = None,
+    eval_batch: int | None = None,
 ) -> dict[str, float]:
     """Train for the run spec.training describes and return the final metrics (test ones
-    included).
+    included). See TrainingLoop."""
+    return TrainingLoop(spec, model, optimizer, loss_fn, data, callbacks, scheduler=scheduler,
+                        resume=resume, should_stop=should_stop, eval_batch=eval_batch).run()
+
+
+class TrainingLoop:
+    """One run of training, in named phases:
+
+    - `step_group`: the batches of one optimizer step (several with gradient accumulation),
+      forward and backward, then clipping, the optimizer's step and the schedule's;
+    - `log_window`: every log_every_steps steps and at an epoch's end, the window's mean
+      training loss and the step's rate (and penalties) as points; the only host sync;
+    - `evaluate_mid_epoch`: every eval_every_steps steps, validation and early stopping;
+    - `end_epoch`: the epoch's metrics, its evaluation, the schedule's epoch step, the
+      callbacks' on_epoch_end (checkpoints);
+    - `finish`: restoring the best weights, the test split, on_train_end.
 
     `scheduler` defaults to the spec's schedule, built here; `resume` is the state restored
-    from a checkpoint (worker/checkpoints.py), its scheduler included. When
-    `should_stop` turns true, the loop stops at the next step boundary, lets the callbacks
-    checkpoint (on_preempt) and raises Preempted.
+    from a checkpoint (worker/checkpoints.py), its scheduler included. When `should_stop`
+    turns true, the loop stops at the next step boundary, lets the callbacks checkpoint
+    (on_preempt) and raises Preempted. `eval_batch`: samples per evaluation batch, sized to
+    the network's memory (core/memory_estimate.py); None: worker/evaluate.py's default.
 
     Every way out of the loop, its end, a stop, a divergence or any exception, goes through
     the callbacks' on_exit with the state where it stopped: a callback that buffers writes
     what it holds there, so that a job that failed keeps its curves up to its last step.
     """
-    state = resume or LoopState(model, optimizer,
-                                torch.Generator().manual_seed(spec.training.seed))
-    try:
-        final = _train(spec, model, optimizer, loss_fn, data, callbacks, state,
-                       resumed=resume is not None, scheduler=scheduler,
-                       should_stop=should_stop)
-    except BaseException as exc:
-        _exit(callbacks, state, exc)
-        raise
-    _exit(callbacks, state, None)
-    return final
 
+    def __init__(
+        self,
+        spec: JobSpec,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: nn.Module,
+        data: TrainData,
+        callbacks: list[Callback],
+        *,
+        scheduler: Scheduler | None = None,
+        resume: LoopState | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        eval_batch: int | None = None,
+    ) -> None:
+        self.spec, self.cfg = spec, spec.training
+        self.model, self.optimizer, self.loss_fn, self.data = model, optimizer, loss_fn, data
+        self.callbacks = callbacks
+        self.should_stop = should_stop
+        self.eval_batch = eval_batch
+        self.state = resume or LoopState(model, optimizer,
+                                         torch.Generator().manual_seed(spec.training.seed))
+        self.resumed = resume is not None
+        self.scheduler = scheduler
+        self.n = len(data.x_train)
+        # What the phases below leave for the next: the rate the last step used, its penalty
+        # and gradient norm (tensors, read at the log window), and the epoch's layer
+        # statistics, taken at its last step.
+        self.lr = optimizer.param_groups[0]["lr"]
+        self.penalty: torch.Tensor | None = None
+        self.grad_norm: torch.Tensor | None = None
+        self.layer_stats: dict[str, float] = {}
+        self.stopped_early = False
 
-def _train(
-    spec: JobSpec,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: nn.Module,
-    data: TrainData,
-    callbacks: list[Callback],
-    state: LoopState,
-    *,
-    resumed: bool,
-    scheduler: Scheduler | None,
-    should_stop: Callable[[], bool] | None,
-) -> dict[str, float]:
-    cfg = spec.training
-    n = len(data.x_train)
-    plan = plan_run(n, cfg)
-    bounds, per_epoch_batches = plan.bounds, len(plan.bounds)
-    log_every = cfg.log_every_steps or max(1, math.ceil(plan.steps_per_epoch / 50))
-    device = data.x_train.device
-    state.total_steps, state.epochs = plan.total_steps, plan.epochs
-    if state.scheduler is None:
-        if resumed and spec.schedule.type != "constant":
-            # Built now, it would start the schedule over and reset the restored rates.
-            raise ValueError("pass the scheduler to restore_loop_state to resume a schedule")
-        state.scheduler = scheduler or build_run_scheduler(spec, optimizer, plan)
-    schedule = state.scheduler
-    precision = resolve_precision(cfg.precision, device)
-    if precision.scaler is not None:
-        if state.restored.get("scaler"):
-            precision.scaler.load_state_dict(state.restored["scaler"])
-        state.scaler = precision.scaler
-    _note(state, precision.note)
-    stopping = cfg.early_stopping
-    if stopping is not None and state.stopper is None:
-        state.stopper = EarlyStopper(stopping.monitor, stopping.resolved_mode,
-                                     stopping.patience, stopping.min_delta,
-                                     stopping.restore_best)
-        state.stopper.load_state_dict(state.restored.get("early_stopping"), device)
-    # The network's layers called directly: its wrapper's forward only calls them, and each
-    # module call costs microseconds a step.
-    forward = model.layers if type(model) is Network else model
-    if cfg.compile:
-        forward, note = compile_network(model, data.x_train[: min(n, cfg.batch_size)])
-        _note(state, note)
-    counts_correct = data.task in ACCURACY_TASKS  # regression has no accuracy to count
+    def run(self) -> dict[str, float]:
+        try:
+            self._set_up()
+            final = self._epochs()
+        except BaseException as exc:
+            self._exit(exc)
+            raise
+        self._exit(None)
+        return final
 
-    def count(predicted: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return count_correct(predicted, labels, data.task)
+    # --- set-up ---------------------------------------------------------------------------
 
-    # What each step reads, looked up once.
-    x_train, y_train, task, accumulate = data.x_train, data.y_train, data.task, plan.accumulate
-    scaler = precision.scaler
-    autocast = precision.autocast if precision.dtype is not None else None
+    def _set_up(self) -> None:
+        cfg, state, model, data = self.cfg, self.state, self.model, self.data
+        self.plan = plan_run(self.n, cfg)
+        self.log_every = cfg.log_every_steps or max(1, math.ceil(self.plan.steps_per_epoch / 50))
+        state.total_steps, state.epochs = self.plan.total_steps, self.plan.epochs
+        if state.scheduler is None:
+            if self.resumed and self.spec.schedule.type != "constant":
+                # Built now, it would start the schedule over and reset the restored rates.
+                raise ValueError("pass the scheduler to restore_loop_state to resume a schedule")
+            state.scheduler = self.scheduler or build_run_scheduler(self.spec, self.optimizer,
+                                                                    self.plan)
+        self.schedule = state.scheduler
+        precision = resolve_precision(cfg.precision, data.x_train.device)
+        if precision.scaler is not None:
+            if state.restored.get("scaler"):
+                precision.scaler.load_state_dict(state.restored["scaler"])
+            state.scaler = precision.scaler
+        self._note(precision.note)
+        self.scaler = precision.scaler
+        self.autocast = precision.autocast if precision.dtype is not None else None
+        stopping = cfg.early_stopping
+        if stopping is not None and state.stopper is None:
+            state.stopper = EarlyStopper(stopping.monitor, stopping.resolved_mode,
+                                         stopping.patience, stopping.min_delta,
+                                         stopping.restore_best)
+            state.stopper.load_state_dict(state.restored.get("early_stopping"),
+                                          data.x_train.device)
+        # The network's layers called directly: its wrapper's forward only calls them, and
+        # each module call costs microseconds a step.
+        self.forward = model.layers if type(model) is Network else model
+        if cfg.compile:
+            self.forward, note = compile_network(model, data.x_train[: min(self.n,
+                                                                           cfg.batch_size)])
+            self._note(note)
+        self.augment = build_augmenter(self.spec.dataset, data.task, data.num_classes)
+        self.probe = LayerProbe(model)
+        reg = self.spec.regularization
+        self.l1 = reg.l1
+        self.penalised = l1_parameters(model) if reg.l1 > 0 else []
+        self.clip = reg.clip_grad
+        self.clipped = [p for p in model.parameters() if p.requires_grad] if reg.clip_grad else []
 
-    augment = build_augmenter(spec.dataset, data.task, data.num_classes)
-    probe = LayerProbe(model)
-    reg = spec.regularization
-    penalised = l1_parameters(model) if reg.l1 > 0 else []
-    clipped = [p for p in model.parameters() if p.requires_grad] if reg.clip_grad else []
+    def _epochs(self) -> dict[str, float]:
+        state = self.state
+        metrics: dict[str, float] = {}
+        first_epoch = state.epoch if state.in_epoch.order is not None else state.epoch + 1
+        for epoch in range(first_epoch, self.plan.epochs + 1):
+            state.epoch = epoch
+            started = self._train_epoch(epoch)
+            metrics, run_ends = self.end_epoch(epoch, time.perf_counter() - started)
+            if run_ends:
+                break
+            if self._stop_requested():
+                self._preempt()
+        return self.finish(metrics)
 
-    def validate() -> dict[str, float]:
-        val = evaluate(model, loss_fn, data.x_val, data.y_val, data.task,
-                       top_k=spec.metrics.top_k).as_metrics("val")
-        # The weights can blow up between two checks of the training loss (an update after
-        # the last one checked): a non-finite point would fail the job's summary write, which
-        # JSON cannot hold, and bury the advice under a database error.
-        _check_finite(val["val_loss"], state.step, optimizer.param_groups[0]["lr"],
-                      "validation loss")
-        return val
+    # --- an epoch's steps -----------------------------------------------------------------
 
-    def stops_early(val: dict[str, float]) -> bool:
-        if state.stopper is None or not state.stopper.update(val, model, state.step,
-                                                             state.epoch):
-            return False
-        _note(state, state.stopper.describe_stop(state.step, state.epoch))
-        return True
-
-    metrics: dict[str, float] = {}
-    stopped_early = False
-    first_epoch = state.epoch if state.in_epoch.order is not None else state.epoch + 1
-    for epoch in range(first_epoch, plan.epochs + 1):
-        state.epoch = epoch
+    def _train_epoch(self, epoch: int) -> float:
+        """Train the epoch's step groups, from where its progress stands; returns the
+        perf_counter the epoch's time counts from."""
+        state, bounds, accumulate = self.state, self.plan.bounds, self.plan.accumulate
         progress = state.in_epoch
         if progress.order is None:
-            progress.start(torch.randperm(n, generator=state.shuffle).to(device))
-        model.train()
+            progress.start(torch.randperm(self.n, generator=state.shuffle)
+                           .to(self.data.x_train.device))
+        self.model.train()
         started = time.perf_counter() - progress.elapsed_s
-        layer_stats: dict[str, float] = {}
-        penalty = grad_norm = None
-        order = progress.order
-        for first in range(progress.batch, per_epoch_batches, accumulate):
-            last = min(first + accumulate, per_epoch_batches)
-            group_size = bounds[last - 1][1] - bounds[first][0]
-            optimizer.zero_grad(set_to_none=True)
-            for b in range(first, last):
-                start, end = bounds[b]
-                idx = order[start:end]
-                xb, yb = x_train[idx], y_train[idx]
-                xb, target = augment(xb, yb) if augment else (xb, yb)
-                if autocast is None:
-                    out = forward(xb)
-                    loss = loss_fn(out, target)
-                else:
-                    with autocast():
-                        out = forward(xb)
-                        loss = loss_fn(out, target)
-                # Each batch's share of the group's mean: accumulated gradients equal those of
-                # one batch of the whole group.
-                share = (end - start) / group_size
-                objective = loss * share if accumulate > 1 else loss
-                if penalised:
-                    penalty = l1_penalty(penalised, reg.l1)
-                    objective = objective + penalty * share
-                if scaler is not None:
-                    scaler.scale(objective).backward()
-                else:
-                    objective.backward()
-                # Kept, not summed: the sums are taken once per log window (settle).
-                progress.add_batch(loss.detach(), end - start, batch_predictions(out, task), yb)
-            if scaler is not None:
-                scaler.unscale_(optimizer)  # clipping and probes see true gradients
-            ends_epoch = last == per_epoch_batches or state.step + 1 == plan.total_steps
-            if ends_epoch:  # per-layer statistics at each epoch's last step
-                probe.after_backward()
-            if reg.clip_grad is not None:
-                grad_norm = clip_gradients(clipped, reg.clip_grad.by, reg.clip_grad.max)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            if ends_epoch:
-                layer_stats = probe.after_step()
-            lr = optimizer.param_groups[0]["lr"]  # the rate this step used
-            schedule.after_step()
-            state.step += 1
-            progress.batch = last
-            if state.step % log_every == 0 or ends_epoch:
-                progress.settle(count)
-                # The only host sync in the step loop, at a bounded rate.
-                value = (progress.window_loss / progress.window_count).item()
-                _check_finite(value, state.step, lr)
-                points = [Point("train_loss_step", value, state.step, epoch),
-                          Point("lr", lr, state.step, epoch)]
-                if penalty is not None:
-                    points.append(Point("l1_penalty", penalty.item(), state.step, epoch))
-                if grad_norm is not None:
-                    points.append(Point("grad_norm", grad_norm.item(), state.step, epoch))
-                _emit(callbacks, state, points)
-                progress.window_loss.zero_()
-                progress.window_count = 0
-            if (cfg.eval_every_steps and data.x_val is not None
-                    and state.step % cfg.eval_every_steps == 0):
-                progress.pending_val = validate()
-                model.train()
-                _emit(callbacks, state, _points(progress.pending_val, state, epoch))
-                if stops_early(progress.pending_val):
-                    stopped_early = True
-                    break
+        self.layer_stats, self.penalty, self.grad_norm = {}, None, None
+        eval_every = self.cfg.eval_every_steps if self.data.x_val is not None else 0
+        for first in range(progress.batch, len(bounds), accumulate):
+            ends_epoch = self.step_group(first, min(first + accumulate, len(bounds)))
+            if state.step % self.log_every == 0 or ends_epoch:
+                self.log_window(epoch)
+            if eval_every and state.step % eval_every == 0 and self.evaluate_mid_epoch(epoch):
+                self.stopped_early = True
+                break
             if ends_epoch:
                 break
-            if should_stop is not None and should_stop():
+            if self._stop_requested():
                 # Unsettled: the checkpoint keeps the window's batches as they are.
                 progress.elapsed_s = time.perf_counter() - started
-                _preempt(callbacks, state)
-        elapsed = time.perf_counter() - started
-        progress.settle(count)  # a mid-epoch early stop leaves batches since the last log
-        seen = bounds[progress.batch - 1][1]
+                self._preempt()
+        return started
+
+    def step_group(self, first: int, last: int) -> bool:
+        """Train batches [first, last) of the epoch as one optimizer step. Returns whether
+        the step ends the epoch (its last batch, or the run's last step)."""
+        state, optimizer, scaler = self.state, self.optimizer, self.scaler
+        progress, bounds, order = state.in_epoch, self.plan.bounds, state.in_epoch.order
+        x_train, y_train, task = self.data.x_train, self.data.y_train, self.data.task
+        forward, loss_fn, augment, autocast = self.forward, self.loss_fn, self.augment, \
+            self.autocast
+        accumulate, penalised = self.plan.accumulate > 1, self.penalised
+        group_size = bounds[last - 1][1] - bounds[first][0]
+        optimizer.zero_grad(set_to_none=True)
+        for b in range(first, last):
+            start, end = bounds[b]
+            idx = order[start:end]
+            xb, yb = x_train[idx], y_train[idx]
+            xb, target = augment(xb, yb) if augment else (xb, yb)
+            if autocast is None:
+                out = forward(xb)
+                loss = loss_fn(out, target)
+            else:
+                with autocast():
+                    out = forward(xb)
+                    loss = loss_fn(out, target)
+            # Each batch's share of the group's mean: accumulated gradients equal those of one
+            # batch of the whole group.
+            share = (end - start) / group_size
+            objective = loss * share if accumulate else loss
+            if penalised:
+                self.penalty = l1_penalty(penalised, self.l1)
+                objective = objective + self.penalty * share
+            if scaler is not None:
+                scaler.scale(objective).backward()
+            else:
+                objective.backward()
+            # Kept, not summed: the sums are taken once per log window (settle).
+            progress.add_batch(loss.detach(), end - start, batch_predictions(out, task), yb)
+        if scaler is not None:
+            scaler.unscale_(optimizer)  # clipping and probes see true gradients
+        ends_epoch = last == len(bounds) or state.step + 1 == self.plan.total_steps
+        if ends_epoch:  # per-layer statistics at each epoch's last step
+            self.probe.after_backward()
+        if self.clip is not None:
+            self.grad_norm = clip_gradients(self.clipped, self.clip.by, self.clip.max)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        if ends_epoch:
+            self.layer_stats = self.probe.after_step()
+        self.lr = optimizer.param_groups[0]["lr"]  # the rate this step used
+        self.schedule.after_step()
+        state.step += 1
+        progress.batch = last
+        return ends_epoch
+
+    def log_window(self, epoch: int) -> None:
+        """Fold the window's batches and log its mean training loss with the step's rate."""
+        state, progress = self.state, self.state.in_epoch
+        progress.settle(self._count)
+        # The only host sync in the step loop, at a bounded rate.
+        value = (progress.window_loss / progress.window_count).item()
+        _check_finite(value, state.step, self.lr)
+        values = {"train_loss_step": value, "lr": self.lr}
+        if self.penalty is not None:
+            values["l1_penalty"] = self.penalty.item()
+        if self.grad_norm is not None:
+            values["grad_norm"] = self.grad_norm.item()
+        self._emit(_points(values, state, epoch))
+        progress.window_loss.zero_()
+        progress.window_count = 0
+
+    def evaluate_mid_epoch(self, epoch: int) -> bool:
+        """Validate at a step (training.eval_every_steps); returns whether to stop early."""
+        progress = self.state.in_epoch
+        progress.pending_val = self._validate()
+        self.model.train()
+        self._emit(_points(progress.pending_val, self.state, epoch))
+        return self._stops_early(progress.pending_val)
+
+    # --- an epoch's end -------------------------------------------------------------------
+
+    def end_epoch(self, epoch: int, elapsed: float) -> tuple[dict[str, float], bool]:
+        """The epoch's metrics and evaluation, the schedule's epoch step and the callbacks'
+        on_epoch_end. Returns the metrics and whether the run ends here."""
+        state, plan, data = self.state, self.plan, self.data
+        progress = state.in_epoch
+        progress.settle(self._count)  # a mid-epoch early stop leaves batches since the last log
+        seen = plan.bounds[progress.batch - 1][1]
         metrics = {
             "train_loss": (progress.loss_sum / seen).item(),
             "samples_per_s": seen / elapsed if elapsed > 0 else 0.0,
         }
-        if counts_correct:
+        if data.task in ACCURACY_TASKS:  # regression has no accuracy to count
             metrics["train_accuracy"] = progress.correct.item() / seen
-        metrics |= layer_stats
-        run_ends = stopped_early or state.step == plan.total_steps
+        metrics |= self.layer_stats
+        run_ends = self.stopped_early or state.step == plan.total_steps
         logged = dict(metrics)
-        if data.x_val is not None and not stopped_early and _evaluates_now(cfg, epoch,
-                                                                          state.step, run_ends):
-            val = validate()
+        if data.x_val is not None and not self.stopped_early and _evaluates_now(
+                self.cfg, epoch, state.step, run_ends):
+            val = self._validate()
             logged |= val
-            stopped_early = stops_early(val)
-            run_ends = run_ends or stopped_early
+            self.stopped_early = self._stops_early(val)
+            run_ends = run_ends or self.stopped_early
         metrics = {**progress.pending_val, **logged}
         state.in_epoch = EpochProgress()
-        _emit(callbacks, state, _points(logged, state, epoch))
+        self._emit(_points(logged, state, epoch))
         if run_ends:
             # The checkpoint callback writes the final checkpoint at the run's end, not here.
             state.epochs, state.total_steps = epoch, state.step
         # Stepped before the callbacks checkpoint, so the checkpoint holds the next epoch's
         # rate. `lr` was logged with train_loss_step; the epoch's metrics name the last rate.
-        schedule.after_epoch(metrics)
-        metrics["lr"] = lr
-        for callback in callbacks:
+        self.schedule.after_epoch(metrics)
+        metrics["lr"] = self.lr
+        for callback in self.callbacks:
             callback.on_epoch_end(state, metrics)
-        if run_ends:
-            break
-        if should_stop is not None and should_stop():
-            _preempt(callbacks, state)
+        return metrics, run_ends
 
-    final = dict(metrics)
-    restored = state.stopper is not None and stopped_early and state.stopper.restore(model)
-    if restored and data.x_val is not None:
-        final |= validate()  # the restored weights' own; already logged at their step
-    if data.x_test is not None:
-        test = evaluate(model, loss_fn, data.x_test, data.y_test, data.task,
-                        top_k=spec.metrics.top_k).as_metrics("test")
-        final |= test
-        _emit(callbacks, state, _points(test, state, state.epoch))
-    for callback in callbacks:
-        callback.on_train_end(state, final)
-    return final
+    # --- the finish -----------------------------------------------------------------------
+
+    def finish(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Restore the best weights (early stopping), evaluate the test split, and call the
+        callbacks' on_train_end. Returns the final metrics."""
+        state, data = self.state, self.data
+        final = dict(metrics)
+        restored = (state.stopper is not None and self.stopped_early
+                    and state.stopper.restore(self.model))
+        if restored and data.x_val is not None:
+            final |= self._validate()  # the restored weights' own; already logged at their step
+        if data.x_test is not None:
+            test = evaluate(self.model, self.loss_fn, data.x_test, data.y_test, data.task,
+                            top_k=self.spec.metrics.top_k, batch_size=self.eval_batch
+                            ).as_metrics("test")
+            final |= test
+            self._emit(_points(test, state, state.epoch))
+        for callback in self.callbacks:
+            callback.on_train_end(state, final)
+        return final
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _count(self, predicted: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return count_correct(predicted, labels, self.data.task)
+
+    def _validate(self) -> dict[str, float]:
+        data = self.data
+        val = evaluate(self.model, self.loss_fn, data.x_val, data.y_val, data.task,
+                       top_k=self.spec.metrics.top_k, batch_size=self.eval_batch
+                       ).as_metrics("val")
+        # The weights can blow up between two checks of the training loss (an update after
+        # the last one checked): a non-finite point would fail the job's summary write, which
+        # JSON cannot hold, and bury the advice under a database error.
+        _check_finite(val["val_loss"], self.state.step, self.optimizer.param_groups[0]["lr"],
+                      "validation loss")
+        return val
+
+    def _stops_early(self, val: dict[str, float]) -> bool:
+        state = self.state
+        if state.stopper is None or not state.stopper.update(val, self.model, state.step,
+                                                             state.epoch):
+            return False
+        self._note(state.stopper.describe_stop(state.step, state.epoch))
+        return True
+
+    def _stop_requested(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+    def _note(self, note: str | None) -> None:
+        if note and note not in self.state.notes:
+            self.state.notes.append(note)
+
+    def _emit(self, points: list[Point]) -> None:
+        for callback in self.callbacks:
+            callback.on_points(self.state, points)
+
+    def _preempt(self) -> None:
+        for callback in self.callbacks:
+            callback.on_preempt(self.state)
+        raise Preempted(f"stopped at step {self.state.step} on request")
+
+    def _exit(self, error: BaseException | None) -> None:
+        """Call on_exit, where a callback defines it. On the way out with an error, a callback
+        that fails is logged and the others still run: the error that ended the loop is the
+        one the caller must see."""
+        for callback in self.callbacks:
+            on_exit = getattr(callback, "on_exit", None)  # optional: most callbacks hold nothing
+            if on_exit is None:
+                continue
+            if error is None:
+                on_exit(self.state, None)
+                continue
+            try:
+                on_exit(self.state, error)
+            except Exception as exc:
+                log.warning("on the way out after %s, %s failed: %s", type(error).__name__,
+                            type(callback).__name__, exc)
 
 
 def _evaluates_now(cfg: TrainingSpec, epoch: int, step: int, run_ends: bool) -> bool:
@@ -315,38 +434,4 @@ def _evaluates_now(cfg: TrainingSpec, epoch: int, step: int, run_ends: bool) -> 
 
 
 def _points(values: dict[str, float], state: LoopState, epoch: int) -> list[Point]:
-    return [Point(k, v, state.step, epoch) for k, v in values.items()]
-
-
-def _note(state: LoopState, note: str | None) -> None:
-    if note and note not in state.notes:
-        state.notes.append(note)
-
-
-def _preempt(callbacks: list[Callback], state: LoopState) -> None:
-    for callback in callbacks:
-        callback.on_preempt(state)
-    raise Preempted(f"stopped at step {state.step} on request")
-
-
-def _exit(callbacks: list[Callback], state: LoopState, error: BaseException | None) -> None:
-    """Call on_exit, where a callback defines it. On the way out with an error, a callback
-    that fails is logged and the others still run: the error that ended the loop is the one
-    the caller must see."""
-    for callback in callbacks:
-        on_exit = getattr(callback, "on_exit", None)  # optional: most callbacks hold nothing
-        if on_exit is None:
-            continue
-        if error is None:
-            on_exit(state, None)
-            continue
-        try:
-            on_exit(state, error)
-        except Exception as exc:
-            log.warning("on the way out after %s, %s failed: %s", type(error).__name__,
-                        type(callback).__name__, exc)
-
-
-def _emit(callbacks: list[Callback], state: LoopState, points: list[Point]) -> None:
-    for callback in callbacks:
-        callback.on_points(state, points)
+    return [Point(name=k, value=v, step=state.step, epoch=epoch) for k, v in values.items()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from starlette.requests import ClientDisconnect
 
 from api import dataset_ingest
 from api.auth import Principal, PrincipalDep
+from api.bounded_ingest import ClientGone, child_request, parse_in_child
 from api.dataset_schemas import (
     BuiltinDatasetOut,
     DatasetImport,
@@ -27,8 +29,9 @@ from api.dataset_schemas import (
 from api.deps import SessionDep, SettingsDep
 from api.schemas import ValidationErrorOut
 from api.uploads import receive_multipart
-from api.url_import import check_url, download, filename_of
+from api.url_import import check_url, download, filename_of, import_parse_error, public_url
 from core import datasets
+from core.net_policy import NetPolicy
 from core.repo import datasets as dataset_repo
 from core.settings import Settings
 from core.tables import Dataset
@@ -38,8 +41,9 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ValidationErrorOut, "description": "the name is taken, or a job uses it"},
-    413: {"model": ValidationErrorOut, "description": "over TRAINDOCK_MAX_UPLOAD_BYTES or "
-          "TRAINDOCK_MAX_UNPACKED_BYTES"},
+    413: {"model": ValidationErrorOut, "description": "over TRAINDOCK_MAX_UPLOAD_BYTES, "
+          "TRAINDOCK_MAX_UNPACKED_BYTES, TRAINDOCK_MAX_PARSED_BYTES or "
+          "TRAINDOCK_INGEST_MEMORY_MB"},
     415: {"description": "neither multipart/form-data nor application/json"},
     422: {"model": ValidationErrorOut, "description": "the field or file member to change"},
 }
@@ -122,20 +126,34 @@ async def create_dataset(request: Request, session: SessionDep, settings: Settin
         raise HTTPException(415, "send multipart/form-data (an upload: file, name, ...) or "
                             "application/json (an import: url, name, ...)")
     path = _temp_path(settings)
+    work_dir, tmp_dir = path.with_name(f"{path.name}.work"), settings.dataset_dir / (
+        f".tmp-{path.stem}")
     try:
         if kind == "multipart/form-data":
             options, filename, source = await _receive_upload(request, settings, path)
         else:
             options, filename, source = await _receive_import(request, session, settings, path,
                                                               principal.owner)
-        row = await run_in_threadpool(dataset_ingest.ingest, session, settings, path, filename,
-                                      options, source, principal.owner)
+        await run_in_threadpool(_check_name, session, options.name, principal.owner)
+        work_dir.mkdir()
+        child = child_request(settings, path, filename, dataset_ingest.child_options(options),
+                              work_dir, tmp_dir)
+        try:
+            parsed = await parse_in_child(settings, child, request.is_disconnected)
+        except UploadError as exc:
+            if "url" in source:  # never echo the remote file's content (column names, ...)
+                raise import_parse_error(exc, source["url"]) from None
+            raise
+        row = await run_in_threadpool(dataset_ingest.record, session, settings, parsed,
+                                      tmp_dir, options, source, principal.owner)
     except UploadError as exc:
         raise _http_error(exc) from None
-    except ClientDisconnect:
-        raise HTTPException(400, "the client hung up before the body was complete") from None
+    except (ClientDisconnect, ClientGone):
+        raise HTTPException(400, "the client hung up before the upload was complete") from None
     finally:
         path.unlink(missing_ok=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     return dataset_out(row)
 
 
@@ -178,6 +196,10 @@ async def _receive_import(request: Request, session, settings: Settings, path: P
                                 "bytes; an import names a URL and a few options")
     try:
         document = json.loads(body)
+    except RecursionError:
+        raise HTTPException(422, [{"field": "body", "type": "json_invalid",
+                                   "message": "body: nested too deeply; an import is a flat "
+                                   "JSON object {url, name, ...}"}]) from None
     except ValueError as exc:
         raise HTTPException(422, [{"field": "body", "type": "json_invalid",
                                    "message": f"body: not valid JSON ({exc})"}]) from None
@@ -187,8 +209,11 @@ async def _receive_import(request: Request, session, settings: Settings, path: P
     data = _options(DatasetImport, document)
     check_url(data.url)
     await run_in_threadpool(_check_name, session, data.name, owner)
-    await download(data.url, path, settings.max_upload_bytes, settings.import_timeout_s)
-    return data, filename_of(data.url), {"url": data.url}
+    policy = NetPolicy.from_settings(settings.url_import_allow_private,
+                                     settings.url_import_allow_networks)
+    await download(data.url, path, settings.max_upload_bytes, settings.import_timeout_s,
+                   policy, settings.import_deadline_s)
+    return data, filename_of(data.url), {"url": public_url(data.url)}
 
 
 def _check_name(session, name: str, owner: str) -> None:

@@ -6,6 +6,7 @@ the same check in the worker for networks too big to check here.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -21,12 +22,17 @@ from api.schemas import NOT_JSON, ValidationErrorOut
 from core import datasets
 from core.jobspec import DatasetLookup, JobSpec, validate_job
 from core.settings import Settings
-from models.build import SpecError, build_model
-from models.gradcheck import DEFAULT_EPS, check_gradients
+from models.build import ModelSummary, SpecError, build_model
+from models.gradcheck import DEFAULT_EPS, MAX_COORDINATES, check_gradients
 from models.losses import build_loss
 
-# Above this the check would hold a request thread for too long; the preflight has no limit.
+# Above these the check would hold a request thread for too long, or take too much of the
+# API's memory; the preflight (in the worker's bounded training child) has no such limit.
 MAX_PARAMS = 200_000
+# float64 multiply-adds of all the forwards the check runs (one thread: about 10 s)
+MAX_WORK_FLOPS = 10_000_000_000
+# float64 activations of one forward over the batch, kept for the backward
+MAX_ACTIVATION_BYTES = 256 * 1024 * 1024
 DEFAULT_BATCH = 8
 MAX_BATCH = 64
 
@@ -78,6 +84,7 @@ def _check(spec: JobSpec, settings: Settings, lookup: DatasetLookup, batch_size:
             f"{MAX_PARAMS:,} while you wait: submit the job with \"gradcheck\": true to run the "
             "check in the worker before training instead",
         )
+    _check_cost(checked.model, batch_size)
     x, y = _batch(spec, checked.dataset.task, batch_size, settings.dataset_dir)
     with torch.random.fork_rng(devices=[]):  # the API process's RNG is not the job's
         torch.manual_seed(spec.training.seed)
@@ -85,6 +92,28 @@ def _check(spec: JobSpec, settings: Settings, lookup: DatasetLookup, batch_size:
     report = check_gradients(model, build_loss(spec.loss), x, y, eps=DEFAULT_EPS,
                              seed=spec.training.seed)
     return report.as_dict()
+
+
+def _check_cost(model: ModelSummary, batch_size: int) -> None:
+    """Refuse, from the network's summary and before anything is built, a check whose
+    activations or forwards would cost more than the API gives it."""
+    activations = math.prod(model.input_shape) + sum(
+        math.prod(layer.output_shape) for layer in model.layers)
+    memory = activations * batch_size * 8
+    # one forward for autograd, then two per perturbed coordinate (weight and bias of each
+    # layer: at most MAX_COORDINATES each)
+    forwards = 1 + 2 * sum(min(layer.params, 2 * MAX_COORDINATES) for layer in model.layers)
+    work = forwards * batch_size * max(1, sum(layer.flops for layer in model.layers))
+    advice = ("use a smaller batch_size, or submit the job with \"gradcheck\": true to run the "
+              "check in the worker before training instead")
+    if memory > MAX_ACTIVATION_BYTES:
+        raise SpecError("model", f"the check needs {memory / 2**20:,.0f} MiB of float64 "
+                        f"activations for {batch_size} samples; POST /v1/gradcheck allows "
+                        f"{MAX_ACTIVATION_BYTES // 2**20} MiB: {advice}")
+    if work > MAX_WORK_FLOPS:
+        raise SpecError("model", f"the check needs about {work:.2g} floating-point operations "
+                        f"({forwards:,} forwards of {batch_size} samples); POST /v1/gradcheck "
+                        f"allows {MAX_WORK_FLOPS:.2g}: {advice}")
 
 
 def _batch(spec: JobSpec, task: str, batch_size: int, root: Path

@@ -31,11 +31,10 @@ def create_key(session: Session, name: str, scopes: list[str], owner: str | None
     owner = check_name("--owner", owner or name)
     token = new_token()
     key = ApiKey(name=name, owner=owner, scopes=scopes, token_hash=token_hash(token))
-    session.add(key)
     try:
-        session.flush()
+        with session.begin_nested():  # a taken name undoes this insert only
+            session.add(key)
     except IntegrityError:
-        session.rollback()
         raise ApiKeyProblem(f"a key named {name!r} exists already; choose another --name "
                         "(`traindock keys list` shows them)") from None
     session.refresh(key)

@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from core.api_keys import LOCAL_OWNER
+from core.progress import Progress
 from core.repo.job_ids import id_range
 from core.tables import FINAL_STATES, Job
 
@@ -56,7 +57,7 @@ def new_job_values(
         "spec": spec,
         "max_attempts": max_attempts,
         "model_summary": model_summary,
-        "progress": {"epoch": 0, "step": 0, "total_steps": total_steps},
+        "progress": Progress(total_steps=total_steps).as_dict(),
         "summary": {},
         "idempotency_key": idempotency_key,
     }
@@ -302,10 +303,10 @@ def record_progress(
     session: Session,
     job_id: uuid.UUID,
     attempt: int,
-    progress: dict[str, Any],
+    progress: Progress,
     summary: dict[str, Any] | None = None,
 ) -> bool:
-    values: dict[str, Any] = {"progress": progress, "updated_at": func.now()}
+    values: dict[str, Any] = {"progress": progress.as_dict(), "updated_at": func.now()}
     if summary is not None:
         values["summary"] = summary
     return _update_running(session, job_id, attempt, values)

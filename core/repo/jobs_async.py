@@ -14,12 +14,10 @@ from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
 
 from core.repo.jobs import new_job_values
+from core.tables import Job
 
-_COLUMNS = (
-    "id, name, owner, spec, state, attempt, preemptions, max_attempts, cancel_requested, progress, "
-    "summary, model_summary, startup, error, idempotency_key, created_at, started_at, "
-    "finished_at"
-)
+# Every column of the table, so that a column added to core/tables.Job is read here too.
+_COLUMNS = ", ".join(column.name for column in Job.__table__.columns)
 
 
 async def fetch_job(conn: AsyncConnection, job_id: uuid.UUID) -> Any | None:

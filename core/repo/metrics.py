@@ -6,23 +6,14 @@ from __future__ import annotations
 import bisect
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import datetime
-from typing import NamedTuple
 
 from sqlalchemy import Connection, delete, select, text
 from sqlalchemy.orm import Session
 
+from core.points import Point
 from core.repo import downsample
 from core.repo.rollups import merge_inserted_sql, rebuild_rollups
 from core.tables import Metric, MetricKey
-
-
-class Point(NamedTuple):
-    name: str
-    step: int
-    value: float
-    epoch: int
-    wall_time: datetime
 
 
 def metric_key_ids(conn: Connection, names: Sequence[str]) -> dict[str, int]:

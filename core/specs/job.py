@@ -9,6 +9,7 @@ from pydantic import Field
 from core.specs.dataset import DatasetSpec
 from core.specs.loss import CrossEntropyLoss, LossSpec
 from core.specs.metrics import MetricsSpec
+from core.specs.notify import NotifySpec
 from core.specs.optimizer import AdamSpec, OptimizerSpec
 from core.specs.regularization import RegularizationSpec
 from core.specs.schedule import ConstantSchedule, ScheduleSpec
@@ -45,6 +46,10 @@ class JobSpec(StrictModel):
     )
     metrics: MetricsSpec = Field(default_factory=MetricsSpec, description="extra metrics to record")
     max_attempts: int | None = Field(None, ge=1, le=20, description="default from settings")
+    notify: NotifySpec | None = Field(
+        None, description="POST a signed JSON event to a URL when the job changes state "
+        "(docs/integration.md, Webhooks)",
+    )
     gradcheck: bool = Field(
         False,
         description="before training, compare autograd with numerical gradients on a small "

@@ -20,22 +20,45 @@ from pathlib import Path
 import numpy as np
 
 from core.uploads.archive import GZIP_MAGIC, CappedReader
-from core.uploads.limits import Budget
+from core.uploads.limits import Budget, check_parsed_bytes
 from core.uploads.options import ParseOptions
 from core.uploads.parsed import Parsed, UploadError
 from core.uploads.validate import check_splits, classification_labels, regression_targets
 
 ROWS_PER_BLOCK = 65_536
+MAX_COLUMNS = 65_536
+MAX_TARGET_CHARS = 256  # a class name or a number; a longer one makes every row's copy long
+MAX_BLANK_LINES = 10_000  # a gzip of newlines inflates a thousandfold and holds no data
+# A .csv.gz may inflate to this many times its size (real ones: 3 to 30), at least
+# RATIO_FLOOR bytes: a gzip bomb is refused after a few seconds of inflating, not minutes.
+MAX_GZIP_RATIO = 100
+RATIO_FLOOR = 64 << 20
+TARGET_WIDTH = f"U{MAX_TARGET_CHARS}"
 
 
 def parse_csv(path: Path, options: ParseOptions) -> Parsed:
-    fast = _read_fast(path, options)
+    # One pass of inflating and counting in C first: what the text unpacks to, and how many
+    # rows it has, are checked before any parser spends seconds (or gigabytes) on it.
+    lines = _line_count(path, options)
+    fast = _read_fast(path, options, lines)
     if fast is not None:
         try:
             return _finish(*fast, options)
         except UploadError:
             pass  # the csv-module path finds the same problem and the line it is on
-    return _finish(*_read_slow(path, options), options)
+    return _finish(*_read_slow(path, options, lines), options)
+
+
+def _line_count(path: Path, options: ParseOptions) -> int:
+    with open(path, "rb") as raw:
+        stream: io.RawIOBase | io.BufferedIOBase = raw  # type: ignore[assignment]
+        if raw.read(2) == GZIP_MAGIC:
+            stream = CappedReader(gzip.GzipFile(fileobj=raw), _budget(path, options), "file")
+        raw.seek(0)
+        count = 0
+        while chunk := stream.read(1 << 20):
+            count += chunk.count(b"\n")
+    return count
 
 
 def _finish(header: list[str], target_index: int, x: np.ndarray, target: np.ndarray,
@@ -55,6 +78,9 @@ def _read_header(text: io.TextIOBase, options: ParseOptions):
     if not header:
         raise UploadError("file", "is empty; a csv starts with a header row naming the "
                           "columns")
+    if len(header) > MAX_COLUMNS:
+        raise UploadError("file", f"has {len(header):,} columns, more than {MAX_COLUMNS:,}; "
+                          "upload fewer features")
     target_index = _target_index(header, options.target)
     if len(header) < 2:
         raise UploadError("file", f"has only the target column {header[target_index]!r}; "
@@ -62,24 +88,48 @@ def _read_header(text: io.TextIOBase, options: ParseOptions):
     return reader, header, target_index
 
 
-def _read_fast(path: Path, options: ParseOptions):
+def _budget(path: Path, options: ParseOptions) -> Budget:
+    """What the text may inflate to: TRAINDOCK_MAX_UNPACKED_BYTES, and for a gzip at most
+    MAX_GZIP_RATIO times its own size."""
+    cap = options.max_unpacked_bytes
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == GZIP_MAGIC
+    ratio_cap = max(RATIO_FLOOR, MAX_GZIP_RATIO * path.stat().st_size)
+    if gzipped and ratio_cap < cap:
+        return Budget(ratio_cap, f"more than {MAX_GZIP_RATIO} times its compressed size, "
+                      "which only a decompression bomb or a file of repeated rows does; "
+                      "upload the csv uncompressed")
+    return Budget(cap)
+
+
+def _check_rows(rows: int, columns: int, options: ParseOptions) -> None:
+    check_parsed_bytes((rows, columns), options.max_parsed_bytes, "the csv's features")
+
+
+def _read_fast(path: Path, options: ParseOptions, lines: int | None = None):
     """Every column at once with numpy's C parser (about three times the csv module's
     speed): for the common large case, all numbers and nothing wrong. None when numpy
     refuses the file; the csv-module path then says what is wrong, on which line."""
-    budget_cap = options.max_unpacked_bytes
     loadtxt = {"delimiter": ",", "quotechar": '"', "comments": None}
     try:
-        with warnings.catch_warnings(), _open_text(path, Budget(budget_cap)) as text:
+        with warnings.catch_warnings(), _open_text(path, _budget(path, options)) as text:
             warnings.simplefilter("ignore")  # "input contained no data"
             _, header, target_index = _read_header(text, options)
+            _check_rows(_line_count(path, options) if lines is None else lines, len(header),
+                        options)
             table = np.loadtxt(text, dtype=np.float32, ndmin=2, **loadtxt)
         if table.shape[1] != len(header) or not np.isfinite(table).all():
             return None
-        with warnings.catch_warnings(), _open_text(path, Budget(budget_cap)) as text:
+        _check_rows(len(table), len(header), options)
+        with warnings.catch_warnings(), _open_text(path, _budget(path, options)) as text:
             warnings.simplefilter("ignore")
             _read_header(text, options)
-            # the target again as text: "3" and "3.0" decide the task differently
-            target = np.loadtxt(text, dtype=str, ndmin=1, usecols=[target_index], **loadtxt)
+            # the target again as text: "3" and "3.0" decide the task differently. Fixed
+            # width: a value that fills it may be longer, and the csv-module path says so.
+            target = np.loadtxt(text, dtype=TARGET_WIDTH, ndmin=1, usecols=[target_index],
+                                **loadtxt)
+        if len(target) and int(np.char.str_len(target).max()) >= MAX_TARGET_CHARS:
+            return None
     except UploadError:
         raise
     except ValueError:
@@ -89,12 +139,39 @@ def _read_fast(path: Path, options: ParseOptions):
     return header, target_index, x, np.char.strip(target), lines
 
 
-def _read_slow(path: Path, options: ParseOptions):
-    with _open_text(path, Budget(options.max_unpacked_bytes)) as text:
+def _read_slow(path: Path, options: ParseOptions, lines: int | None = None):
+    with _open_text(path, _budget(path, options)) as text:
         reader, header, target_index = _read_header(text, options)
-        x_blocks, targets, lines = _read_rows(reader, header, target_index)
+        _check_rows(_line_count(path, options) if lines is None else lines, len(header),
+                    options)
+        x_blocks, targets, lines = _read_rows(reader, header, target_index, options)
     return (header, target_index, np.concatenate(x_blocks), np.concatenate(targets),
             np.concatenate(lines))
+
+
+class _BlankLineGuard(io.RawIOBase):
+    """Refuses a stream of empty lines as the bytes pass (counting `\n\n` in C), before a
+    line-by-line reader spends minutes on millions of them."""
+
+    def __init__(self, raw: io.BufferedIOBase) -> None:
+        super().__init__()
+        self._raw = raw
+        self._blank = 0
+        self._last = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        n = self._raw.readinto(buffer)
+        if n:
+            data = self._last + bytes(buffer[:n])
+            self._blank += data.count(b"\n\n") + data.count(b"\n\r\n")
+            self._last = data[-1:]
+            if self._blank > MAX_BLANK_LINES:
+                raise UploadError("file", f"has more than {MAX_BLANK_LINES:,} blank lines; "
+                                  "remove them")
+        return n
 
 
 @contextlib.contextmanager
@@ -106,6 +183,7 @@ def _open_text(path: Path, budget: Budget) -> Iterator[io.TextIOBase]:
             binary = io.BufferedReader(CappedReader(gzip.GzipFile(fileobj=raw), budget, "file"))
         else:
             raw.seek(0)
+        binary = io.BufferedReader(_BlankLineGuard(binary), 1 << 20)  # type: ignore[arg-type]
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
         try:
             yield text
@@ -137,7 +215,7 @@ def _target_index(header: list[str], target: str | None) -> int:
     return header.index(name)
 
 
-def _read_rows(reader, header: list[str], target_index: int):
+def _read_rows(reader, header: list[str], target_index: int, options: ParseOptions):
     """Feature blocks (float32), target strings and the line each row came from."""
     x_blocks: list[np.ndarray] = []
     targets: list[np.ndarray] = []
@@ -155,13 +233,26 @@ def _read_rows(reader, header: list[str], target_index: int):
         row_targets.clear()
         row_lines.clear()
 
+    blank = count = 0
     while (row := _next_row(reader)) is not None:
         if not row or (len(row) == 1 and not row[0].strip()):
-            continue  # blank lines, such as a trailing one
+            blank += 1  # blank lines, such as a trailing one
+            if blank > MAX_BLANK_LINES:
+                raise UploadError("file", f"has more than {MAX_BLANK_LINES:,} blank lines; "
+                                  "remove them")
+            continue
         if len(row) != len(header):
             raise UploadError("file", f"line {reader.line_num} has {len(row)} fields but the "
                               f"header has {len(header)}; every row needs one value per column")
-        row_targets.append(row.pop(target_index).strip())
+        count += 1
+        if count % 1024 == 0:
+            _check_rows(count, len(header), options)
+        target = row.pop(target_index).strip()
+        if len(target) > MAX_TARGET_CHARS:
+            raise UploadError("target", f"the value on line {reader.line_num} is "
+                              f"{len(target):,} characters long; a class name or number has at "
+                              f"most {MAX_TARGET_CHARS}")
+        row_targets.append(target)
         rows.append(row)
         row_lines.append(reader.line_num)
         if len(rows) == ROWS_PER_BLOCK:

@@ -131,6 +131,15 @@ def _decode_all(archive: Archive, plan: list[Planned], num_classes: int,
     size = options.image_size
     notes.append(f"images read as {options.color}" + (
         f", resized to {size[0]}x{size[1]}" if size else ""))
+    if size is not None:  # known before any image is decoded
+        check_parsed_bytes((len(plan), channels, *size), options.max_parsed_bytes,
+                           f"{len(plan):,} images resized to {size[0]}x{size[1]}",
+                           field="image_size")
+    elif plan:  # the first image's header says what all of them must be
+        first = _header_size(archive.read(plan[0].member))
+        if first is not None:
+            check_parsed_bytes((len(plan), channels, *first), options.max_parsed_bytes,
+                               "the images")
     arrays: dict[str, np.ndarray] = {}
     first_name = ""
     for planned in plan:
@@ -152,6 +161,17 @@ def _decode_all(archive: Archive, plan: list[Planned], num_classes: int,
         arrays[f"x_{planned.split}"][planned.slot] = image
         arrays[f"y_{planned.split}"][planned.slot] = planned.label
     return arrays
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from an image's header, nothing decoded; None when unreadable (the
+    decode then says why)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as opened:
+            return opened.size[1], opened.size[0]
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+            Image.DecompressionBombError):
+        return None
 
 
 def _decode(data: bytes, name: str, options: ParseOptions,

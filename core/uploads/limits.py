@@ -27,9 +27,16 @@ class Budget:
     anything is inflated) and then every byte actually read is charged too, since a
     header can lie."""
 
-    def __init__(self, cap: int) -> None:
+    def __init__(self, cap: int, why: str | None = None) -> None:
         self.cap = cap
         self.used = 0
+        self.why = why  # said instead of the setting when the cap is not the setting's
+
+    def _refuse(self) -> UploadError:
+        if self.why is None:
+            return too_big(self.cap)
+        return UploadError("file", f"the upload unpacks to more than {human_bytes(self.cap)}: "
+                           f"{self.why}", status=413)
 
     def check_declared(self, total: int, what: str = "the archive") -> None:
         if total > self.cap:
@@ -38,17 +45,24 @@ class Budget:
     def charge(self, n: int) -> None:
         self.used += n
         if self.used > self.cap:
-            raise too_big(self.cap)
+            raise self._refuse()
 
     @property
     def left(self) -> int:
         return self.cap - self.used
 
 
-def check_parsed_bytes(shape: tuple[int, ...], cap: int, what: str) -> None:
-    """Refuse float32 arrays that would be too large before allocating them."""
-    size = math.prod(shape) * 4
+PARSED_SETTING = "TRAINDOCK_MAX_PARSED_BYTES"
+
+
+def check_parsed_bytes(shape: tuple[int, ...], cap: int, what: str, itemsize: int = 4,
+                       field: str = "file") -> None:
+    """Refuse arrays that would be too large before allocating them (float32 features by
+    default; int64 labels with itemsize=8)."""
+    size = math.prod(int(side) for side in shape) * itemsize
     if size > cap:
-        raise UploadError("file", f"{what} would take {human_bytes(size)} as float32 "
-                          f"{tuple(shape)}, above the limit of {human_bytes(cap)}; upload "
-                          "less data (or smaller images)", status=413)
+        kind = "float32" if itemsize == 4 else f"{itemsize}-byte values"
+        raise UploadError(field, f"{what} would take {human_bytes(size)} as {kind} "
+                          f"{tuple(int(side) for side in shape)}, above the limit of "
+                          f"{human_bytes(cap)} ({PARSED_SETTING}); upload less data (or "
+                          "smaller images)", status=413)

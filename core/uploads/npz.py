@@ -29,6 +29,8 @@ def parse_npz(path, options: ParseOptions) -> Parsed:
             raise UploadError("file", "is not an .npz; an .npz is a zip archive written by "
                               "numpy.savez or numpy.savez_compressed")
         members = _members_by_array(archive.members)
+        # the features first: their size check is the one that says what to change
+        x_train = _read_array(archive, members["x_train"], "x", options)
         y_train = _read_array(archive, members["y_train"], "y", options)
         task = options.task or ("regression" if y_train.dtype.kind == "f" else "classification")
         notes: list[str] = []
@@ -44,7 +46,8 @@ def parse_npz(path, options: ParseOptions) -> Parsed:
                                         if task == "classification"
                                         else regression_targets(y, field))
             if f"x_{split}" in members:
-                arrays[f"x_{split}"] = _read_array(archive, members[f"x_{split}"], "x", options)
+                arrays[f"x_{split}"] = x_train if split == "train" else _read_array(
+                    archive, members[f"x_{split}"], "x", options)
     parsed = Parsed(task=task, notes=notes, **arrays)
     return check_splits(parsed)
 
@@ -103,6 +106,8 @@ def _read_array(archive: Archive, member: Member, kind: str,
             out_dtype = np.dtype(np.float32)
         else:
             out_dtype = np.dtype(np.float64 if dtype.kind == "f" else np.int64)
+            # widened (and copied again by the label checks) only after this
+            check_parsed_bytes(shape, options.max_parsed_bytes, name, itemsize=8)
         sink = (NpyWriter(options.work_dir / f"{name}.npy", (count,), out_dtype)
                 if kind == "x" and options.work_dir is not None else None)
         flat, bad = _read_data(stream, dtype, count, out_dtype, field, sink)

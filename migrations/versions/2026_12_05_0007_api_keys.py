@@ -4,17 +4,17 @@ Rows from before keys existed belong to owner `local` (the owner of every reques
 TRAINDOCK_AUTH=off); an admin key sees them. Dataset names and Idempotency-Keys become unique
 per owner instead of across the service.
 
-Revision ID: 0006_api_keys
-Revises: 0005_job_startup
-Create Date: 2026-12-04
+Revision ID: 0007_api_keys
+Revises: 0006_webhooks
+Create Date: 2026-12-05
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0006_api_keys"
-down_revision = "0005_job_startup"
+revision = "0007_api_keys"
+down_revision = "0006_webhooks"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""Webhooks: signing deliveries, and where they may be sent."""

@@ -1,0 +1,272 @@
+"""`Client`: traindock's API as typed Python calls, for services that integrate with it.
+
+    with Client() as td:                      # $TRAINDOCK_URL, $TRAINDOCK_API_KEY
+        job = td.wait(td.submit(spec))
+        path = td.download_checkpoint(job, "best", dest="models/")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from traindock.errors import (
+    ChecksumMismatch,
+    FieldError,
+    Invalid,
+    NotFound,
+    TraindockError,
+    Unavailable,
+    WaitTimeout,
+)
+from traindock.results import Checkpoint, Delivery, Job, Series, Validation
+from traindock.transport import TIMEOUT_S, Transport, default_api_key
+
+JobRef = str | Job  # a job id, a unique start of one, or a Job
+PAGE_SIZE = 100  # jobs per request when iterating; the API allows 1 to 500
+HEX = frozenset("0123456789abcdef-")
+
+
+class Client:
+    """The API at `url` (default `$TRAINDOCK_URL`, else http://127.0.0.1:8000), sending
+    `api_key` (default `$TRAINDOCK_API_KEY`) as `Authorization: Bearer`. Use it as a
+    context manager, or call `close()`. Every failure is a `traindock.errors.TraindockError`."""
+
+    def __init__(self, url: str | None = None, api_key: str | None = None,
+                 timeout: float = TIMEOUT_S) -> None:
+        self.transport = Transport(url, api_key if api_key is not None else default_api_key(),
+                                   timeout)
+
+    @property
+    def url(self) -> str:
+        return self.transport.url
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- specs and jobs ---------------------------------------------------------------
+
+    def validate(self, spec: Mapping[str, Any] | os.PathLike[str]) -> Validation:
+        """A dry run: the model's layers and shapes; `Invalid` naming each field to fix."""
+        return Validation.from_json(self.transport.post("/v1/jobs/validate", _spec(spec)))
+
+    def submit(self, spec: Mapping[str, Any] | os.PathLike[str],
+               idempotency_key: str | None = None) -> Job:
+        """Queue a job. With `idempotency_key`, a retry of the same spec returns the job the
+        first call created instead of a second one (another spec under that key: `Conflict`)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return Job.from_json(self.transport.post("/v1/jobs", _spec(spec), headers=headers))
+
+    def job(self, job: JobRef) -> Job:
+        """The whole job. `job` may be its id or a unique start of it (as `traindock ls`
+        prints, 8 characters)."""
+        return Job.from_json(self.transport.get(f"/v1/jobs/{self.resolve(job)}"))
+
+    def resolve(self, job: JobRef) -> str:
+        """The full id of the job `job` names: `NotFound` when no id starts with it,
+        `Invalid` when several do."""
+        if isinstance(job, Job):
+            return job.id
+        ref = job.strip().lower()
+        try:
+            return str(uuid.UUID(ref))
+        except ValueError:
+            pass
+        if not ref or not set(ref) <= HEX or len(ref) > 36:
+            raise Invalid([FieldError("job_id", f"job_id: {job!r} is not a job id nor the start "
+                                      "of one; a job id is a UUID such as "
+                                      "3f2a6c1e-8b0d-4c5e-9f21-0a1b2c3d4e5f")])
+        page = self.transport.get("/v1/jobs", id_prefix=ref, limit=6)["items"]
+        ids = [item["id"] for item in page]
+        if not ids:
+            raise NotFound(f"no job id starts with {ref!r}; Client.jobs() lists them", 404)
+        if len(ids) > 1:
+            shown = ", ".join(ids[:5]) + (", …" if len(ids) > 5 else "")
+            raise Invalid([FieldError("job_id", f"job_id: {ref!r} is the start of several job "
+                                      f"ids ({shown}); give more characters")])
+        return ids[0]
+
+    def jobs(self, state: str | None = None, name: str | None = None, limit: int | None = None,
+             id_prefix: str | None = None, page_size: int = PAGE_SIZE) -> Iterator[Job]:
+        """Jobs newest first, page after page (keyset cursor: none repeated or skipped while
+        others are submitted), up to `limit` of them. `state` and `id_prefix` are filtered by
+        the API; `name` here (the API has no name filter, so every page is still read)."""
+        cursor: str | None = None
+        given = 0
+        while limit is None or given < limit:
+            page = self.transport.get("/v1/jobs", state=state, id_prefix=id_prefix,
+                                      limit=page_size, cursor=cursor)
+            for item in page["items"]:
+                if name is not None and item["name"] != name:
+                    continue
+                yield Job.from_json(item)
+                given += 1
+                if limit is not None and given >= limit:
+                    return
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def wait(self, job: JobRef, timeout: float | None = None, poll_s: float = 1.0) -> Job:
+        """Poll until the job is succeeded, failed or cancelled, and return it. A 503 (the
+        database is away for a moment) is waited out; past `timeout` seconds, `WaitTimeout`."""
+        job_id = self.resolve(job)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: Job | None = None
+        while True:
+            pause = poll_s
+            try:
+                last = self.job(job_id)
+                if last.final:
+                    return last
+            except Unavailable as exc:
+                if exc.status != 503:
+                    raise
+                pause = max(poll_s, min(exc.retry_after or poll_s, 5.0))
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = f"still {last.state}" if last else "the API answered only 503"
+                    raise WaitTimeout(f"job {job_id} did not end within {timeout:g} s ({seen}); "
+                                      "wait longer, or cancel it", last)
+                pause = min(pause, left)
+            time.sleep(pause)
+
+    def cancel(self, job: JobRef) -> Job:
+        """Ask the job to stop: a queued one ends at once, a running one within about a
+        second. An ended job: `Conflict`."""
+        return Job.from_json(self.transport.post(f"/v1/jobs/{self.resolve(job)}/cancel"))
+
+    def delete(self, job: JobRef) -> None:
+        """Delete an ended job with its metrics, checkpoints and logs (queued or running:
+        `Conflict`; cancel it and wait first)."""
+        self.transport.delete(f"/v1/jobs/{self.resolve(job)}")
+
+    # --- what a job produced ------------------------------------------------------------
+
+    def metrics(self, job: JobRef, names: list[str] | str | None = None,
+                since_step: int | None = None, max_points: int | None = None
+                ) -> dict[str, Series]:
+        """Every series (or those in `names`), each in step order; `since_step` returns only
+        later points (incremental polling), `max_points` downsamples a long series."""
+        if isinstance(names, list | tuple):
+            names = ",".join(names)
+        body = self.transport.get(f"/v1/jobs/{self.resolve(job)}/metrics", names=names,
+                                  since_step=since_step, max_points=max_points)
+        return {name: Series.from_json(name, data) for name, data in body["series"].items()}
+
+    def checkpoints(self, job: JobRef) -> list[Checkpoint]:
+        """The checkpoints the server keeps, in step order; one may be `best`."""
+        return [Checkpoint.from_json(c)
+                for c in self.transport.get(f"/v1/jobs/{self.resolve(job)}/checkpoints")]
+
+    def download_checkpoint(self, job: JobRef, checkpoint_id: int | str | None = None,
+                            dest: str | os.PathLike[str] = ".") -> Path:
+        """Save a checkpoint and return its path: `checkpoint_id` None for the newest,
+        "best" for the best, or an id from `checkpoints()`. `dest` is a folder (the file
+        keeps the server's `filename`; one given with a trailing "/" is made if missing) or
+        a file path. The file is streamed to a temporary file beside it and renamed into
+        place only once its SHA-256 matches the listing and the `X-Checksum-Sha256` header
+        (else `ChecksumMismatch`, and nothing is left)."""
+        job_id = self.resolve(job)
+        checkpoint = _pick(self.checkpoints(job_id), job_id, checkpoint_id)
+        target = Path(dest)
+        if os.fspath(dest).endswith(("/", os.sep)):  # "models/": a folder, made if need be
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TraindockError(f"cannot make the folder {target}: {exc.strerror}"
+                                     ) from None
+        if target.is_dir():
+            target = target / Path(checkpoint.filename).name  # never a path the server chose
+        try:
+            handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                               suffix=".part")
+        except OSError as exc:
+            raise TraindockError(f"cannot write into {target.parent}: {exc.strerror}; pass "
+                                 "dest= an existing folder or a path in one") from None
+        digest = hashlib.sha256()
+        try:
+            with os.fdopen(handle, "wb") as out, self.transport.stream(
+                    f"/v1/jobs/{job_id}/checkpoints/{checkpoint.id}/download") as response:
+                header = response.headers.get("x-checksum-sha256")
+                for chunk in response.iter_bytes():
+                    digest.update(chunk)
+                    out.write(chunk)
+            actual = digest.hexdigest()
+            for source, expected in (("the X-Checksum-Sha256 header", header),
+                                     ("the checkpoint listing", checkpoint.sha256)):
+                if expected is not None and actual != expected:
+                    raise ChecksumMismatch(
+                        f"checkpoint {checkpoint.id} of job {job_id}: the download's sha256 "
+                        f"{actual} is not {source}'s {expected} (a broken transfer?); nothing "
+                        "was saved, try again")
+            os.replace(partial, target)
+        except OSError as exc:
+            raise TraindockError(f"cannot write {target}: {exc.strerror or exc}") from None
+        finally:
+            Path(partial).unlink(missing_ok=True)
+        return target
+
+    def logs(self, job: JobRef, attempt: int | None = None, tail: int | None = None,
+             max_bytes: int | None = None) -> str:
+        """An attempt's log (the latest by default): its last MiB unless `max_bytes`."""
+        response = self.transport.request(
+            "GET", f"/v1/jobs/{self.resolve(job)}/logs",
+            {"attempt": attempt, "tail": tail, "max_bytes": max_bytes})
+        return response.text
+
+    def deliveries(self, job: JobRef) -> list[Delivery]:
+        """The job's webhook events and how each delivery went."""
+        return [Delivery.from_json(d)
+                for d in self.transport.get(f"/v1/jobs/{self.resolve(job)}/deliveries")]
+
+    def webhook_secret(self) -> str:
+        """The `whsec_...` key deliveries are signed with (`traindock.webhooks.verify`)."""
+        return self.transport.get("/v1/webhooks/secret")["secret"]
+
+
+def _spec(spec: Mapping[str, Any] | os.PathLike[str]) -> dict[str, Any]:
+    """A spec given as a mapping, or as the path of a JSON file."""
+    if isinstance(spec, os.PathLike):
+        path = Path(spec)
+        try:
+            return json.loads(path.read_text())
+        except OSError as exc:
+            raise TraindockError(f"cannot read the spec {path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise Invalid([FieldError("body", f"body: {path} is not valid JSON ({exc}); fix "
+                                      "the JSON at that line and column")], None) from None
+    return dict(spec)
+
+
+def _pick(checkpoints: list[Checkpoint], job_id: str, wanted: int | str | None) -> Checkpoint:
+    if not checkpoints:
+        raise NotFound(f"job {job_id} has no checkpoints yet; wait() for it first", 404)
+    if wanted is None:
+        return max(checkpoints, key=lambda c: (c.step, c.id))
+    if wanted == "best":
+        for checkpoint in checkpoints:
+            if checkpoint.best:
+                return checkpoint
+        raise NotFound(f"job {job_id} has no best checkpoint: none recorded the metric it "
+                       "monitors (val_loss unless its spec names another); pass None for the "
+                       "newest", 404)
+    for checkpoint in checkpoints:
+        if str(checkpoint.id) == str(wanted):
+            return checkpoint
+    kept = ", ".join(f"{c.id} (step {c.step})" for c in checkpoints)
+    raise NotFound(f"job {job_id} has no checkpoint {wanted}; it keeps {kept}", 404)

@@ -1,0 +1,187 @@
+"""The API's answers as frozen dataclasses, built by keyword from its JSON. Keys this client
+does not know are ignored (a newer server must not break an older client) and kept in `raw`;
+keys it knows but the server left out take their defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+
+T = TypeVar("T")
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def build(cls: type[T], data: dict[str, Any], **converted: Any) -> T:
+    """`cls` from the JSON object `data`: its known keys, `converted` values over them."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    known = {k: v for k, v in data.items() if k in names}
+    known.update(converted)
+    for name in ("created_at", "started_at", "finished_at", "next_attempt_at", "delivered_at",
+                 "given_up_at"):
+        if name in known:
+            known[name] = _time(known[name])
+    if "raw" in names:
+        known["raw"] = data
+    return cls(**known)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """`epochs` is set once a worker has the job; `total_steps` is an estimate before."""
+
+    step: int = 0
+    epoch: int = 0
+    total_steps: int | None = None
+    epochs: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Progress:
+        return build(cls, data or {})
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as `GET /v1/jobs/{id}` (every field) or `GET /v1/jobs` (no `spec`, `model`,
+    `max_attempts`, `cancel_requested`; with `spec_digest` and `differs`) answers it."""
+
+    id: str
+    name: str
+    state: str
+    attempt: int = 0
+    progress: Progress = field(default_factory=Progress)
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    spec: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
+    max_attempts: int | None = None
+    preemptions: int | None = None
+    cancel_requested: bool | None = None
+    startup: dict[str, Any] | None = None
+    spec_digest: str | None = None
+    differs: dict[str, Any] | None = None
+    owner: str | None = None  # with API keys: the owner of the key that submitted it
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Job:
+        return build(cls, data, progress=Progress.from_json(data.get("progress")))
+
+    @property
+    def final(self) -> bool:
+        """Whether the job has ended: succeeded, failed or cancelled."""
+        return self.state in FINAL_STATES
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """`summary.best`: per metric, `{value, step, epoch}` of its best value."""
+        return self.summary.get("best", {})
+
+    @property
+    def test(self) -> dict[str, Any]:
+        """`summary.test`: the test metrics, once the job has them."""
+        return self.summary.get("test", {})
+
+
+@dataclass(frozen=True)
+class Validation:
+    """`POST /v1/jobs/validate`: the model's layers and shapes, the dataset, warnings."""
+
+    model: dict[str, Any]
+    dataset: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Validation:
+        return build(cls, data)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """`best`: the job's best by the metric its spec monitors. `filename`: the name the
+    download is saved under, `<job name>-<id8>-step-<n>.pt`."""
+
+    id: int
+    step: int
+    epoch: int
+    sha256: str
+    size: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    best: bool = False
+    filename: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Checkpoint:
+        return build(cls, data)
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    step: int
+    value: float
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Series:
+    """One metric's points as parallel lists in step order. A downsampled series has one
+    entry per step range (its last point) and that range's `min`, `max` and `mean`."""
+
+    name: str
+    step: list[int]
+    value: list[float]
+    epoch: list[int]
+    min: list[float] | None = None
+    max: list[float] | None = None
+    mean: list[float] | None = None
+    downsampled: bool = False
+
+    @classmethod
+    def from_json(cls, name: str, data: dict[str, Any]) -> Series:
+        return build(cls, data, name=name, downsampled=bool(data.get("downsampled")))
+
+    @property
+    def points(self) -> list[MetricPoint]:
+        return [MetricPoint(s, v, e)
+                for s, v, e in zip(self.step, self.value, self.epoch, strict=True)]
+
+    @property
+    def last(self) -> MetricPoint | None:
+        return MetricPoint(self.step[-1], self.value[-1], self.epoch[-1]) if self.step else None
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook event of a job and how its delivery went."""
+
+    id: int
+    event: str
+    url: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    created_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    given_up_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Delivery:
+        return build(cls, data)
