@@ -280,3 +280,13 @@ def test_signing_in_sets_a_strict_http_only_cookie(owners):
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" not in cookie
         out = http.post("/signout")
         assert out.status_code == 303 and 'traindock_key=""' in out.headers["set-cookie"]
+
+
+def test_each_owner_has_its_own_webhook_secret(owners):
+    secrets = []
+    for token in (owners.alice, owners.reader, owners.bob):
+        with owners.client(token) as http:
+            response = http.get("/v1/webhooks/secret")
+            assert response.status_code == 200, response.text
+            secrets.append(response.json()["secret"])
+    assert secrets[0] == secrets[1] != secrets[2]  # alice's two keys share one; bob has his
