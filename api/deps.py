@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import psycopg
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
+from api.auth import PrincipalDep
+from api.connections import async_connection
 from core.jobspec import DatasetLookup
 from core.queue import BackgroundPublisher
 from core.repo import datasets as dataset_repo
@@ -31,20 +32,6 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
         yield session
 
 
-@asynccontextmanager
-async def async_connection(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
-    """psycopg's own connection, from the pool of the AUTOCOMMIT engine, for the routes that
-    run on the event loop (core/repo/jobs_async.py). Taken in the route itself by one that
-    must first wait for a thread (see valid_job)."""
-    async with request.app.state.async_engine.connect() as conn:
-        pooled = await conn.get_raw_connection()
-        try:
-            yield pooled.driver_connection
-        except psycopg.OperationalError:
-            await conn.invalidate()  # broken: not back into the pool
-            raise
-
-
 async def get_async_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
     async with async_connection(request) as conn:
         yield conn
@@ -60,14 +47,15 @@ AsyncConnDep = Annotated[psycopg.AsyncConnection, Depends(get_async_conn)]
 PublisherDep = Annotated[BackgroundPublisher, Depends(get_publisher)]
 
 
-def valid_job(job_id: uuid.UUID, session: SessionDep) -> Job:
+def valid_job(job_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> Job:
     """The job, detached, its read transaction ended so that the connection is back in the
     pool before the route runs. A request must not hold a connection while it waits for a
     thread: with more requests in flight than the pool has connections, every thread would
     wait for a connection held by a request waiting for a thread (GET /v1/jobs/{id} stalled
-    at 64 clients until this)."""
+    at 64 clients until this). Another owner's job is a 404, as a missing one: a 403 would
+    tell that it exists."""
     job = job_repo.get_job(session, job_id)
-    if job is None:
+    if job is None or not principal.may_see(job.owner):  # another owner's: as if none
         raise HTTPException(404, f"no job with id {job_id}")
     session.expunge(job)
     session.rollback()
@@ -77,13 +65,14 @@ def valid_job(job_id: uuid.UUID, session: SessionDep) -> Job:
 JobDep = Annotated[Job, Depends(valid_job)]
 
 
-def get_dataset_lookup(session: SessionDep) -> DatasetLookup:
-    """Uploaded datasets by name (str) or id (UUID), described from their rows."""
+def get_dataset_lookup(session: SessionDep, principal: PrincipalDep) -> DatasetLookup:
+    """Uploaded datasets by name (str) or id (UUID), described from their rows: the caller's
+    own (by name: the caller's own only, even for an admin; by id: any, for an admin)."""
 
     def lookup(key: str | uuid.UUID) -> Mapping[str, Any] | None:
         row = (dataset_repo.get(session, key) if isinstance(key, uuid.UUID)
-               else dataset_repo.get_by_name(session, key))
-        if row is None:
+               else dataset_repo.get_by_name(session, key, principal.owner))
+        if row is None or not principal.may_see(row.owner):
             return None
         return {"id": str(row.id), "name": row.name, "sha256": row.sha256, "task": row.task,
                 "input_shape": row.input_shape, "target_shape": row.target_shape,

@@ -7,6 +7,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import request_principal
 from core.repo.job_ids import id_range, jobs_with_id_prefix
 
 SHOWN = 5  # candidates named in the message
@@ -26,9 +27,14 @@ async def not_a_full_job_id(request: Request, text: str) -> JSONResponse:
                             "3f2a6c1e-8b0d-4c5e-9f21-0a1b2c3d4e5f (`GET /v1/jobs` lists them)",
                             "uuid_parsing")
 
+    principal = request_principal(request)
+    if not principal.scopes:  # the request was refused before it was identified
+        return JSONResponse(status_code=404, content={"detail": f"no job id starts with {text!r}"})
+
     def lookup() -> list[str]:
         with request.app.state.sessionmaker() as session:
-            return [str(job.id) for job in jobs_with_id_prefix(session, text, SHOWN + 1)]
+            return [str(job.id) for job in jobs_with_id_prefix(session, text, SHOWN + 1,
+                                                               principal.owner_filter)]
 
     ids = await run_in_threadpool(lookup)
     if not ids:

@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy.orm import sessionmaker
 
 from api.allowed_methods import AllowedMethods
 from api.api_docs import install_docs
+from api.auth import AUTH_RESPONSES, authenticate
 from api.browser_defences import BrowserDefences
 from api.db_watch import DatabaseGate, DatabaseWatch
 from api.errors import install_error_handlers
@@ -30,6 +31,7 @@ from api.routes import (
     jobs,
     logs,
     metrics,
+    signin,
     webhooks,
     workers,
 )
@@ -73,8 +75,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        exempt=frozenset({("POST", "/v1/datasets")}))
     app.state.database_watch = DatabaseWatch(settings)
     app.add_middleware(DatabaseGate, watch=app.state.database_watch)
-    for module in (jobs, gradcheck, metrics, events, checkpoints, datasets, workers, health,
-                   dashboard, logs, job_delete, webhooks):
+    # Every /v1 route needs an API key (api/auth.py); /healthz, /metrics, /docs and the
+    # dashboard's pages and files do not (the pages ask for a key themselves).
+    for module in (jobs, gradcheck, metrics, events, checkpoints, datasets, workers, logs,
+                   job_delete, webhooks):
+        app.include_router(module.router, dependencies=[Depends(authenticate)],
+                           responses=AUTH_RESPONSES)
+    for module in (health, dashboard, signin):
         app.include_router(module.router)
     install_docs(app)
     install_openapi(app)

@@ -66,6 +66,8 @@ class ValidationOut(BaseModel):
 class JobBrief(BaseModel):
     id: uuid.UUID
     name: str
+    owner: str = Field(description="whose job it is: the owner of the API key that submitted "
+                       "it (`local` with TRAINDOCK_AUTH=off)")
     state: str
     attempt: int
     progress: dict[str, Any]

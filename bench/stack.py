@@ -207,6 +207,9 @@ class Stack:
                 TRAINDOCK_BROKER_URL=self.broker_url,
                 TRAINDOCK_DATA_DIR=str(self.data_dir),
                 PYTHONUNBUFFERED="1",
+                # The benchmarks' clients send no API key; extra_env={"TRAINDOCK_AUTH": "on"}
+                # with a key measures the lookup (docs/security.md).
+                TRAINDOCK_AUTH="off",
             )
             env.update(extra_env or {})
             self.env = env

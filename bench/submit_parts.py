@@ -42,7 +42,7 @@ def measure(stack: Stack, repeats: int) -> dict[str, list[float]]:
     from core.settings import Settings
 
     settings = Settings(database_url=stack.database_url, broker_url=stack.broker_url,
-                        data_dir=stack.data_dir)
+                        data_dir=stack.data_dir, auth=False)
     app = create_app(settings)
     body = (ROOT / "examples" / "digits-mlp.json").read_bytes()
     parts: dict[str, list[float]] = {}

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from cli.config import ConfigError, api_key_from_environment, default_url
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 TIMEOUT_S = 30.0
 
@@ -39,6 +41,11 @@ def error_messages(response: httpx.Response) -> list[str]:
     if response.status_code == 404 and detail == "Not Found":  # no such route, not no such job
         return [f"the API has no route {response.request.url.path}; is the server an older "
                 "traindock than this client?"]
+    if response.status_code == 401:
+        sent = "the key sent" if response.request.headers.get("authorization") else "no key"
+        return [str(detail or "the API asks for an API key"),
+                f"({sent}: pass --token, or set TRAINDOCK_API_KEY, or api_key in "
+                "~/.config/traindock/config.toml)"]
     if isinstance(detail, list):
         return [str(item.get("message", item)) if isinstance(item, dict) else str(item)
                 for item in detail]
@@ -119,10 +126,13 @@ class Api:
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=os.environ.get("TRAINDOCK_URL", DEFAULT_URL),
-                        help="the API (default: $TRAINDOCK_URL, else %(default)s)")
-    parser.add_argument("--token", default=os.environ.get("TRAINDOCK_TOKEN"),
-                        help="sent as 'Authorization: Bearer TOKEN' (default: $TRAINDOCK_TOKEN)")
+    parser.add_argument("--url", default=default_url(DEFAULT_URL),
+                        help="the API (default: $TRAINDOCK_URL, else `url` in the config file, "
+                        f"else {DEFAULT_URL})")
+    parser.add_argument("--token", "--api-key", dest="token", default=None,
+                        help="the API key, sent as 'Authorization: Bearer KEY' (default: "
+                        "$TRAINDOCK_API_KEY, else `api_key` in $TRAINDOCK_CONFIG or "
+                        "~/.config/traindock/config.toml)")
 
 
 def run_client_verb(verb: Callable[[Api, argparse.Namespace], int],
@@ -130,8 +140,11 @@ def run_client_verb(verb: Callable[[Api, argparse.Namespace], int],
     """Run a verb against the API; an expected failure is a message and an exit status,
     never a traceback."""
     try:
-        with Api(args.url, args.token) as api:
+        with Api(args.url, args.token or api_key_from_environment()) as api:
             return verb(api, args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except ApiError as exc:
         for message in exc.messages:
             print(f"error: {message}", file=sys.stderr)

@@ -8,6 +8,7 @@ import os
 import sys
 
 from cli.http import add_connection_options, run_client_verb
+from cli.keys_parser import add_keys_parser
 
 # the module of each client verb; they reach the API over HTTP only
 CLIENT_VERBS = {"validate": "client", "gradcheck": "client", "submit": "client",
@@ -51,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--data-dir", default=os.environ.get("TRAINDOCK_DATA_DIR", "./traindock-data"))
 
+    up.add_argument("--no-auth", action="store_true",
+                    help="serve without API keys (every caller is an admin): allowed only on a "
+                    "loopback --host such as 127.0.0.1")
+
     sub.add_parser("migrate", help="apply database migrations to TRAINDOCK_DATABASE_URL")
+    add_keys_parser(sub)
 
     api = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
     api.add_argument("--host", default="127.0.0.1")
@@ -149,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         from cli.up import run_up
 
         return run_up(args)
+    if args.command == "keys":
+        from cli.keys import run_keys
+
+        return run_keys(args)
     if args.command in ("migrate", "api", "worker"):
         from cli import serve
 

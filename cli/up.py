@@ -39,6 +39,7 @@ from cli.supervise import (
     stop_process_tree,
     supervise,
 )
+from cli.up_key import banner_lines, ensure_admin_key, is_loopback
 from core.embedded_postgres import (
     EmbeddedPostgresError,
     start_embedded_postgres,
@@ -110,6 +111,7 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def start_and_supervise(args: argparse.Namespace, signals: StopSignals, started: Started) -> int:
+    check_auth_choice(args.host, args.no_auth)
     data_dir = prepare_data_dir(args.data_dir)
     started.lock = lock_data_dir(data_dir)
     check_port_free(args.host, args.port)
@@ -117,6 +119,7 @@ def start_and_supervise(args: argparse.Namespace, signals: StopSignals, started:
 
     env = dict(os.environ)
     env["TRAINDOCK_DATA_DIR"] = str(data_dir)
+    env["TRAINDOCK_AUTH"] = "off" if args.no_auth else "on"
     env.setdefault("PYTHONUNBUFFERED", "1")  # children's logs appear in order, as they happen
 
     if os.environ.get("TRAINDOCK_DATABASE_URL"):
@@ -156,6 +159,11 @@ def start_and_supervise(args: argparse.Namespace, signals: StopSignals, started:
     apply_migrations(settings)
     if signals.stop_requested:
         return 0
+    key_lines = auth_banner_lines(settings, args.no_auth)
+    if started.postgres is not None:
+        # `traindock keys` works on the database: say how to reach the embedded one.
+        key_lines.append(f"  keys       TRAINDOCK_DATABASE_URL='{settings.database_url}' "
+                         "traindock keys list")
 
     api_command = cli_command("api", "--host", args.host, "--port", str(args.port))
     started.children.append(start_child("API", api_command, env))
@@ -164,7 +172,7 @@ def start_and_supervise(args: argparse.Namespace, signals: StopSignals, started:
     url = local_url(args.host, args.port)
     if not wait_until_healthy(url, started.children, signals, args.host, args.port):
         return 0
-    print(banner(url, args.host, data_dir, database, broker), flush=True)
+    print(banner(url, args.host, data_dir, database, broker, key_lines), flush=True)
     if started.postgres is not None and started.pgdata is not None:
         lost = postgres_lost(started.postgres, started.pgdata)
         return supervise(started.children, signals, cannot_go_on=lost)
@@ -364,7 +372,33 @@ def _early_exit_message(child: Child, code: int, host: str, port: int) -> str:
     return message
 
 
-def banner(url: str, host: str, data_dir: Path, database: str, broker: str) -> str:
+def check_auth_choice(host: str, no_auth: bool) -> None:
+    """--no-auth makes every caller an admin: only for this machine's own users."""
+    if not no_auth:
+        return
+    if not is_loopback(host):
+        raise UpError(
+            f"--no-auth with --host {host} would let anyone who can reach this machine read, "
+            "submit and delete every job; drop --no-auth (keys are on by default), or bind a "
+            "loopback address with --host 127.0.0.1",
+            exit_code=2,
+        )
+    log.warning("--no-auth: the API asks for no key; every program on this machine that can "
+                "reach %s is an admin", host)
+
+
+def auth_banner_lines(settings: Settings, no_auth: bool) -> list[str]:
+    if no_auth:
+        return ["  API key    none asked for (--no-auth)"]
+    try:
+        return banner_lines(ensure_admin_key(settings))
+    except Exception as exc:  # the driver and the file system raise many types; all fatal
+        raise UpError(f"could not set up the admin API key: {type(exc).__name__}: {exc}"
+                      ) from exc
+
+
+def banner(url: str, host: str, data_dir: Path, database: str, broker: str,
+           key_lines: list[str] | None = None) -> str:
     listening = "  (listening on all interfaces)" if host in ("", "0.0.0.0", "::") else ""
     lines = [
         "",
@@ -374,6 +408,7 @@ def banner(url: str, host: str, data_dir: Path, database: str, broker: str) -> s
         f"  data dir   {data_dir}",
         f"  database   {database}",
         f"  broker     {broker}",
+        *(key_lines or []),
         f"  stop       press Ctrl-C, or: kill {os.getpid()}",
         "",
     ]

@@ -160,6 +160,14 @@ class Settings(BaseSettings):
         description="PostgreSQL cancels an API statement that runs longer than this",
     )
 
+    # Who may call the API (docs/security.md).
+    auth: bool = Field(
+        True,
+        description="require an API key (Authorization: Bearer, or the dashboard's cookie) on "
+        "every /v1 route and dashboard page; off (TRAINDOCK_AUTH=off) every caller is an "
+        "admin of owner `local`: only for a single user on a loopback address",
+    )
+
     # Webhooks (worker/webhooks.py)
     webhook_allow_private: bool = Field(
         False, description="send webhooks to loopback and private addresses too (a server "

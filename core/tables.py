@@ -20,6 +20,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -51,6 +52,9 @@ class Job(Base):
         # Newest-first listing with keyset pagination, optionally per state.
         Index("ix_job_created_at_id", "created_at", "id"),
         Index("ix_job_state_created_at_id", "state", "created_at", "id"),
+        # An owner's newest-first listing.
+        Index("ix_job_owner_created_at_id", "owner", "created_at", "id"),
+        UniqueConstraint("owner", "idempotency_key", name="uq_job_owner_idempotency_key"),
         # The reaper's scan: running jobs by lease expiry.
         Index(
             "ix_job_running_lease", "lease_expires_at", postgresql_where=text("state = 'running'")
@@ -78,7 +82,9 @@ class Job(Base):
     # The latest attempt's start-up, phase by phase, written once after its first training
     # step (worker/startup.py): read whole, never queried into, and its phases may grow.
     startup: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # Whose job it is (core/api_keys.py); an Idempotency-Key is one owner's, not global.
+    owner: Mapped[str] = mapped_column(String(100), server_default="local")
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -173,9 +179,12 @@ class Dataset(Base):
     `DATA_DIR/datasets/` (core/dataset_store.py). Several rows may share one folder."""
 
     __tablename__ = "dataset"
+    # Names are each owner's own: two owners may both have a "digits-v2".
+    __table_args__ = (UniqueConstraint("owner", "name", name="uq_dataset_owner_name"),)
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    owner: Mapped[str] = mapped_column(String(100), server_default="local")
+    name: Mapped[str] = mapped_column(String(200))
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     format: Mapped[str] = mapped_column(String(32))
     task: Mapped[str] = mapped_column(String(32))
@@ -191,6 +200,22 @@ class Dataset(Base):
     # {"filename": ...} for an upload, {"url": ...} for an import
     source: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ApiKey(Base):
+    """A key the API accepts as `Authorization: Bearer <token>`: only the token's sha256 is
+    kept (core/api_keys.py). Revoked keys stay, so that `keys list` tells what happened."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    scopes: Mapped[list[str]] = mapped_column(JSONB)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class WebhookDelivery(Base):

@@ -143,6 +143,9 @@ def service_env(settings: Settings) -> dict[str, str]:
         TRAINDOCK_WEBHOOK_ALLOW_PRIVATE="true",
         TRAINDOCK_WEBHOOK_RETRY_BASE_S="0.3",
         PYTHONUNBUFFERED="1",
+        # The tests that are not about API keys run without them; tests/test_auth*.py start
+        # APIs with TRAINDOCK_AUTH=on (start_api(..., TRAINDOCK_AUTH="on")).
+        TRAINDOCK_AUTH="off",
     )
     return env
 
@@ -213,6 +216,37 @@ def api_url(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     service, url = start_api(service_env, tmp_path_factory.mktemp("logs"))
     yield url
     service.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_api_url(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[str]:
+    """An API on the session's database that asks for API keys (TRAINDOCK_AUTH=on); make keys
+    with make_api_key."""
+    service, url = start_api(service_env, tmp_path_factory.mktemp("auth-logs"),
+                             TRAINDOCK_AUTH="on")
+    yield url
+    service.stop()
+
+
+def make_api_key(settings: Settings, scopes: str, owner: str | None = None,
+                 name: str | None = None) -> str:
+    """A new key's token, written to the database as `traindock keys create` does."""
+    from sqlalchemy.orm import Session
+
+    from core.api_keys import parse_scopes
+    from core.db import make_engine
+    from core.repo.api_keys import create_key
+
+    engine = make_engine(settings, pool_size=1)
+    try:
+        with Session(engine) as session:
+            _, token = create_key(session, name or f"key-{uuid.uuid4().hex[:10]}",
+                                  parse_scopes(scopes), owner)
+            session.commit()
+    finally:
+        engine.dispose()
+    return token
 
 
 @pytest.fixture(scope="session")

@@ -278,6 +278,21 @@ def test_the_token_is_sent_as_a_bearer_header(stand_in):
     assert server.authorization == ["Bearer s3cret", "Bearer from-env", None]
 
 
+def test_the_api_key_comes_from_the_environment_or_the_config_file(stand_in, tmp_path):
+    server = stand_in(lambda path: (200, fake_job("succeeded")))
+    config = tmp_path / "config.toml"
+    config.write_text(f'api_key = "td_from_file"\nurl = "{server.url}"\n')
+    by_env = ENV | {"TRAINDOCK_URL": server.url, "TRAINDOCK_API_KEY": "td_from_env",
+                    "TRAINDOCK_CONFIG": str(config)}
+    assert traindock("show", JOB_ID, env=by_env).returncode == 0
+    by_file = ENV | {"TRAINDOCK_CONFIG": str(config)}  # the url comes from the file too
+    assert traindock("show", JOB_ID, env=by_file).returncode == 0
+    assert server.authorization == ["Bearer td_from_env", "Bearer td_from_file"]
+    config.write_text("api_key = td_unquoted\n")
+    broken = traindock("show", JOB_ID, "--url", server.url, env=by_file)
+    assert broken.returncode == 1 and "not valid TOML" in broken.stderr, broken.stderr
+
+
 def test_an_ambiguous_or_short_prefix_is_refused(stand_in):
     jobs = [fake_job("succeeded"), fake_job("failed", id=TWIN_ID)]
     server = stand_in(lambda path: (200, {"items": jobs, "next_cursor": None}))

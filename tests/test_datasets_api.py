@@ -283,7 +283,7 @@ def test_a_row_that_cannot_be_inserted_takes_its_new_folder_with_it(client, sett
     name = _name("race")
     shared = npz_bytes(**toy_arrays(seed=41))
     first = upload(client, name, shared).json()
-    monkeypatch.setattr(dataset_ingest, "check_name_free", lambda session, name: None)
+    monkeypatch.setattr(dataset_ingest, "check_name_free", lambda session, name, owner: None)
     engine = make_engine(settings)
     try:
         for content in (npz_bytes(**toy_arrays(seed=42)), shared):
@@ -292,7 +292,8 @@ def test_a_row_that_cannot_be_inserted_takes_its_new_folder_with_it(client, sett
             path.write_bytes(content)
             with Session(engine) as session, pytest.raises(UploadError) as refused:
                 dataset_ingest.ingest(session, settings, path, "upload.npz",
-                                      UploadOptions(name=name), {"filename": "upload.npz"})
+                                      UploadOptions(name=name), {"filename": "upload.npz"},
+                                      "local")
             assert (refused.value.status, refused.value.field) == (409, "name")
             assert sorted(p.name for p in settings.dataset_dir.iterdir()) == before
     finally:

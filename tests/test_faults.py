@@ -125,7 +125,7 @@ def _stack_env(database_url: str, broker_url: str, data_dir: Path, **extra: str
                ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINDOCK_")}
     env.update(FAST, TRAINDOCK_DATABASE_URL=database_url, TRAINDOCK_BROKER_URL=broker_url,
-               TRAINDOCK_DATA_DIR=str(data_dir), **extra)
+               TRAINDOCK_DATA_DIR=str(data_dir), TRAINDOCK_AUTH="off", **extra)
     return env
 
 

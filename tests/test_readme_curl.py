@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_api_key
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 
@@ -42,16 +42,20 @@ def test_the_block_polls_with_one_short_line(tmp_path: Path) -> None:
     assert result.stdout.split() == ["running", "step", "105/420"]
 
 
-def test_the_block_runs_as_written(api_url: str, worker, tmp_path: Path) -> None:
+def test_the_block_runs_as_written(auth_api_url: str, settings, worker, tmp_path: Path) -> None:
+    """Against an API that asks for keys, as `traindock up` serves it, with the key in
+    TRAINDOCK_API_KEY as the README says to export it."""
     block = readme_curl_block()
-    address = urlsplit(api_url).netloc
+    assert block.count('-H "$AUTH"') >= 8
+    address = urlsplit(auth_api_url).netloc
+    key = make_api_key(settings, "read,submit")
     assert block.count("localhost:8000") >= 8
     script = block.replace("localhost:8000", address)
     # -OJ saves the checkpoint in the working folder; -d @examples/... reads from it.
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path,
                             capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": ""})
+                            env={**os.environ, "PYTHONPATH": "", "TRAINDOCK_API_KEY": key})
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
     polls = [line for line in result.stdout.splitlines()
              if re.fullmatch(r"(queued|running|succeeded|failed|cancelled) step \d+/\d+ ?",

@@ -110,7 +110,7 @@ def test_a_cold_child_counts_its_interpreter_and_imports(fresh_database, tmp_pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINDOCK_")}
     env.update(TRAINDOCK_DATABASE_URL=fresh_database, TRAINDOCK_BROKER_URL="filesystem://",
                TRAINDOCK_DATA_DIR=str(tmp_path / "data"), TRAINDOCK_WARM_CHILD="false",
-               PYTHONUNBUFFERED="1")
+               TRAINDOCK_AUTH="off", PYTHONUNBUFFERED="1")
     api, url = start_api(env, tmp_path)
     worker = start_worker(env, tmp_path)
     try:

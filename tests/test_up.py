@@ -153,6 +153,10 @@ class RunningUp:
                 healthy = False
             if healthy and "traindock is up" in self.log_path.read_text(errors="replace"):
                 self.record_processes()
+                # `up` asks for API keys: the client sends the admin key it made.
+                key_file = self.data_dir / "admin-api-key"
+                if key_file.exists():
+                    client.headers["authorization"] = f"Bearer {key_file.read_text().strip()}"
                 return
             time.sleep(0.5)
         pytest.fail(f"/healthz did not answer 200 in {timeout_s:.0f} s{self.log_tail()}")
@@ -577,3 +581,40 @@ def test_up_refuses_a_data_dir_in_use(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "in use by another `traindock up`" in result.stderr, result.stderr
     assert "--data-dir" in result.stderr, result.stderr
+
+
+def test_up_refuses_no_auth_on_a_public_address(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*up_command(tmp_path / "data", free_port()), "--no-auth", "--host", "0.0.0.0"],
+        cwd=REPO_ROOT, env=up_environment(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "--no-auth with --host 0.0.0.0" in result.stderr, result.stderr
+    assert "--host 127.0.0.1" in result.stderr, result.stderr
+    assert not (tmp_path / "data" / "pg").exists(), "PostgreSQL was started for nothing"
+
+
+@pytest.mark.timeout(2 * STARTUP_TIMEOUT_S + 2 * EXIT_TIMEOUT_S)
+def test_up_prints_its_admin_key_once_and_keeps_it_across_a_restart(start_up: StartUp) -> None:
+    first = start_up()
+    with httpx.Client(timeout=10.0, trust_env=False) as client:
+        first.wait_until_healthy(client)
+        key_file = first.data_dir / "admin-api-key"
+        token = key_file.read_text().strip()
+        assert token.startswith("td_") and key_file.stat().st_mode & 0o777 == 0o600
+        output = first.log_path.read_text()
+        assert output.count(token) == 1 and str(key_file) in output, first.log_tail()
+        assert client.get(f"{first.url}/v1/jobs").status_code == 200
+        no_key = httpx.get(f"{first.url}/v1/jobs", timeout=10, trust_env=False)
+        assert no_key.status_code == 401, no_key.text
+    first.process.send_signal(signal.SIGTERM)
+    assert first.process.wait(timeout=EXIT_TIMEOUT_S) == 0, first.log_tail()
+
+    second = start_up()
+    with httpx.Client(timeout=10.0, trust_env=False) as client:
+        second.wait_until_healthy(client)
+        assert key_file.read_text().strip() == token  # kept, not replaced
+        output = second.log_path.read_text()
+        assert token not in output and str(key_file) in output, second.log_tail()
+        assert client.get(f"{second.url}/v1/jobs").status_code == 200
+    second.process.send_signal(signal.SIGTERM)
+    assert second.process.wait(timeout=EXIT_TIMEOUT_S) == 0, second.log_tail()

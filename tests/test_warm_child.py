@@ -41,7 +41,7 @@ def test_the_warm_child_trains_the_next_job_and_a_new_one_waits_after_it(
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINDOCK_")}
     env.update(TRAINDOCK_DATABASE_URL=fresh_database, TRAINDOCK_BROKER_URL="filesystem://",
                TRAINDOCK_DATA_DIR=str(tmp_path / "data"), TRAINDOCK_WARM_CHILD="true",
-               TRAINDOCK_CANCEL_POLL_S="0.1", PYTHONUNBUFFERED="1")
+               TRAINDOCK_CANCEL_POLL_S="0.1", TRAINDOCK_AUTH="off", PYTHONUNBUFFERED="1")
     api, url = start_api(env, tmp_path)
     worker = start_worker(env, tmp_path)
     try:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from core.api_keys import LOCAL_OWNER
 from core.db import Database
 from core.repo import webhooks as webhook_repo
 from core.settings import Settings
@@ -31,10 +32,13 @@ def deliver_due(db: Database, settings: Settings) -> int:
     lease_s = settings.webhook_timeout_s * BATCH + 30
     with db.transaction() as session:
         due = webhook_repo.claim_due(session, BATCH, lease_s)
-        secret = webhook_repo.secret_for(session) if due else ""
+        # Each owner's deliveries are signed with that owner's secret (GET /v1/webhooks/secret
+        # answers each API key with its owner's).
+        secrets = {owner: webhook_repo.secret_for(session, owner)
+                   for owner in {row.owner or LOCAL_OWNER for row in due}}
     delivered = 0
     for row in due:
-        status, error = _send(row, secret, settings)
+        status, error = _send(row, secrets[row.owner or LOCAL_OWNER], settings)
         with db.transaction() as session:
             if status is not None and 200 <= status < 300:
                 webhook_repo.record_delivered(session, row.id, status)

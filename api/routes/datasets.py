@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from api import dataset_ingest
+from api.auth import Principal, PrincipalDep
 from api.bounded_ingest import ClientGone, child_request, parse_in_child
 from api.dataset_schemas import (
     BuiltinDatasetOut,
@@ -73,37 +74,42 @@ def _http_error(exc: UploadError) -> HTTPException:
                                        "type": "upload"}])
 
 
-def _find(session, key: str) -> Dataset:
-    row = dataset_repo.get_by_id_or_name(session, key)
-    if row is None:
+def _find(session, key: str, principal: Principal) -> Dataset:
+    row = dataset_repo.get_by_id_or_name(session, key, principal.owner)
+    if row is None or not principal.may_see(row.owner):  # another owner's: as if none
         raise HTTPException(404, f"no dataset with id or name {key!r}; GET /v1/datasets "
                             "lists them")
     return row
 
 
 @router.get("", response_model=list[UploadedDatasetOut | BuiltinDatasetOut])
-def list_datasets(session: SessionDep) -> list[UploadedDatasetOut | BuiltinDatasetOut]:
-    """Uploaded datasets, newest first, then the built-in ones by name."""
-    uploaded = [dataset_out(row) for row in dataset_repo.list_datasets(session)]
+def list_datasets(session: SessionDep, principal: PrincipalDep
+                  ) -> list[UploadedDatasetOut | BuiltinDatasetOut]:
+    """The caller's uploaded datasets (an admin: everyone's), newest first, then the built-in
+    ones by name."""
+    uploaded = [dataset_out(row)
+                for row in dataset_repo.list_datasets(session, principal.owner_filter)]
     return [*uploaded, *(builtin_out(name) for name in sorted(datasets.BUILTINS))]
 
 
 @router.get("/{key}", response_model=UploadedDatasetOut | BuiltinDatasetOut)
-def get_dataset(key: str, session: SessionDep) -> UploadedDatasetOut | BuiltinDatasetOut:
+def get_dataset(key: str, session: SessionDep, principal: PrincipalDep
+                ) -> UploadedDatasetOut | BuiltinDatasetOut:
     """A built-in dataset by name, or an uploaded one by id or name."""
     if key in datasets.BUILTINS:
         return builtin_out(key)
-    return dataset_out(_find(session, key))
+    return dataset_out(_find(session, key, principal))
 
 
 @router.delete("/{key}", status_code=204, responses={409: ERRORS[409]})
-def delete_dataset(key: str, session: SessionDep, settings: SettingsDep) -> Response:
+def delete_dataset(key: str, session: SessionDep, settings: SettingsDep,
+                   principal: PrincipalDep) -> Response:
     """Delete an uploaded dataset (by id or name), and its stored arrays unless another
     dataset holds the same content. 409 while a queued or running job uses it."""
     if key in datasets.BUILTINS:
         raise _http_error(UploadError("id", f"{key!r} is built in; it cannot be deleted", 409))
     try:
-        dataset_ingest.delete(session, settings, _find(session, key))
+        dataset_ingest.delete(session, settings, _find(session, key, principal))
     except UploadError as exc:
         raise _http_error(exc) from None
     return Response(status_code=204)
@@ -111,8 +117,8 @@ def delete_dataset(key: str, session: SessionDep, settings: SettingsDep) -> Resp
 
 @router.post("", status_code=201, response_model=UploadedDatasetOut, responses=ERRORS,
              openapi_extra=UPLOAD_BODY)
-async def create_dataset(request: Request, session: SessionDep, settings: SettingsDep
-                         ) -> UploadedDatasetOut:
+async def create_dataset(request: Request, session: SessionDep, settings: SettingsDep,
+                         principal: PrincipalDep) -> UploadedDatasetOut:
     """Upload a file (multipart/form-data: `file`, `name`, options) or import one from a URL
     (JSON: `url`, `name`, options). The body is streamed to disk, never held in memory."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -126,8 +132,9 @@ async def create_dataset(request: Request, session: SessionDep, settings: Settin
         if kind == "multipart/form-data":
             options, filename, source = await _receive_upload(request, settings, path)
         else:
-            options, filename, source = await _receive_import(request, session, settings, path)
-        await run_in_threadpool(_check_name, session, options.name)
+            options, filename, source = await _receive_import(request, session, settings, path,
+                                                              principal.owner)
+        await run_in_threadpool(_check_name, session, options.name, principal.owner)
         work_dir.mkdir()
         child = child_request(settings, path, filename, dataset_ingest.child_options(options),
                               work_dir, tmp_dir)
@@ -138,7 +145,7 @@ async def create_dataset(request: Request, session: SessionDep, settings: Settin
                 raise import_parse_error(exc, source["url"]) from None
             raise
         row = await run_in_threadpool(dataset_ingest.record, session, settings, parsed,
-                                      tmp_dir, options, source)
+                                      tmp_dir, options, source, principal.owner)
     except UploadError as exc:
         raise _http_error(exc) from None
     except (ClientDisconnect, ClientGone):
@@ -178,8 +185,8 @@ async def _receive_upload(request: Request, settings: Settings, path: Path
     return options, filename, {"filename": filename}
 
 
-async def _receive_import(request: Request, session, settings: Settings, path: Path
-                          ) -> tuple[UploadOptions, str, dict[str, Any]]:
+async def _receive_import(request: Request, session, settings: Settings, path: Path,
+                          owner: str) -> tuple[UploadOptions, str, dict[str, Any]]:
     # The API's body limit does not cover this route (uploads are large): JSON is capped here.
     body = bytearray()
     async for chunk in request.stream():
@@ -201,7 +208,7 @@ async def _receive_import(request: Request, session, settings: Settings, path: P
                                    "message": "body: must be a JSON object {url, name, ...}"}])
     data = _options(DatasetImport, document)
     check_url(data.url)
-    await run_in_threadpool(_check_name, session, data.name)
+    await run_in_threadpool(_check_name, session, data.name, owner)
     policy = NetPolicy.from_settings(settings.url_import_allow_private,
                                      settings.url_import_allow_networks)
     await download(data.url, path, settings.max_upload_bytes, settings.import_timeout_s,
@@ -209,6 +216,6 @@ async def _receive_import(request: Request, session, settings: Settings, path: P
     return data, filename_of(data.url), {"url": public_url(data.url)}
 
 
-def _check_name(session, name: str) -> None:
-    dataset_ingest.check_name_free(session, name)
+def _check_name(session, name: str, owner: str) -> None:
+    dataset_ingest.check_name_free(session, name, owner)
     session.rollback()

@@ -24,6 +24,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import request_principal
 from api.deps import valid_job
 from api.schemas import PointsEvent, StateEvent
 from core.repo import jobs as job_repo
@@ -173,7 +174,7 @@ async def stream_events(
 
     def check() -> None:
         with factory() as session:
-            valid_job(job_id, session)
+            valid_job(job_id, session, request_principal(request))
 
     # Before the stream starts, so that an unknown job is a plain 404.
     await run_in_threadpool(check)

@@ -12,6 +12,7 @@ import uuid
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel
 
+from api.auth import PrincipalDep
 from api.deps import SessionDep, SettingsDep
 from api.schemas import ValidationErrorOut
 from core.checkpoint_files import remove_job_files
@@ -34,11 +35,13 @@ class DeleteRefusedOut(BaseModel):
         422: {"model": ValidationErrorOut, "description": "the id is not a job id"},
     },
 )
-def delete_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep) -> Response:
+def delete_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep,
+               principal: PrincipalDep) -> Response:
     """Delete a job that has ended (succeeded, failed or cancelled): its row, metric points,
     rollups and checkpoint rows, then its checkpoint files and logs. 409 while it is queued or
     running: `POST /v1/jobs/{id}/cancel` first."""
-    if get_job(session, job_id) is None:
+    job = get_job(session, job_id)
+    if job is None or not principal.may_see(job.owner):  # another owner's: as if none
         raise HTTPException(404, f"no job with id {job_id}")
     state = delete_ended_job(session, job_id)
     if state is not None:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Resp
 from psycopg import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import PrincipalDep
 from api.deps import (
     AsyncConnDep,
     DatasetLookupDep,
@@ -66,24 +67,27 @@ async def submit(
     publisher: PublisherDep,
     lookup: DatasetLookupDep,
     response: Response,
+    principal: PrincipalDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
-    """Queue a job. With an `Idempotency-Key` header, the same key and body return the same
-    job (200) and the same key with another body is a 409."""
+    """Queue a job, owned by the API key's owner. With an `Idempotency-Key` header, the same
+    key and body return the same job (200) and the same key with another body is a 409; each
+    owner's keys are their own."""
     # Building the network on the meta device is CPU work: off the event loop, and before a
     # connection is taken, which must not wait for a thread (api/deps.py valid_job). The rest
     # is one or two statements, on the loop (see core/db.py make_async_engine).
     checked = await run_in_threadpool(validate_job, spec, settings, lookup)
     async with async_connection(request) as conn:
-        return await _insert(conn, checked, settings, publisher, response, idempotency_key)
+        return await _insert(conn, checked, settings, publisher, response, idempotency_key,
+                             principal.owner)
 
 
 async def _insert(conn: AsyncConnection, checked: ValidatedJob, settings: Settings,
                   publisher: BackgroundPublisher, response: Response,
-                  idempotency_key: str | None) -> JobOut:
+                  idempotency_key: str | None, owner: str) -> JobOut:
     document = checked.spec.model_dump(mode="json")  # names the dataset version validated
     if idempotency_key:
-        existing = await jobs_async.fetch_job_by_idempotency_key(conn, idempotency_key)
+        existing = await jobs_async.fetch_job_by_idempotency_key(conn, owner, idempotency_key)
         if existing is not None:
             return _replay(existing, document, response)
     job = await jobs_async.insert_job(
@@ -94,9 +98,11 @@ async def _insert(conn: AsyncConnection, checked: ValidatedJob, settings: Settin
         model_summary=checked.model_report(),
         total_steps=checked.estimated_steps,
         idempotency_key=idempotency_key,
+        owner=owner,
     )
     if job is None:  # lost a race on the same key
-        existing = await jobs_async.fetch_job_by_idempotency_key(conn, idempotency_key or "")
+        existing = await jobs_async.fetch_job_by_idempotency_key(conn, owner,
+                                                                 idempotency_key or "")
         return _replay(existing, document, response)
     publisher.publish(str(job.id))
     return JobOut.of(job)
@@ -114,6 +120,7 @@ def _replay(existing, document: dict, response: Response) -> JobOut:
 @router.get("", response_model=JobPage)
 def list_jobs(
     session: SessionDep,
+    principal: PrincipalDep,
     state: Annotated[Literal[JOB_STATES] | None, Query()] = None,  # type: ignore[valid-type]
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
@@ -121,7 +128,8 @@ def list_jobs(
         min_length=1, max_length=36, description="only jobs whose id starts with this, e.g. the "
         "8 characters `traindock ls` prints")] = None,
 ) -> JobPage:
-    """Newest first. Pass `next_cursor` back as `cursor` for the next page. Each item has a
+    """The caller's jobs (an admin's: everyone's), newest first. Pass `next_cursor` back as
+    `cursor` for the next page. Each item has a
     `spec_digest` and the spec fields it `differs` in from the page's jobs of its name."""
     after = None
     if cursor:
@@ -139,7 +147,7 @@ def list_jobs(
                        "characters of one as `traindock ls` prints them, e.g. 3f2a6c1e",
         }])
     rows, following = job_repo.list_jobs(session, state=state, limit=limit, after=after,
-                                         id_prefix=id_prefix)
+                                         id_prefix=id_prefix, owner=principal.owner_filter)
     labels = tell_apart([(j.name, j.spec) for j in rows])
     items = [JobListItem(**JobBrief.of(j).model_dump(), spec_digest=digest, differs=differs)
              for j, (digest, differs) in zip(rows, labels, strict=True)]
@@ -148,11 +156,11 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut)
-async def get_job(job_id: uuid.UUID, conn: AsyncConnDep) -> JobOut:
+async def get_job(job_id: uuid.UUID, conn: AsyncConnDep, principal: PrincipalDep) -> JobOut:
     """The job's state, progress, summary, spec and model. On the event loop: this is the
     endpoint clients poll."""
     job = await jobs_async.fetch_job(conn, job_id)
-    if job is None:
+    if job is None or not principal.may_see(job.owner):  # another owner's: as if none
         raise HTTPException(404, f"no job with id {job_id}")
     return JobOut.of(job)
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import request_principal
 from api.deps import valid_job
 from api.schemas import ValidationErrorOut
 from core.attempt_logs import attempt_log_path, attempts_with_log, tail_offset
@@ -190,7 +191,7 @@ async def read_log(
 
     def prepare() -> tuple[int, list[int], int, int]:
         with factory() as session:
-            job = valid_job(job_id, session)
+            job = valid_job(job_id, session, request_principal(request))
         chosen, attempts = choose_attempt(job, log_dir, attempt)
         start, size = _start_and_size(attempt_log_path(log_dir, job_id, chosen), tail,
                                       max_bytes)

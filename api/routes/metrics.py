@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
+from api.auth import request_principal
 from api.deps import JobDep, SessionDep, valid_job
 from api.schemas import MetricNamesOut, MetricsOut
 from core.repo import metrics as metric_repo
@@ -101,7 +102,7 @@ def export_metrics_csv(job_id: uuid.UUID, request: Request, names: NamesQuery = 
     # Not JobDep: a request-scoped session would stay checked out, idle in a transaction,
     # until the whole export has been sent.
     with factory() as session:
-        job = valid_job(job_id, session)
+        job = valid_job(job_id, session, request_principal(request))
         filename = f"{job.name}-metrics.csv"
     wanted = _names(names)
 

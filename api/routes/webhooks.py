@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from api.auth import PrincipalDep
 from api.deps import JobDep, SessionDep
 from api.schemas import DeliveryOut, WebhookSecretOut
 from core.repo import webhooks as webhook_repo
@@ -23,9 +24,10 @@ def list_deliveries(job: JobDep, session: SessionDep) -> list[DeliveryOut]:
 
 
 @router.get("/webhooks/secret", response_model=WebhookSecretOut)
-def webhook_secret(session: SessionDep) -> WebhookSecretOut:
-    """The secret webhook deliveries are signed with; a receiver verifies each delivery's
-    `webhook-signature` with it (docs/integration.md). Created on first read."""
-    secret = webhook_repo.secret_for(session)
+def webhook_secret(session: SessionDep, principal: PrincipalDep) -> WebhookSecretOut:
+    """The secret the deliveries of the API key's owner's jobs are signed with; a receiver
+    verifies each delivery's `webhook-signature` with it (docs/integration.md). Each owner
+    has its own, created on first read."""
+    secret = webhook_repo.secret_for(session, principal.owner)
     session.commit()
     return WebhookSecretOut(secret=secret)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from core.tables import Dataset, Job
@@ -28,24 +28,27 @@ def get(session: Session, dataset_id: uuid.UUID) -> Dataset | None:
     return session.get(Dataset, dataset_id)
 
 
-def get_by_name(session: Session, name: str) -> Dataset | None:
-    return session.scalar(select(Dataset).where(Dataset.name == name))
+def get_by_name(session: Session, name: str, owner: str) -> Dataset | None:
+    """`owner`'s dataset of that name: names are unique per owner."""
+    return session.scalar(select(Dataset).where(Dataset.name == name, Dataset.owner == owner))
 
 
-def get_by_id_or_name(session: Session, key: str) -> Dataset | None:
-    """A path segment that may be either: a UUID is looked up as an id first."""
+def get_by_id_or_name(session: Session, key: str, owner: str) -> Dataset | None:
+    """A path segment that may be either: a UUID is looked up as an id first (any owner's:
+    the caller checks whose it is), a name among `owner`'s."""
     try:
         dataset_id = uuid.UUID(key)
     except ValueError:
-        return get_by_name(session, key)
-    return get(session, dataset_id) or get_by_name(session, key)
+        return get_by_name(session, key, owner)
+    return get(session, dataset_id) or get_by_name(session, key, owner)
 
 
-def list_datasets(session: Session, limit: int = 1000) -> list[Dataset]:
-    """Newest first."""
-    return list(session.scalars(
-        select(Dataset).order_by(Dataset.created_at.desc(), Dataset.id.desc()).limit(limit)
-    ))
+def list_datasets(session: Session, owner: str | None, limit: int = 1000) -> list[Dataset]:
+    """Newest first; only `owner`'s unless None (every owner's)."""
+    query = select(Dataset).order_by(Dataset.created_at.desc(), Dataset.id.desc()).limit(limit)
+    if owner is not None:
+        query = query.where(Dataset.owner == owner)
+    return list(session.scalars(query))
 
 
 def delete(session: Session, dataset_id: uuid.UUID) -> Dataset | None:
@@ -73,7 +76,9 @@ def used_by_active_job(session: Session, dataset: Dataset) -> uuid.UUID | None:
             Job.state.in_(ACTIVE_STATES),
             or_(
                 ref["id"].astext == str(dataset.id),
-                ref["name"].astext == dataset.name,
+                # A name is its owner's: another owner's job on a dataset of the same name
+                # uses their own.
+                and_(Job.owner == dataset.owner, ref["name"].astext == dataset.name),
                 ref["sha256"].astext == dataset.sha256,
             ),
         )

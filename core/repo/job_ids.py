@@ -32,12 +32,14 @@ def id_range(prefix: str) -> tuple[uuid.UUID, uuid.UUID] | None:
     return low, high
 
 
-def jobs_with_id_prefix(session: Session, prefix: str, limit: int = 10) -> list[Job]:
+def jobs_with_id_prefix(session: Session, prefix: str, limit: int = 10,
+                        owner: str | None = None) -> list[Job]:
     """Up to `limit` jobs whose id starts with `prefix`, in id order; [] for a string that
-    cannot start an id."""
+    cannot start an id. `owner`: only that owner's (None: every owner's)."""
     bounds = id_range(prefix)
     if bounds is None:
         return []
-    return list(session.scalars(
-        select(Job).where(Job.id.between(*bounds)).order_by(Job.id).limit(limit)
-    ))
+    query = select(Job).where(Job.id.between(*bounds)).order_by(Job.id).limit(limit)
+    if owner is not None:
+        query = query.where(Job.owner == owner)
+    return list(session.scalars(query))

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from core.api_keys import LOCAL_OWNER
 from core.progress import Progress
 from core.repo.job_ids import id_range
 from core.tables import FINAL_STATES, Job
@@ -45,12 +46,14 @@ def new_job_values(
     model_summary: dict[str, Any],
     total_steps: int,
     idempotency_key: str | None = None,
+    owner: str = LOCAL_OWNER,
 ) -> dict[str, Any]:
     """The columns a new job's row is given; the rest are the table's defaults. Shared by
     create_job and core/repo/jobs_async.insert_job."""
     return {
         "id": uuid.uuid4(),
         "name": name,
+        "owner": owner,
         "spec": spec,
         "max_attempts": max_attempts,
         "model_summary": model_summary,
@@ -73,8 +76,9 @@ def get_job(session: Session, job_id: uuid.UUID) -> Job | None:
     return session.get(Job, job_id)
 
 
-def get_job_by_idempotency_key(session: Session, key: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.idempotency_key == key))
+def get_job_by_idempotency_key(session: Session, key: str, owner: str = LOCAL_OWNER
+                               ) -> Job | None:
+    return session.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
 
 
 @dataclass(frozen=True)
@@ -96,11 +100,14 @@ class Cursor:
 
 def list_jobs(
     session: Session, *, state: str | None, limit: int, after: Cursor | None,
-    id_prefix: str | None = None,
+    id_prefix: str | None = None, owner: str | None = None,
 ) -> tuple[list[Job], Cursor | None]:
     """Newest first; keyset pagination on (created_at, id). `id_prefix`: only ids that start
-    with it (a range of the primary key; an impossible prefix matches nothing)."""
+    with it (a range of the primary key; an impossible prefix matches nothing). `owner`: only
+    that owner's jobs (None: every owner's)."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    if owner is not None:
+        query = query.where(Job.owner == owner)
     if state:
         query = query.where(Job.state == state)
     if id_prefix is not None:

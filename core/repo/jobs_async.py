@@ -27,9 +27,12 @@ async def fetch_job(conn: AsyncConnection, job_id: uuid.UUID) -> Any | None:
     return await cur.fetchone()
 
 
-async def fetch_job_by_idempotency_key(conn: AsyncConnection, key: str) -> Any | None:
+async def fetch_job_by_idempotency_key(conn: AsyncConnection, owner: str, key: str
+                                       ) -> Any | None:
+    """`owner`'s job of that key: each owner's keys are their own."""
     cur = conn.cursor(row_factory=namedtuple_row)
-    await cur.execute(f"SELECT {_COLUMNS} FROM job WHERE idempotency_key = %s", (key,))
+    await cur.execute(f"SELECT {_COLUMNS} FROM job WHERE owner = %s AND idempotency_key = %s",
+                      (owner, key))
     return await cur.fetchone()
 
 
@@ -42,7 +45,7 @@ async def insert_job(conn: AsyncConnection, **job: Any) -> Any | None:
     cur = conn.cursor(row_factory=namedtuple_row)
     await cur.execute(
         f"INSERT INTO job ({columns}) VALUES ({', '.join(['%s'] * len(values))}) "
-        f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_COLUMNS}",
+        f"ON CONFLICT (owner, idempotency_key) DO NOTHING RETURNING {_COLUMNS}",
         [Jsonb(v) if isinstance(v, dict) else v for v in values.values()],
     )
     return await cur.fetchone()

@@ -10,10 +10,9 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from core.api_keys import LOCAL_OWNER
 from core.tables import WebhookDelivery, WebhookSecret
 from core.webhooks.signing import new_secret
-
-LOCAL_OWNER = "local"  # the owner of every job until API keys say otherwise
 
 # The due deliveries, each held for `lease` so that another worker's pass skips it while this
 # one sends it; a worker lost mid-send leaves it to be sent again when the lease ends.
@@ -25,7 +24,8 @@ WHERE id IN (
     ORDER BY next_attempt_at, id LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, job_id, event, url, payload, attempts, created_at
+RETURNING id, job_id, event, url, payload, attempts, created_at,
+    (SELECT job.owner FROM job WHERE job.id = webhook_delivery.job_id) AS owner
 """)
 
 

@@ -19,6 +19,10 @@ export async function request(method, path, body) {
     init.body = typeof body === "string" ? body : JSON.stringify(body);
   }
   const response = await fetch(path, init);
+  if (response.status === 401 && !path.startsWith("/signin")) {
+    // The sign-in cookie expired or its key was revoked: sign in again, then come back here.
+    window.location.assign(`/signin?next=${encodeURIComponent(location.pathname + location.search)}`);
+  }
   let data = null;
   try {
     data = await response.json();

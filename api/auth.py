@@ -1,0 +1,125 @@
+"""Who is calling: the API key (`Authorization: Bearer <token>`, or the dashboard's cookie),
+its owner and its scopes. Every /v1 router gets `authenticate` as a dependency (api/main.py):
+no key or a bad or revoked one is a 401, a key without the method's scope a 403. With
+TRAINDOCK_AUTH=off every caller is an admin of owner `local` (docs/security.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from api.connections import async_connection
+from core.api_keys import LOCAL_OWNER, SCOPES, same_hash, token_hash
+from core.repo.api_keys import fetch_active_key
+
+COOKIE = "traindock_key"
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+class AuthErrorOut(BaseModel):
+    detail: str
+
+
+AUTH_RESPONSES: dict[int | str, dict] = {
+    401: {"model": AuthErrorOut, "description": "no API key, or one that is not valid or "
+          "revoked (with `WWW-Authenticate: Bearer`)"},
+    403: {"model": AuthErrorOut, "description": "the API key lacks the scope the method needs"},
+}
+# Only for the OpenAPI schema's security scheme (the Authorize button of /docs): the header
+# itself is read by presented_token, which also takes the dashboard's cookie.
+BEARER = HTTPBearer(auto_error=False, description="an API key: `traindock keys create`")
+
+
+@dataclass(frozen=True)
+class Principal:
+    owner: str
+    scopes: frozenset[str]
+    key_name: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.scopes
+
+    @property
+    def owner_filter(self) -> str | None:
+        """The owner whose rows this caller sees; None: every owner's (admin)."""
+        return None if self.is_admin else self.owner
+
+    def may_see(self, owner: str) -> bool:
+        return self.is_admin or owner == self.owner
+
+
+LOCAL = Principal(LOCAL_OWNER, frozenset(SCOPES))
+NOBODY = Principal("", frozenset())
+
+
+def presented_token(request: Request) -> str | None:
+    """The Bearer token, else the dashboard's cookie, else None."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise HTTPException(401, "header.authorization: send 'Authorization: Bearer "
+                                "<API key>'; other schemes are not accepted", headers=CHALLENGE)
+        return value.strip()
+    return request.cookies.get(COOKIE) or None
+
+
+async def identify(request: Request, token: str | None) -> Principal | None:
+    """The key's principal, or None when `token` is no key's or a revoked one's."""
+    if not token:
+        return None
+    async with async_connection(request) as conn:
+        row = await fetch_active_key(conn, token_hash(token))
+    if row is None or not same_hash(row.token_hash, token):
+        return None
+    return Principal(row.owner, frozenset(row.scopes), row.name)
+
+
+def needed_scope(method: str) -> str:
+    return "read" if method in READ_METHODS else "submit"
+
+
+async def authenticate(
+    request: Request,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None,
+) -> Principal:
+    """The caller, once per request (kept on request.state for the code that runs outside
+    FastAPI's dependencies: error handlers, streaming routes)."""
+    known = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
+    if not request.app.state.settings.auth:
+        principal = LOCAL
+    else:
+        token = presented_token(request)
+        if not token:
+            raise HTTPException(401, "no API key: send 'Authorization: Bearer <API key>' "
+                                "(`traindock keys create` makes one; `traindock up` prints "
+                                "where its admin key is)", headers=CHALLENGE)
+        found = await identify(request, token)
+        if found is None:
+            raise HTTPException(401, "the API key is not valid or has been revoked; send a "
+                                "current one (`traindock keys list` shows them)",
+                                headers=CHALLENGE)
+        principal = found
+    scope = needed_scope(request.method)
+    if scope not in principal.scopes and not principal.is_admin:
+        raise HTTPException(403, f"this API key lacks the {scope!r} scope that "
+                            f"{request.method} needs; use a key created with --scopes "
+                            f"{scope} (it has: {', '.join(sorted(principal.scopes))})")
+    request.state.principal = principal
+    return principal
+
+
+def request_principal(request: Request) -> Principal:
+    """The caller that `authenticate` found; NOBODY (sees nothing) when it did not run."""
+    return getattr(request.state, "principal", None) or NOBODY
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
