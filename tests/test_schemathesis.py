@@ -68,3 +68,28 @@ def test_schemathesis_finds_no_failure(service_env, fresh_database, tmp_path: Pa
         print(output[-2500:])
         assert returncode == 0, output[-12000:]
     assert "Traceback" not in service.log(), service.log()[-5000:]
+
+
+@pytest.mark.parametrize("with_key", [True, False], ids=["admin key", "no key"])
+def test_schemathesis_finds_no_failure_with_keys_on(service_env, fresh_database, tmp_path: Path,
+                                                    with_key: bool) -> None:
+    """The same checks against an API that asks for keys: with an admin key every operation
+    is reached; with none, every /v1 operation must answer the documented 401."""
+    from core.settings import Settings
+    from tests.conftest import make_api_key
+
+    env = service_env | {"TRAINDOCK_DATABASE_URL": fresh_database,
+                         "TRAINDOCK_DATA_DIR": str(tmp_path / "data"), "TRAINDOCK_AUTH": "on"}
+    service, url = start_api(env, tmp_path)
+    header = []
+    if with_key:
+        token = make_api_key(Settings(database_url=fresh_database), "read,submit,admin")
+        header = ["--header", f"Authorization: Bearer {token}"]
+    try:
+        returncode, output = schemathesis(url, tmp_path, "--phases", "examples,fuzzing",
+                                          "--workers", "2", *header)
+    finally:
+        service.stop()
+    print(output[-2500:])
+    assert returncode == 0, output[-12000:]
+    assert "Traceback" not in service.log(), service.log()[-5000:]
