@@ -68,7 +68,20 @@ def _no_null_parameters(parameters: list[dict[str, Any]]) -> None:
                 schema["anyOf"] = options
 
 
-def correct(doc: dict[str, Any]) -> dict[str, Any]:
+def _without_auth(doc: dict[str, Any]) -> None:
+    """With TRAINDOCK_AUTH=off no key is asked for: the schema says so (no security
+    requirement, no 401), or a client that follows it would expect a 401 it never gets."""
+    doc.get("components", {}).pop("securitySchemes", None)
+    for operations in doc.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method in METHODS:
+                operation.pop("security", None)
+                operation.get("responses", {}).pop("401", None)
+
+
+def correct(doc: dict[str, Any], auth: bool = True) -> dict[str, Any]:
+    if not auth:
+        _without_auth(doc)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["FieldError"] = FieldError.model_json_schema()
     schemas["ValidationErrorOut"] = ValidationErrorOut.model_json_schema(
@@ -105,6 +118,6 @@ def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         fresh = app.openapi_schema is None
         doc = original()
-        return correct(doc) if fresh else doc
+        return correct(doc, app.state.settings.auth) if fresh else doc
 
     app.openapi = openapi  # type: ignore[method-assign]
