@@ -6,8 +6,10 @@ import argparse
 import os
 import shutil
 import socket
+import sys
 import tempfile
 
+from cli.up_key import is_loopback
 from core.settings import get_settings
 
 
@@ -29,6 +31,11 @@ def run_api(args: argparse.Namespace) -> int:
     os.environ["TRAINDOCK_BIND_HOST"] = args.host
     get_settings.cache_clear()
     settings = get_settings()
+    if not settings.auth and not is_loopback(args.host):
+        print(f"error: TRAINDOCK_AUTH=off on --host {args.host}: anyone who can reach that "
+              "address could read, submit and cancel every job. Keep keys on, or listen on a "
+              "loopback address (--host 127.0.0.1)", file=sys.stderr)
+        return 2
     shared = share_prometheus_counts() if args.workers > 1 else None
     try:
         uvicorn.run(

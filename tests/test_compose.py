@@ -283,3 +283,7 @@ def test_api_and_worker_have_memory_limits_above_the_training_process_s(model) -
     # The API checks specs against the same limit the worker enforces.
     assert model["services"]["api"]["environment"]["TRAINDOCK_MAX_CHILD_MEMORY_MB"] == str(
         child_mb)
+
+
+def test_the_published_api_asks_for_keys(model: dict[str, Any]) -> None:
+    assert model["services"]["api"]["environment"]["TRAINDOCK_AUTH"] == "on"
