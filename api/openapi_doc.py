@@ -77,6 +77,9 @@ def _without_auth(doc: dict[str, Any]) -> None:
             if method in METHODS:
                 operation.pop("security", None)
                 operation.get("responses", {}).pop("401", None)
+                # No scope to lack, and a read is never refused as cross-site.
+                if method in ("get", "head"):
+                    operation.get("responses", {}).pop("403", None)
 
 
 def correct(doc: dict[str, Any], auth: bool = True) -> dict[str, Any]:
