@@ -5,6 +5,8 @@ TRAINDOCK_AUTH=off every caller is an admin of owner `local` (docs/security.md).
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -29,6 +31,8 @@ AUTH_RESPONSES: dict[int | str, dict] = {
     401: {"model": AuthErrorOut, "description": "no API key, or one that is not valid or "
           "revoked (with `WWW-Authenticate: Bearer`)"},
     403: {"model": AuthErrorOut, "description": "the API key lacks the scope the method needs"},
+    429: {"model": AuthErrorOut, "description": "the API key made too many requests a second "
+          "(TRAINDOCK_RATE_LIMIT_PER_S); retry after Retry-After seconds"},
 }
 # Only for the OpenAPI schema's security scheme (the Authorize button of /docs): the header
 # itself is read by presented_token, which also takes the dashboard's cookie.
@@ -113,8 +117,24 @@ async def authenticate(
         raise HTTPException(403, f"this API key lacks the {scope!r} scope that "
                             f"{request.method} needs; use a key created with --scopes "
                             f"{scope} (it has: {', '.join(sorted(principal.scopes))})")
+    _within_rate(request, principal)
     request.state.principal = principal
     return principal
+
+
+def _within_rate(request: Request, principal: Principal) -> None:
+    """A key past TRAINDOCK_RATE_LIMIT_PER_S gets a 429 (api/rate_limit.py); with keys off,
+    on loopback, there is no key to count."""
+    settings = request.app.state.settings
+    if not settings.auth or not settings.rate_limit_per_s:
+        return
+    wait = request.app.state.rate_limiter.take(f"{principal.owner}/{principal.key_name}",
+                                               time.monotonic())
+    if wait > 0:
+        raise HTTPException(
+            429, f"this API key made more than {settings.rate_limit_per_s:g} requests a second "
+            f"(beyond a burst of {settings.rate_limit_burst}); retry after {wait:.1f} s "
+            "(TRAINDOCK_RATE_LIMIT_PER_S)", headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
 def request_principal(request: Request) -> Principal:

@@ -20,6 +20,7 @@ from api.input_rules import InputRules
 from api.limits import BodySizeLimit
 from api.observability import install_observability
 from api.openapi_doc import install_openapi
+from api.rate_limit import RateLimiter
 from api.routes import (
     checkpoints,
     dashboard,
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = sessionmaker(app.state.engine, expire_on_commit=False)
     app.state.async_engine = make_async_engine(settings)
     app.state.publisher = BackgroundPublisher(Publisher(settings))
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     # A crash mid-upload leaves a received body or a half-written folder; clear old ones.
     sweep_stale(settings.dataset_dir, settings.data_dir / "uploads")
     install_error_handlers(app)

@@ -161,6 +161,17 @@ class Settings(BaseSettings):
     )
 
     # Who may call the API (docs/security.md).
+    rate_limit_per_s: float = Field(
+        20.0, ge=0, le=100_000,
+        description="requests per second one API key may make to one API process, beyond a "
+        "burst of TRAINDOCK_RATE_LIMIT_BURST; past it a 429 with Retry-After (0: no limit)",
+    )
+    rate_limit_burst: int = Field(40, ge=1, le=1_000_000)
+    max_active_jobs_per_owner: int = Field(
+        1000, ge=0,
+        description="queued and running jobs one owner may have; a submission past it is a "
+        "429 (0: no limit)",
+    )
     auth: bool = Field(
         True,
         description="require an API key (Authorization: Bearer, or the dashboard's cookie) on "

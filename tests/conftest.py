@@ -146,6 +146,9 @@ def service_env(settings: Settings) -> dict[str, str]:
         # The tests that are not about API keys run without them; tests/test_auth*.py start
         # APIs with TRAINDOCK_AUTH=on (start_api(..., TRAINDOCK_AUTH="on")).
         TRAINDOCK_AUTH="off",
+        # Tests that use keys make requests as fast as they can; tests/test_limits_per_key.py
+        # sets a rate of its own.
+        TRAINDOCK_RATE_LIMIT_PER_S="0",
     )
     return env
 

@@ -59,7 +59,9 @@ def validate(spec: SpecBody, settings: SettingsDep, lookup: DatasetLookupDep) ->
 
 
 @router.post("", status_code=201, response_model=JobOut, responses={
-    **NOT_JSON, 409: {"description": "this Idempotency-Key came with another job spec"}})
+    **NOT_JSON, 409: {"description": "this Idempotency-Key came with another job spec"},
+    429: {"description": "the owner has TRAINDOCK_MAX_ACTIVE_JOBS_PER_OWNER queued or running "
+          "jobs already (or the key's rate limit)"}})
 async def submit(
     spec: SpecBody,
     request: Request,
@@ -90,6 +92,12 @@ async def _insert(conn: AsyncConnection, checked: ValidatedJob, settings: Settin
         existing = await jobs_async.fetch_job_by_idempotency_key(conn, owner, idempotency_key)
         if existing is not None:
             return _replay(existing, document, response)
+    limit = settings.max_active_jobs_per_owner
+    if limit and await jobs_async.count_active(conn, owner) >= limit:
+        raise HTTPException(
+            429, f"{owner!r} has {limit} queued or running jobs, the most this server allows "
+            "one owner (TRAINDOCK_MAX_ACTIVE_JOBS_PER_OWNER): wait for some to end, or cancel "
+            "some", headers={"Retry-After": "60"})
     job = await jobs_async.insert_job(
         conn,
         name=checked.spec.display_name,

@@ -36,6 +36,14 @@ async def fetch_job_by_idempotency_key(conn: AsyncConnection, owner: str, key: s
     return await cur.fetchone()
 
 
+async def count_active(conn: AsyncConnection, owner: str) -> int:
+    """The owner's queued and running jobs."""
+    cur = conn.cursor()
+    await cur.execute("SELECT count(*) FROM job WHERE owner = %s AND state IN "
+                      "('queued', 'running')", (owner,))
+    return (await cur.fetchone())[0]
+
+
 async def insert_job(conn: AsyncConnection, **job: Any) -> Any | None:
     """The new job's row, made from core/repo/jobs.new_job_values(**job) as create_job makes
     it; None when another job already holds the idempotency key (the caller reads that one
