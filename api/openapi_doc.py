@@ -77,9 +77,11 @@ def _without_auth(doc: dict[str, Any]) -> None:
             if method in METHODS:
                 operation.pop("security", None)
                 operation.get("responses", {}).pop("401", None)
-                # No scope to lack, and a read is never refused as cross-site.
+                # No scope to lack, no key's rate to pass, and a read is never refused as
+                # cross-site (a submission's 429 is the owner's job limit, which stays).
                 if method in ("get", "head"):
                     operation.get("responses", {}).pop("403", None)
+                    operation.get("responses", {}).pop("429", None)
 
 
 def correct(doc: dict[str, Any], auth: bool = True) -> dict[str, Any]:
