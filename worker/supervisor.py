@@ -137,9 +137,12 @@ def _watch(db: Database, proc: subprocess.Popen, job_id: uuid.UUID, attempt: int
     while True:
         try:
             proc.wait(settings.cancel_poll_s)
-            # Killed by SIGINT: a Ctrl-C that reached the training process while it was still
-            # starting, before it took the signal as a request to stop. A stop all the same.
-            stopped = stop_deadline is not None or proc.returncode == -signal.SIGINT
+            # Ended while this worker is stopping: a Ctrl-C reaches the whole process group,
+            # and one that lands while the training process is still starting kills it by the
+            # signal, or, inside the interpreter's own start-up (importing `site`), ends it
+            # with 1 ("Fatal Python error: init_import_site"). A stop all the same.
+            stopped = (stop_deadline is not None or proc.returncode == -signal.SIGINT
+                       or shutting_down())
             return Preempted(proc.returncode) if stopped else Exited(proc.returncode)
         except subprocess.TimeoutExpired:
             pass
