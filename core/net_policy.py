@@ -70,22 +70,28 @@ def address_kind(address: IPAddress) -> str | None:
     return None
 
 
+def resolve_addresses(host: str, port: int) -> list[IPAddress]:
+    """Every address `host` is or resolves to, resolved once; AddressRefused when none."""
+    try:
+        return [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise AddressRefused(f"the host {host!r} does not resolve") from None
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    if not addresses:
+        raise AddressRefused(f"the host {host!r} does not resolve")
+    return addresses
+
+
 def resolve_checked(host: str, port: int, policy: NetPolicy) -> IPAddress:
     """The address to connect to for `host`: every address the name resolves to must be
     allowed (one refused is enough to refuse: a name that mixes public and private answers
     is a rebinding trick), and the first is returned. AddressRefused otherwise; the message
     never says which internal address a name has."""
-    try:
-        literal = ipaddress.ip_address(host.strip("[]"))
-        addresses = [literal]
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):
-            raise AddressRefused(f"the host {host!r} does not resolve") from None
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
-    if not addresses:
-        raise AddressRefused(f"the host {host!r} does not resolve")
+    addresses = resolve_addresses(host, port)
     for address in addresses:
         kind = policy.refusal(address)
         if kind is not None:

@@ -7,11 +7,10 @@ connection (rebinding) cannot redirect it."""
 from __future__ import annotations
 
 import ipaddress
-import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from core.net_policy import NetPolicy
+from core.net_policy import AddressRefused, NetPolicy, resolve_addresses
 
 
 class RefusedDestination(ValueError):
@@ -37,10 +36,9 @@ def resolve(url: str, allow_private: bool) -> Destination:
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
+        addresses = resolve_addresses(host, port)  # the same resolution as URL imports
+    except AddressRefused:
         raise RefusedDestination(f"{host!r} does not resolve") from None
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     if not allow_private:
         for address in addresses:
             if not _public(address):
