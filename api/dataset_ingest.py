@@ -23,7 +23,9 @@ from api.dataset_schemas import UploadOptions
 from core import datasets
 from core.dataset_store import dataset_path, publish, remove
 from core.repo import datasets as dataset_repo
+from core.repo.usage import stored_bytes
 from core.settings import Settings
+from core.storage_quota import over_limit
 from core.tables import Dataset
 from core.uploads.parsed import UploadError
 
@@ -37,6 +39,17 @@ def check_name_free(session: Session, name: str, owner: str) -> None:
     if taken is not None:
         raise UploadError("name", f"{name!r} already names dataset {taken.id}; choose another "
                           f"name, or DELETE /v1/datasets/{taken.id} first", status=409)
+
+
+def check_room(session: Session, settings: Settings, owner: str, adding: int = 0) -> None:
+    """413 when `owner`'s stored bytes with `adding` more would pass
+    TRAINDOCK_MAX_STORED_BYTES_PER_OWNER (core/storage_quota.py)."""
+    limit = settings.max_stored_bytes_per_owner
+    if not limit:
+        return
+    problem = over_limit(owner, stored_bytes(session, owner), adding, limit)
+    if problem:
+        raise UploadError("file", problem, status=413)
 
 
 def ingest(session: Session, settings: Settings, path: Path, filename: str,
@@ -73,6 +86,7 @@ def record(session: Session, settings: Settings, parsed: dict[str, Any], tmp_dir
     folder with the same content cannot interleave."""
     root = settings.dataset_dir
     sha256, meta = parsed["sha256"], parsed["meta"]
+    check_room(session, settings, owner, parsed["bytes"])
     dataset_repo.lock_sha256(session, sha256)
     try:
         publish(tmp_dir, root, sha256)

@@ -30,9 +30,11 @@ from api.routes import (
     health,
     job_delete,
     jobs,
+    keys,
     logs,
     metrics,
     signin,
+    usage,
     webhooks,
     workers,
 )
@@ -80,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Every /v1 route needs an API key (api/auth.py); /healthz, /metrics, /docs and the
     # dashboard's pages and files do not (the pages ask for a key themselves).
     for module in (jobs, gradcheck, metrics, events, checkpoints, datasets, workers, logs,
-                   job_delete, webhooks):
+                   job_delete, webhooks, keys, usage):
         app.include_router(module.router, dependencies=[Depends(authenticate)],
                            responses=AUTH_RESPONSES)
     for module in (health, dashboard, signin):

@@ -17,6 +17,8 @@ def add_keys_parser(sub: argparse._SubParsersAction) -> None:
                         "admin (every owner's jobs and datasets)")
     create.add_argument("--owner", help="whose jobs and datasets the key makes and sees "
                         "(default: the key's name); several keys may share an owner")
+    create.add_argument("--expires-days", type=float, metavar="DAYS",
+                        help="refuse the key after this many days (default: until revoked)")
     create.add_argument("--json", action="store_true", help="print the key as JSON")
     listing = verbs.add_parser("list", help="every key, without its token")
     listing.add_argument("--json", action="store_true", help="print the keys as JSON")

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy.orm import sessionmaker
 
 from core.db import make_engine
-from core.repo.api_keys import active_admin_key, create_key, free_name, key_by_token
+from core.repo.api_keys import active_admin_key, create_key, free_name, is_usable, key_by_token
 from core.settings import Settings
 
 KEY_FILE = "admin-api-key"
@@ -57,7 +57,7 @@ def ensure_admin_key(settings: Settings) -> AdminKey:
             saved = path.read_text().strip() if path.is_file() else ""
             if saved:
                 key = key_by_token(session, saved)
-                if key is not None and key.revoked_at is None and "admin" in key.scopes:
+                if key is not None and is_usable(key) and "admin" in key.scopes:
                     return AdminKey(key.name, path, None, True)
             existing = active_admin_key(session)
             if existing is not None:

@@ -167,6 +167,13 @@ class Settings(BaseSettings):
         "burst of TRAINDOCK_RATE_LIMIT_BURST; past it a 429 with Retry-After (0: no limit)",
     )
     rate_limit_burst: int = Field(40, ge=1, le=1_000_000)
+    max_stored_bytes_per_owner: int = Field(
+        100 * 1024**3, ge=0, le=1024**5,
+        description="bytes of datasets and checkpoints one owner may store; an upload or "
+        "import past it is a 413, a submission while past it a 409 (0: no limit). Checked "
+        "when data arrives and when a job is submitted: running jobs' checkpoints are never "
+        "refused mid-run",
+    )
     max_active_jobs_per_owner: int = Field(
         1000, ge=0,
         description="queued and running jobs one owner may have; a submission past it is a "

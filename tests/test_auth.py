@@ -88,6 +88,9 @@ class Owners:
                                  data={"name": self.dataset_name})
             assert uploaded.status_code == 201, uploaded.text
             self.dataset_id = uploaded.json()["id"]
+            # alice's read-only key: another owner may neither see nor revoke it
+            self.key_id = str(next(k["id"] for k in http.get("/v1/keys").json()
+                                   if k["scopes"] == ["read"]))
 
     def client(self, token: str | None = None, **headers: str) -> httpx.Client:
         if token:
@@ -96,7 +99,8 @@ class Owners:
 
     def path_for(self, path: str) -> str:
         """The route's path with alice's resources filled in."""
-        values = {"job_id": self.job_id, "key": self.dataset_id, "checkpoint_id": "1"}
+        values = {"job_id": self.job_id, "key": self.dataset_id, "checkpoint_id": "1",
+                  "key_id": self.key_id}
 
         def fill(match: re.Match) -> str:
             name = match.group(1).split(":")[0]

@@ -76,3 +76,15 @@ def test_bad_arguments_say_what_to_change(service_env):
         "TRAINDOCK_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"})
     assert nowhere.returncode == 2 and "cannot reach the database" in nowhere.stderr, \
         nowhere.stderr
+
+
+def test_a_key_made_to_expire_says_when_and_a_bad_expiry_is_refused(service_env):
+    name = f"ci-{uuid.uuid4().hex[:8]}"
+    made = traindock("keys", "create", "--name", name, "--scopes", "read", "--expires-days",
+                     "30", env=service_env)
+    assert made.returncode == 0 and "expires 20" in made.stdout, made.stderr
+    listed = json.loads(traindock("keys", "list", "--json", env=service_env).stdout)
+    assert next(k for k in listed if k["name"] == name)["expires_at"] is not None
+    bad = traindock("keys", "create", "--name", f"{name}-b", "--scopes", "read",
+                    "--expires-days", "0", env=service_env)
+    assert bad.returncode == 2 and "days above 0" in bad.stderr

@@ -42,8 +42,8 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ValidationErrorOut, "description": "the name is taken, or a job uses it"},
     413: {"model": ValidationErrorOut, "description": "over TRAINDOCK_MAX_UPLOAD_BYTES, "
-          "TRAINDOCK_MAX_UNPACKED_BYTES, TRAINDOCK_MAX_PARSED_BYTES or "
-          "TRAINDOCK_INGEST_MEMORY_MB"},
+          "TRAINDOCK_MAX_UNPACKED_BYTES, TRAINDOCK_MAX_PARSED_BYTES, "
+          "TRAINDOCK_INGEST_MEMORY_MB or TRAINDOCK_MAX_STORED_BYTES_PER_OWNER"},
     415: {"description": "neither multipart/form-data nor application/json"},
     422: {"model": ValidationErrorOut, "description": "the field or file member to change"},
 }
@@ -129,6 +129,8 @@ async def create_dataset(request: Request, session: SessionDep, settings: Settin
     work_dir, tmp_dir = path.with_name(f"{path.name}.work"), settings.dataset_dir / (
         f".tmp-{path.stem}")
     try:
+        # Full already: refused before the body is read, not after.
+        await run_in_threadpool(_check_room, session, settings, principal.owner)
         if kind == "multipart/form-data":
             options, filename, source = await _receive_upload(request, settings, path)
         else:
@@ -214,6 +216,13 @@ async def _receive_import(request: Request, session, settings: Settings, path: P
     await download(data.url, path, settings.max_upload_bytes, settings.import_timeout_s,
                    policy, settings.import_deadline_s)
     return data, filename_of(data.url), {"url": public_url(data.url)}
+
+
+def _check_room(session, settings: Settings, owner: str) -> None:
+    try:
+        dataset_ingest.check_room(session, settings, owner)
+    finally:
+        session.rollback()
 
 
 def _check_name(session, name: str, owner: str) -> None:

@@ -35,8 +35,10 @@ from core.queue import BackgroundPublisher
 from core.repo import jobs as job_repo
 from core.repo import jobs_async
 from core.repo.job_ids import id_range
+from core.repo.usage import stored_bytes_async
 from core.settings import Settings
 from core.spec_digest import tell_apart
+from core.storage_quota import over_limit
 from core.tables import JOB_STATES
 
 router = APIRouter(
@@ -59,7 +61,8 @@ def validate(spec: SpecBody, settings: SettingsDep, lookup: DatasetLookupDep) ->
 
 
 @router.post("", status_code=201, response_model=JobOut, responses={
-    **NOT_JSON, 409: {"description": "this Idempotency-Key came with another job spec"},
+    **NOT_JSON, 409: {"description": "this Idempotency-Key came with another job spec, or the "
+                      "owner stores TRAINDOCK_MAX_STORED_BYTES_PER_OWNER already"},
     429: {"description": "the owner has TRAINDOCK_MAX_ACTIVE_JOBS_PER_OWNER queued or running "
           "jobs already (or the key's rate limit)"}})
 async def submit(
@@ -98,6 +101,10 @@ async def _insert(conn: AsyncConnection, checked: ValidatedJob, settings: Settin
             429, f"{owner!r} has {limit} queued or running jobs, the most this server allows "
             "one owner (TRAINDOCK_MAX_ACTIVE_JOBS_PER_OWNER): wait for some to end, or cancel "
             "some", headers={"Retry-After": "60"})
+    problem = over_limit(owner, await stored_bytes_async(conn, owner), 0,
+                         settings.max_stored_bytes_per_owner)
+    if problem:
+        raise HTTPException(409, problem)
     job = await jobs_async.insert_job(
         conn,
         name=checked.spec.display_name,
