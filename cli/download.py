@@ -8,8 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cli.http import Api, ApiError
+from cli.http import ApiError
 from cli.jobref import resolve_job
+from traindock.transport import Transport
 
 
 def pick_checkpoint(checkpoints: list[dict[str, Any]], job: dict[str, Any],
@@ -46,7 +47,7 @@ def target_path(output: str | None, filename: str, force: bool) -> Path:
     return path
 
 
-def save_verified(api: Api, url: str, expected: str, path: Path) -> None:
+def save_verified(api: Transport, url: str, expected: str, path: Path) -> None:
     """Stream the file to a temporary name next to `path`; keep it only if its SHA-256 is
     the listing's and the server's header's."""
     partial = path.with_name(f".{path.name}.part")
@@ -71,7 +72,7 @@ def save_verified(api: Api, url: str, expected: str, path: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def run_download(api: Api, args: argparse.Namespace) -> int:
+def run_download(api: Transport, args: argparse.Namespace) -> int:
     job_id = resolve_job(api, args.job)
     job = api.get(f"/v1/jobs/{job_id}")
     checkpoint = pick_checkpoint(api.get(f"/v1/jobs/{job_id}/checkpoints"), job,

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from cli.http import TIMEOUT_S, Api
 from cli.jobref import resolve_job
+from traindock.transport import TIMEOUT_S, Transport
 
 POLL_S = 1.0
 EXIT_INTERRUPTED = 130
@@ -20,7 +20,7 @@ EXIT_INTERRUPTED = 130
 FOLLOW_TIMEOUT = httpx.Timeout(TIMEOUT_S, read=None)
 
 
-def wait_for_an_attempt(api: Api, job_id: str) -> None:
+def wait_for_an_attempt(api: Transport, job_id: str) -> None:
     """Return once the job has started an attempt, or has ended without one."""
     said = False
     while True:
@@ -34,7 +34,7 @@ def wait_for_an_attempt(api: Api, job_id: str) -> None:
         time.sleep(POLL_S)
 
 
-def print_log(api: Api, job_id: str, params: dict[str, Any], follow: bool) -> int:
+def print_log(api: Transport, job_id: str, params: dict[str, Any], follow: bool) -> int:
     """Copy the log to stdout as it arrives; the attempt it was."""
     timeout = FOLLOW_TIMEOUT if follow else TIMEOUT_S
     with api.stream(f"/v1/jobs/{job_id}/logs", timeout=timeout, **params) as response:
@@ -50,7 +50,7 @@ def print_log(api: Api, job_id: str, params: dict[str, Any], follow: bool) -> in
         return int(response.headers["X-Log-Attempt"])
 
 
-def run_logs(api: Api, args: argparse.Namespace) -> int:
+def run_logs(api: Transport, args: argparse.Namespace) -> int:
     job_id = resolve_job(api, args.job)
     params: dict[str, Any] = {}
     if args.attempt is not None:

@@ -20,6 +20,7 @@ from traindock.errors import (
     TraindockError,
     Unauthorized,
     Unavailable,
+    field_errors,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -50,14 +51,17 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def error_for(response: httpx.Response) -> TraindockError:
-    """The exception for an answer of 400 or more, carrying the server's `detail`."""
+    """The exception for an answer of 400 or more, carrying the answer and its `detail`."""
+    error = _error_for(response)
+    error.response, error.detail = response, _detail(response)
+    return error
+
+
+def _error_for(response: httpx.Response) -> TraindockError:
     status = response.status_code
     detail = _detail(response)
     if isinstance(detail, list):  # a 422 (or a 413/415 shaped like one): one item per field
-        errors = [FieldError(str(item.get("field", "")), str(item.get("message", item)),
-                             str(item.get("type", "")))
-                  if isinstance(item, dict) else FieldError("", str(item))
-                  for item in detail]
+        errors = field_errors(detail)
         if 400 <= status < 500 and status not in (401, 403, 404, 409, 410, 429):
             return Invalid(errors, status)
         messages = [e.message for e in errors]
@@ -92,7 +96,7 @@ class Transport:
 
     def __init__(self, url: str | None = None, api_key: str | None = None,
                  timeout: float = TIMEOUT_S) -> None:
-        self.url = (url or default_url()).rstrip("/")
+        self.url = (default_url() if url is None else url).rstrip("/")
         self.timeout = timeout
         headers = {"user-agent": "traindock-client"}
         if api_key:
@@ -152,23 +156,24 @@ class Transport:
 
     @contextmanager
     def translated(self) -> Iterator[None]:
-        """httpx's exceptions as `Unavailable` (or `TraindockError` for a bad URL)."""
+        """httpx's exceptions as `Unavailable` (or `TraindockError` for a bad URL), with httpx's
+        as their `__cause__`: what exactly failed, for a log or for a caller's own wording."""
         try:
             yield
         except httpx.ConnectError as exc:
             raise Unavailable(f"cannot reach the traindock API at {self.url} ({exc}); is it "
                               "running? Pass url= or set TRAINDOCK_URL to point elsewhere"
-                              ) from None
-        except httpx.TimeoutException:
+                              ) from exc
+        except httpx.TimeoutException as exc:
             raise Unavailable(f"the traindock API at {self.url} did not answer within "
                               f"{self.timeout:g} s; try again, or pass a larger timeout="
-                              ) from None
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL):
+                              ) from exc
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise TraindockError(f"{self.url!r} is not an http(s) URL; pass url= like "
-                                 f"{DEFAULT_URL}") from None
+                                 f"{DEFAULT_URL}") from exc
         except httpx.TransportError as exc:
             raise Unavailable(f"the connection to the traindock API at {self.url} failed: "
-                              f"{type(exc).__name__}: {exc}; try again") from None
+                              f"{type(exc).__name__}: {exc}; try again") from exc
 
 
 def _present(params: dict[str, Any] | None) -> dict[str, Any] | None:
