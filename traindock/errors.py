@@ -89,7 +89,14 @@ class Unavailable(TraindockError):
 
 
 class ChecksumMismatch(TraindockError):
-    """A downloaded file's SHA-256 is not the one the server listed; nothing was kept."""
+    """A downloaded file's SHA-256 is not the one the server listed; nothing was kept.
+    `actual` is the SHA-256 of what came, `expected` the one the caller asked for and
+    `header` the server's X-Checksum-Sha256 (each None when there was none)."""
+
+    def __init__(self, messages: list[str] | str, actual: str, expected: str | None = None,
+                 header: str | None = None) -> None:
+        super().__init__(messages)
+        self.actual, self.expected, self.header = actual, expected, header
 
 
 class WaitTimeout(TraindockError, TimeoutError):
