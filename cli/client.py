@@ -8,10 +8,11 @@ import json
 import sys
 from pathlib import Path
 
-from cli.http import Api, ApiError
+from cli.http import ApiError
 from cli.jobref import resolve_job
 from cli.startup import format_startup
 from cli.watch import watch_to_end
+from traindock.transport import Transport
 
 
 def read_spec(path: str) -> dict:
@@ -25,7 +26,7 @@ def read_spec(path: str) -> dict:
         raise ApiError([f"{path}: not valid JSON ({exc})"]) from None
 
 
-def run_validate(api: Api, args: argparse.Namespace) -> int:
+def run_validate(api: Transport, args: argparse.Namespace) -> int:
     report = api.post("/v1/jobs/validate", read_spec(args.spec))
     model = report["model"]
     print(f"{'layer':<14}{'type':<12}{'output shape':<18}{'params':>10}{'fixed':>10}"
@@ -41,7 +42,7 @@ def run_validate(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_gradcheck(api: Api, args: argparse.Namespace) -> int:
+def run_gradcheck(api: Transport, args: argparse.Namespace) -> int:
     """Exit 0 when every tensor's gradient is correct or worth a look, 1 otherwise."""
     report = api.post("/v1/gradcheck", read_spec(args.spec))
     print(f"{'tensor':<28}{'shape':<14}{'checked':>8}{'rel. error':>12}  verdict")
@@ -55,7 +56,7 @@ def run_gradcheck(api: Api, args: argparse.Namespace) -> int:
     return 0 if report["verdict"] in ("correct", "worth a look") else 1
 
 
-def run_submit(api: Api, args: argparse.Namespace) -> int:
+def run_submit(api: Transport, args: argparse.Namespace) -> int:
     job = api.post("/v1/jobs", read_spec(args.spec))
     print(job["id"], flush=True)
     if not args.watch:
@@ -63,13 +64,13 @@ def run_submit(api: Api, args: argparse.Namespace) -> int:
     return watch_to_end(api, job["id"])
 
 
-def run_show(api: Api, args: argparse.Namespace) -> int:
+def run_show(api: Transport, args: argparse.Namespace) -> int:
     job = api.get(f"/v1/jobs/{resolve_job(api, args.job)}")
     print(format_startup(job.get("startup")) if args.startup else json.dumps(job, indent=2))
     return 0
 
 
-def run_cancel(api: Api, args: argparse.Namespace) -> int:
+def run_cancel(api: Transport, args: argparse.Namespace) -> int:
     job = api.post(f"/v1/jobs/{resolve_job(api, args.job)}/cancel")
     if job["state"] == "running":
         print("running: cancel requested; its worker stops it within about a second")

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from cli.format import render_table
-from cli.http import Api, ApiError
+from cli.http import ApiError
+from traindock.transport import Transport
 
 UPLOAD_TIMEOUT_S = 3600.0  # a large file on a slow link; the server caps the size
 
@@ -21,7 +22,7 @@ def _splits(splits: dict[str, Any]) -> str:
     return " / ".join(f"{name} {n}" for name, n in splits.items() if n)
 
 
-def run_upload(api: Api, args: argparse.Namespace) -> int:
+def run_upload(api: Transport, args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise ApiError([f"no file {args.file}"])
@@ -40,7 +41,7 @@ def run_upload(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_datasets(api: Api, args: argparse.Namespace) -> int:
+def run_datasets(api: Transport, args: argparse.Namespace) -> int:
     rows = [[d["name"], "built-in" if d["builtin"] else d["format"], d["task"],
              _shape(d["input_shape"]), str(d.get("num_classes") or "-"),
              _splits(d["splits"]) if not d["builtin"] else str(d["n_samples"]),
@@ -50,7 +51,7 @@ def run_datasets(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_rm_dataset(api: Api, args: argparse.Namespace) -> int:
+def run_rm_dataset(api: Transport, args: argparse.Namespace) -> int:
     api.delete(f"/v1/datasets/{args.dataset}")
     print(f"deleted {args.dataset}")
     return 0

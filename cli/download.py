@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
-from cli.http import Api, ApiError
+from cli.http import ApiError
 from cli.jobref import resolve_job
+from traindock.errors import ChecksumMismatch
+from traindock.transport import Transport
 
 
 def pick_checkpoint(checkpoints: list[dict[str, Any]], job: dict[str, Any],
@@ -46,32 +46,21 @@ def target_path(output: str | None, filename: str, force: bool) -> Path:
     return path
 
 
-def save_verified(api: Api, url: str, expected: str, path: Path) -> None:
-    """Stream the file to a temporary name next to `path`; keep it only if its SHA-256 is
-    the listing's and the server's header's."""
-    partial = path.with_name(f".{path.name}.part")
-    digest = hashlib.sha256()
+def save_verified(api: Transport, url: str, expected: str, path: Path) -> None:
+    """Keep the file at `path` only if its SHA-256 is the listing's and the server's header's
+    (the client streams it to a temporary file beside `path`, renamed into place once checked)."""
     try:
-        with api.stream(url) as response, open(partial, "wb") as out:
-            header = response.headers.get("X-Checksum-Sha256")
-            for chunk in response.iter_bytes():
-                digest.update(chunk)
-                out.write(chunk)
-        actual = digest.hexdigest()
-        if header and header != expected:
-            raise ApiError([f"the server's X-Checksum-Sha256 {header} is not the listing's "
-                            f"{expected}; nothing was saved"])
-        if actual != expected:
-            raise ApiError([f"the downloaded file's sha256 {actual} is not the listing's "
-                            f"{expected} (a broken transfer?); nothing was saved, try again"])
-        os.replace(partial, path)
-    except OSError as exc:
-        raise ApiError([f"cannot write {path}: {exc.strerror}"]) from None
-    finally:
-        partial.unlink(missing_ok=True)
+        api.download(url, path, expected)
+    except ChecksumMismatch as exc:
+        if exc.header and exc.header != expected:
+            raise ApiError([f"the server's X-Checksum-Sha256 {exc.header} is not the listing's "
+                            f"{expected}; nothing was saved"]) from None
+        raise ApiError([f"the downloaded file's sha256 {exc.actual} is not the listing's "
+                        f"{expected} (a broken transfer?); nothing was saved, try again"]
+                       ) from None
 
 
-def run_download(api: Api, args: argparse.Namespace) -> int:
+def run_download(api: Transport, args: argparse.Namespace) -> int:
     job_id = resolve_job(api, args.job)
     job = api.get(f"/v1/jobs/{job_id}")
     checkpoint = pick_checkpoint(api.get(f"/v1/jobs/{job_id}/checkpoints"), job,

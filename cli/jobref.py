@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from cli.http import Api, ApiError
+from cli.http import ApiError
+from traindock.transport import Transport
 
 MIN_PREFIX = 6
 SHOWN = 10  # candidates listed when a prefix is ambiguous
 
 
-def resolve_job(api: Api, ref: str) -> str:
+def resolve_job(api: Transport, ref: str) -> str:
     """The full id of the job `ref` names, looked up among every job (`GET /v1/jobs?id_prefix=`,
     a range scan of the ids)."""
     ref = ref.strip().lower()

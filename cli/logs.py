@@ -7,20 +7,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
 
-import httpx
-
-from cli.http import TIMEOUT_S, Api
 from cli.jobref import resolve_job
+from traindock.client import Client
+from traindock.transport import Transport
 
 POLL_S = 1.0
 EXIT_INTERRUPTED = 130
-# A followed attempt may print nothing for minutes (a long epoch): no read timeout then.
-FOLLOW_TIMEOUT = httpx.Timeout(TIMEOUT_S, read=None)
 
 
-def wait_for_an_attempt(api: Api, job_id: str) -> None:
+def wait_for_an_attempt(api: Transport, job_id: str) -> None:
     """Return once the job has started an attempt, or has ended without one."""
     said = False
     while True:
@@ -34,35 +30,27 @@ def wait_for_an_attempt(api: Api, job_id: str) -> None:
         time.sleep(POLL_S)
 
 
-def print_log(api: Api, job_id: str, params: dict[str, Any], follow: bool) -> int:
+def print_log(api: Transport, job_id: str, attempt: int | None, tail: int | None,
+              follow: bool) -> int:
     """Copy the log to stdout as it arrives; the attempt it was."""
-    timeout = FOLLOW_TIMEOUT if follow else TIMEOUT_S
-    with api.stream(f"/v1/jobs/{job_id}/logs", timeout=timeout, **params) as response:
-        start = int(response.headers.get("X-Log-Start", "0"))
-        if start and "tail" not in params:
-            print(f"(the first {start:,} bytes of this log are left out: it is longer than "
-                  "the API sends at once)", file=sys.stderr, flush=True)
-        for chunk in response.iter_bytes():
+    with Client(transport=api).open_log(job_id, attempt, tail, follow) as log:
+        if log.skipped and tail is None:
+            print(f"(the first {log.skipped:,} bytes of this log are left out: it is longer "
+                  "than the API sends at once)", file=sys.stderr, flush=True)
+        for chunk in log:
             sys.stdout.buffer.write(chunk)
             if follow:
                 sys.stdout.buffer.flush()
         sys.stdout.buffer.flush()
-        return int(response.headers["X-Log-Attempt"])
+        return log.attempt
 
 
-def run_logs(api: Api, args: argparse.Namespace) -> int:
+def run_logs(api: Transport, args: argparse.Namespace) -> int:
     job_id = resolve_job(api, args.job)
-    params: dict[str, Any] = {}
-    if args.attempt is not None:
-        params["attempt"] = args.attempt
-    if args.tail is not None:
-        params["tail"] = args.tail
-    if args.follow:
-        params["follow"] = "true"
     try:
         if args.follow:
             wait_for_an_attempt(api, job_id)
-        attempt = print_log(api, job_id, params, args.follow)
+        attempt = print_log(api, job_id, args.attempt, args.tail, args.follow)
         if args.follow:
             job = api.get(f"/v1/jobs/{job_id}")
             now = f", attempt {job['attempt']}" if job["attempt"] != attempt else ""

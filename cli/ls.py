@@ -16,7 +16,7 @@ from cli.format import (
     render_table,
     seconds_between,
 )
-from cli.http import Api
+from traindock.transport import Transport
 
 HEADER = ["id", "name", "state", "epoch", "progress", "best", "age", "ran", "spec"]
 SHOWN_DIFFERENCES = 3  # differing spec fields per row; the rest are counted
@@ -49,7 +49,7 @@ def job_row(job: dict[str, Any]) -> list[str]:
     ]
 
 
-def run_ls(api: Api, args: argparse.Namespace) -> int:
+def run_ls(api: Transport, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"limit": args.limit}
     if args.state:
         params["state"] = args.state

@@ -7,11 +7,12 @@ import sys
 from typing import Any
 
 from cli.format import format_value, render_table
-from cli.http import EXIT_REFUSED, Api
+from cli.http import EXIT_REFUSED
 from cli.jobref import resolve_job
+from traindock.transport import Transport
 
 
-def read_latest(api: Api, job_id: str, names: str | None) -> dict[str, Any]:
+def read_latest(api: Transport, job_id: str, names: str | None) -> dict[str, Any]:
     """The metrics response with every series cut to its last point. A series longer than
     max_points comes back downsampled to the last point of each step range, so with
     max_points=1 it is its very last point."""
@@ -27,7 +28,7 @@ def latest_points(response: dict[str, Any]) -> dict[str, dict[str, Any]]:
             for name, s in response["series"].items() if s["step"]}
 
 
-def not_logged_message(api: Api, job_id: str, names: str | None,
+def not_logged_message(api: Transport, job_id: str, names: str | None,
                        response: dict[str, Any]) -> str | None:
     """Why names asked for have no point: the job has not started, has not logged them yet,
     or never will (a typo); with the names it does have. None when every name has points."""
@@ -45,7 +46,7 @@ def not_logged_message(api: Api, job_id: str, names: str | None,
     return f"unknown metric name(s) for this {state} job: {missing}; {has}"
 
 
-def stream_csv(api: Api, job_id: str, names: str | None) -> None:
+def stream_csv(api: Transport, job_id: str, names: str | None) -> None:
     params = {"names": names} if names else {}
     with api.stream(f"/v1/jobs/{job_id}/metrics.csv", **params) as response:
         for chunk in response.iter_bytes():
@@ -53,7 +54,7 @@ def stream_csv(api: Api, job_id: str, names: str | None) -> None:
     sys.stdout.buffer.flush()
 
 
-def run_metrics(api: Api, args: argparse.Namespace) -> int:
+def run_metrics(api: Transport, args: argparse.Namespace) -> int:
     job_id = resolve_job(api, args.job)
     response = read_latest(api, job_id, args.names)
     problem = not_logged_message(api, job_id, args.names, response)

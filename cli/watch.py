@@ -12,8 +12,10 @@ from collections import deque
 from typing import Any, TextIO
 
 from cli.format import format_duration, format_value, render_table, seconds_between
-from cli.http import EXIT_UNREACHABLE, Api, ApiError
+from cli.http import EXIT_UNREACHABLE, error_messages
 from cli.jobref import resolve_job
+from traindock.errors import TraindockError
+from traindock.transport import Transport
 
 FINAL_STATES = {"succeeded", "failed", "cancelled"}
 POLL_S = 1.0
@@ -146,7 +148,7 @@ class StatusLine:
             self.drawn = False
 
 
-def follow(api: Api, job_id: str, out: TextIO, poll_s: float = POLL_S) -> dict[str, Any]:
+def follow(api: Transport, job_id: str, out: TextIO, poll_s: float = POLL_S) -> dict[str, Any]:
     """Show the job's progress until it ends; the job as it ended."""
     line, rate = StatusLine(out), StepRate()
     down_since: float | None = None
@@ -154,13 +156,14 @@ def follow(api: Api, job_id: str, out: TextIO, poll_s: float = POLL_S) -> dict[s
         while True:
             try:
                 job = api.get(f"/v1/jobs/{job_id}")
-            except ApiError as exc:
-                if exc.exit_code != EXIT_UNREACHABLE:
+            except TraindockError as exc:
+                messages, exit_code = error_messages(exc, api.url)
+                if exit_code != EXIT_UNREACHABLE:
                     raise
                 down_since = down_since or time.monotonic()
                 if time.monotonic() - down_since > GIVE_UP_S:
                     raise
-                line.show(f"{exc.messages[0]}; trying again", key="down")
+                line.show(f"{messages[0]}; trying again", key="down")
                 time.sleep(poll_s)
                 continue
             down_since = None
@@ -223,7 +226,7 @@ def summary_block(job: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def watch_to_end(api: Api, job_id: str) -> int:
+def watch_to_end(api: Transport, job_id: str) -> int:
     """Follow the job, print its summary; 0 if it succeeded, 1 if not, 130 on Ctrl-C."""
     try:
         job = follow(api, job_id, sys.stderr)
@@ -236,5 +239,5 @@ def watch_to_end(api: Api, job_id: str) -> int:
     return 0 if job["state"] == "succeeded" else 1
 
 
-def run_watch(api: Api, args: argparse.Namespace) -> int:
+def run_watch(api: Transport, args: argparse.Namespace) -> int:
     return watch_to_end(api, resolve_job(api, args.job))

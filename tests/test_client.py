@@ -62,6 +62,13 @@ def test_submit_wait_metrics_and_the_best_checkpoint(td: Client, worker, tmp_pat
     assert torch.load(newest, weights_only=True)["step"] == max(c.step for c in checkpoints)
 
     assert "trained in" in td.logs(job)
+    # The same log as it arrives; followed, it ends with the attempt (which has ended here).
+    for follow in (False, True):
+        with td.open_log(job, follow=follow) as log:
+            assert (log.attempt, log.skipped) == (1, 0)
+            assert b"".join(log).decode() == td.logs(job)
+    with td.open_log(job, tail=1) as log:
+        assert b"".join(log).decode() == td.logs(job).splitlines(keepends=True)[-1]
     assert td.deliveries(job) == []  # no notify in its spec
     assert td.webhook_secret().startswith("whsec_")
     with pytest.raises(Conflict, match="already ended"):

@@ -11,17 +11,21 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
+from tests.conftest import free_port
 from traindock import (
     ChecksumMismatch,
     Client,
     Invalid,
     NotFound,
+    TraindockError,
     Unauthorized,
     Unavailable,
     WaitTimeout,
 )
+from traindock.transport import Transport
 
 JOB_ID = "3f2a6c1e-8b0d-4c5e-9f21-0a1b2c3d4e5f"
 JOB = {"id": JOB_ID, "name": "digits-mlp", "state": "succeeded", "attempt": 1,
@@ -174,3 +178,41 @@ def test_a_server_error_is_unavailable_with_what_to_do(scripted):
     assert caught.value.status == 500
     assert str(caught.value).startswith("the API answered 500 Internal Server Error to GET ")
     assert str(caught.value).endswith("; try again shortly")
+
+
+def test_an_error_carries_the_answer_for_a_caller_s_own_wording(scripted):
+    detail = [{"field": "query.limit", "message": "query.limit: at most 500", "type": "range"}]
+    scripted.answer("/v1/jobs", (422, {"x-request-id": "trace-7"}, {"detail": detail}))
+    with Client(scripted.url) as td, pytest.raises(Invalid) as caught:
+        next(td.jobs(page_size=501))
+    error = caught.value
+    assert error.detail == detail and error.fields == ["query.limit"]
+    assert error.response is not None and error.response.status_code == 422
+    assert error.request_id == "trace-7"
+    with Client(f"http://127.0.0.1:{free_port()}") as td, pytest.raises(Unavailable) as caught:
+        td.job(JOB_ID)
+    # no answer: nothing to carry but what failed, as httpx said it
+    assert caught.value.response is None and caught.value.request_id is None
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+
+
+def test_transport_download_checks_the_header_and_leaves_nothing_on_a_mismatch(scripted,
+                                                                                tmp_path: Path):
+    good, bad = hashlib.sha256(FILE).hexdigest(), hashlib.sha256(b"other").hexdigest()
+    scripted.answer("/file", (200, {"x-checksum-sha256": bad}, FILE))
+    target = tmp_path / "file.bin"
+    with Transport(scripted.url) as transport, pytest.raises(ChecksumMismatch) as caught:
+        transport.download("/file", target)  # no sha256 given: the header alone is checked
+    assert (caught.value.actual, caught.value.header, caught.value.expected) == (good, bad, None)
+    assert "the X-Checksum-Sha256 header's" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+    scripted.answer("/file", (200, {}, FILE))  # no header: the caller's sha256 is checked
+    with Transport(scripted.url) as transport:
+        with pytest.raises(ChecksumMismatch):
+            transport.download("/file", target, bad)
+        assert transport.download("/file", target, good) == good
+    assert target.read_bytes() == FILE and list(tmp_path.iterdir()) == [target]
+    with Transport(scripted.url) as transport, pytest.raises(TraindockError) as caught:
+        transport.download("/file", tmp_path / "no-such-folder" / "file.bin")
+    assert str(caught.value).startswith(f"cannot write {tmp_path / 'no-such-folder'}")

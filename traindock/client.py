@@ -7,18 +7,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from traindock.errors import (
-    ChecksumMismatch,
     FieldError,
     Invalid,
     NotFound,
@@ -26,7 +26,7 @@ from traindock.errors import (
     Unavailable,
     WaitTimeout,
 )
-from traindock.results import Checkpoint, Delivery, Job, Series, Validation
+from traindock.results import Checkpoint, Delivery, Job, LogStream, Series, Validation
 from traindock.transport import TIMEOUT_S, Transport, default_api_key
 
 JobRef = str | Job  # a job id, a unique start of one, or a Job
@@ -37,12 +37,14 @@ HEX = frozenset("0123456789abcdef-")
 class Client:
     """The API at `url` (default `$TRAINDOCK_URL`, else http://127.0.0.1:8000), sending
     `api_key` (default `$TRAINDOCK_API_KEY`) as `Authorization: Bearer`. Use it as a
-    context manager, or call `close()`. Every failure is a `traindock.errors.TraindockError`."""
+    context manager, or call `close()`. Every failure is a `traindock.errors.TraindockError`.
+    A program that already has a `Transport` (its own URL, key and timeout: the terminal
+    client) passes it as `transport` instead."""
 
     def __init__(self, url: str | None = None, api_key: str | None = None,
-                 timeout: float = TIMEOUT_S) -> None:
-        self.transport = Transport(url, api_key if api_key is not None else default_api_key(),
-                                   timeout)
+                 timeout: float = TIMEOUT_S, transport: Transport | None = None) -> None:
+        self.transport = transport or Transport(
+            url, api_key if api_key is not None else default_api_key(), timeout)
 
     @property
     def url(self) -> str:
@@ -192,33 +194,12 @@ class Client:
                                      ) from None
         if target.is_dir():
             target = target / Path(checkpoint.filename).name  # never a path the server chose
-        try:
-            handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                               suffix=".part")
-        except OSError as exc:
-            raise TraindockError(f"cannot write into {target.parent}: {exc.strerror}; pass "
-                                 "dest= an existing folder or a path in one") from None
-        digest = hashlib.sha256()
-        try:
-            with os.fdopen(handle, "wb") as out, self.transport.stream(
-                    f"/v1/jobs/{job_id}/checkpoints/{checkpoint.id}/download") as response:
-                header = response.headers.get("x-checksum-sha256")
-                for chunk in response.iter_bytes():
-                    digest.update(chunk)
-                    out.write(chunk)
-            actual = digest.hexdigest()
-            for source, expected in (("the X-Checksum-Sha256 header", header),
-                                     ("the checkpoint listing", checkpoint.sha256)):
-                if expected is not None and actual != expected:
-                    raise ChecksumMismatch(
-                        f"checkpoint {checkpoint.id} of job {job_id}: the download's sha256 "
-                        f"{actual} is not {source}'s {expected} (a broken transfer?); nothing "
-                        "was saved, try again")
-            os.replace(partial, target)
-        except OSError as exc:
-            raise TraindockError(f"cannot write {target}: {exc.strerror or exc}") from None
-        finally:
-            Path(partial).unlink(missing_ok=True)
+        if not target.parent.is_dir():
+            raise TraindockError(f"cannot write into {target.parent}: no such folder; pass "
+                                 "dest= an existing folder or a path in one")
+        self.transport.download(f"/v1/jobs/{job_id}/checkpoints/{checkpoint.id}/download",
+                                target, checkpoint.sha256,
+                                what=f"checkpoint {checkpoint.id} of job {job_id}")
         return target
 
     def logs(self, job: JobRef, attempt: int | None = None, tail: int | None = None,
@@ -228,6 +209,21 @@ class Client:
             "GET", f"/v1/jobs/{self.resolve(job)}/logs",
             {"attempt": attempt, "tail": tail, "max_bytes": max_bytes})
         return response.text
+
+    @contextmanager
+    def open_log(self, job: JobRef, attempt: int | None = None, tail: int | None = None,
+                 follow: bool = False, max_bytes: int | None = None) -> Iterator[LogStream]:
+        """An attempt's log (the latest that has one by default) as it arrives, for a caller
+        that copies it elsewhere. With `follow`, what the training process writes next too,
+        until the attempt ends: there is no read timeout then, as an attempt may print
+        nothing for minutes (an epoch, a data load)."""
+        timeout = httpx.Timeout(self.transport.timeout, read=None) if follow else None
+        with self.transport.stream(f"/v1/jobs/{self.resolve(job)}/logs", timeout=timeout,
+                                   attempt=attempt, tail=tail, max_bytes=max_bytes,
+                                   follow="true" if follow else None) as response:
+            yield LogStream(int(response.headers["x-log-attempt"]),
+                            int(response.headers.get("x-log-start", "0")),
+                            response.iter_bytes())
 
     def deliveries(self, job: JobRef) -> list[Delivery]:
         """The job's webhook events and how each delivery went."""

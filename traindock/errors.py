@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -17,12 +21,35 @@ class FieldError:
 
 
 class TraindockError(Exception):
-    """Any failed request. `status` is the HTTP status (None: no answer came)."""
+    """Any failed request. `status` is the HTTP status (None: no answer came).
+
+    When the API answered, `response` is that answer, read whole (its headers and body), and
+    `detail` the `detail` it sent, as sent: a sentence, or a list of `{field, message, type}`
+    (see `field_errors`); None when it sent none. `messages` word them for a Python caller; a
+    program that talks to people in other terms (a terminal's options, a web form's fields)
+    can word its own from these. When no answer came, `__cause__` is httpx's exception."""
+
+    response: httpx.Response | None = None
+    detail: Any = None
 
     def __init__(self, messages: list[str] | str, status: int | None = None) -> None:
         self.messages = [messages] if isinstance(messages, str) else list(messages)
         self.status = status
         super().__init__("; ".join(self.messages))
+
+    @property
+    def request_id(self) -> str | None:
+        """The X-Request-ID the API gave the request: its logs carry it, so quote it to whoever
+        runs the API."""
+        return self.response.headers.get("x-request-id") if self.response is not None else None
+
+
+def field_errors(detail: Any) -> list[FieldError]:
+    """A `detail` list as FieldErrors; an item that is not an object becomes its text."""
+    return [FieldError(str(item.get("field", "")), str(item.get("message", item)),
+                       str(item.get("type", "")))
+            if isinstance(item, dict) else FieldError("", str(item))
+            for item in detail]
 
 
 class NotFound(TraindockError):
@@ -62,7 +89,14 @@ class Unavailable(TraindockError):
 
 
 class ChecksumMismatch(TraindockError):
-    """A downloaded file's SHA-256 is not the one the server listed; nothing was kept."""
+    """A downloaded file's SHA-256 is not the one the server listed; nothing was kept.
+    `actual` is the SHA-256 of what came, `expected` the one the caller asked for and
+    `header` the server's X-Checksum-Sha256 (each None when there was none)."""
+
+    def __init__(self, messages: list[str] | str, actual: str, expected: str | None = None,
+                 header: str | None = None) -> None:
+        super().__init__(messages)
+        self.actual, self.expected, self.header = actual, expected, header
 
 
 class WaitTimeout(TraindockError, TimeoutError):

@@ -5,6 +5,7 @@ keys it knows but the server left out take their defaults."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -185,3 +186,17 @@ class Delivery:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Delivery:
         return build(cls, data)
+
+
+@dataclass(frozen=True)
+class LogStream:
+    """An attempt's log as it arrives (`Client.open_log`): iterate it for the bytes in chunks.
+    `attempt` is the attempt it is; `skipped` the bytes at its start the API left out (it sends
+    at most the last MiB unless asked for more), 0 when it begins at the start."""
+
+    attempt: int
+    skipped: int
+    chunks: Iterator[bytes] = field(repr=False, compare=False)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.chunks

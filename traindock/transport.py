@@ -1,10 +1,13 @@
 """The one way to the API: an httpx client with the API key, paths relative to the API's
 URL, and every failure turned into a `traindock.errors` exception that says what to do. The
-typed `Client` is built on it; so can a terminal client be (get/post/delete/stream)."""
+typed `Client` is built on it, and so is the `traindock` terminal client (cli/http.py), which
+words the same exceptions in its own terms."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +16,7 @@ from typing import Any
 import httpx
 
 from traindock.errors import (
+    ChecksumMismatch,
     Conflict,
     FieldError,
     Invalid,
@@ -20,6 +24,7 @@ from traindock.errors import (
     TraindockError,
     Unauthorized,
     Unavailable,
+    field_errors,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -50,14 +55,17 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def error_for(response: httpx.Response) -> TraindockError:
-    """The exception for an answer of 400 or more, carrying the server's `detail`."""
-    status = response.status_code
+    """The exception for an answer of 400 or more, carrying the answer and its `detail`."""
     detail = _detail(response)
+    error = _error_for(response, detail)
+    error.response, error.detail = response, detail
+    return error
+
+
+def _error_for(response: httpx.Response, detail: Any) -> TraindockError:
+    status = response.status_code
     if isinstance(detail, list):  # a 422 (or a 413/415 shaped like one): one item per field
-        errors = [FieldError(str(item.get("field", "")), str(item.get("message", item)),
-                             str(item.get("type", "")))
-                  if isinstance(item, dict) else FieldError("", str(item))
-                  for item in detail]
+        errors = field_errors(detail)
         if 400 <= status < 500 and status not in (401, 403, 404, 409, 410, 429):
             return Invalid(errors, status)
         messages = [e.message for e in errors]
@@ -92,7 +100,7 @@ class Transport:
 
     def __init__(self, url: str | None = None, api_key: str | None = None,
                  timeout: float = TIMEOUT_S) -> None:
-        self.url = (url or default_url()).rstrip("/")
+        self.url = (default_url() if url is None else url).rstrip("/")
         self.timeout = timeout
         headers = {"user-agent": "traindock-client"}
         if api_key:
@@ -150,25 +158,60 @@ class Transport:
                 raise error_for(response)
             yield response
 
+    def download(self, path: str, target: Path, sha256: str | None = None,
+                 what: str | None = None) -> str:
+        """Save the body of GET `path` as the file `target` and return its SHA-256. It is
+        streamed to a temporary file beside `target` and renamed into place only once its
+        SHA-256 is `sha256` (when given) and the X-Checksum-Sha256 header's (when sent);
+        otherwise `ChecksumMismatch`, and nothing is left. `what` names it in messages."""
+        what = what or path
+        try:
+            handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                               suffix=".part")
+        except OSError as exc:
+            raise TraindockError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        digest = hashlib.sha256()
+        try:
+            with os.fdopen(handle, "wb") as out, self.stream(path) as response:
+                header = response.headers.get("x-checksum-sha256")
+                for chunk in response.iter_bytes():
+                    digest.update(chunk)
+                    out.write(chunk)
+            actual = digest.hexdigest()
+            for source, expected in (("the X-Checksum-Sha256 header", header),
+                                     ("the listing", sha256)):
+                if expected is not None and actual != expected:
+                    raise ChecksumMismatch(
+                        f"{what}: the download's sha256 {actual} is not {source}'s {expected} "
+                        "(a broken transfer?); nothing was saved, try again",
+                        actual, sha256, header)
+            os.replace(partial, target)
+        except OSError as exc:
+            raise TraindockError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        finally:
+            Path(partial).unlink(missing_ok=True)
+        return actual
+
     @contextmanager
     def translated(self) -> Iterator[None]:
-        """httpx's exceptions as `Unavailable` (or `TraindockError` for a bad URL)."""
+        """httpx's exceptions as `Unavailable` (or `TraindockError` for a bad URL), with httpx's
+        as their `__cause__`: what exactly failed, for a log or for a caller's own wording."""
         try:
             yield
         except httpx.ConnectError as exc:
             raise Unavailable(f"cannot reach the traindock API at {self.url} ({exc}); is it "
                               "running? Pass url= or set TRAINDOCK_URL to point elsewhere"
-                              ) from None
-        except httpx.TimeoutException:
+                              ) from exc
+        except httpx.TimeoutException as exc:
             raise Unavailable(f"the traindock API at {self.url} did not answer within "
                               f"{self.timeout:g} s; try again, or pass a larger timeout="
-                              ) from None
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL):
+                              ) from exc
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise TraindockError(f"{self.url!r} is not an http(s) URL; pass url= like "
-                                 f"{DEFAULT_URL}") from None
+                                 f"{DEFAULT_URL}") from exc
         except httpx.TransportError as exc:
             raise Unavailable(f"the connection to the traindock API at {self.url} failed: "
-                              f"{type(exc).__name__}: {exc}; try again") from None
+                              f"{type(exc).__name__}: {exc}; try again") from exc
 
 
 def _present(params: dict[str, Any] | None) -> dict[str, Any] | None:
