@@ -108,3 +108,19 @@ def test_usage_names_the_owners_holdings_and_limits(auth_api_url, keys):
         usage = mine.get("/v1/usage").json()
     assert usage["stored_bytes"] == 0 and usage["active_jobs"] == 0
     assert usage["max_stored_bytes"] > 0 and usage["max_active_jobs"] > 0
+
+
+def test_the_python_client_makes_lists_and_revokes_keys(auth_api_url, keys):
+    from traindock.client import Client
+    from traindock.errors import TraindockError
+
+    with Client(auth_api_url, api_key=keys("read,submit")) as td:
+        made = td.create_key(f"svc-{uuid.uuid4().hex[:8]}", ["read"], expires_in_days=1)
+        assert made.token and made.expires_at is not None and made.state == "active"
+        assert made.id in [k.id for k in td.list_keys()]
+        assert td.usage().active_jobs == 0
+        with Client(auth_api_url, api_key=made.token) as reader:
+            assert reader.usage().owner == made.owner
+            assert td.revoke_key(made).state == "revoked"
+            with pytest.raises(TraindockError):
+                reader.usage()

@@ -26,7 +26,16 @@ from traindock.errors import (
     Unavailable,
     WaitTimeout,
 )
-from traindock.results import Checkpoint, Delivery, Job, LogStream, Series, Validation
+from traindock.results import (
+    ApiKey,
+    Checkpoint,
+    Delivery,
+    Job,
+    LogStream,
+    Series,
+    Usage,
+    Validation,
+)
 from traindock.transport import TIMEOUT_S, Transport, default_api_key
 
 JobRef = str | Job  # a job id, a unique start of one, or a Job
@@ -233,6 +242,30 @@ class Client:
     def webhook_secret(self) -> str:
         """The `whsec_...` key deliveries are signed with (`traindock.webhooks.verify`)."""
         return self.transport.get("/v1/webhooks/secret")["secret"]
+
+    # --- keys and usage -----------------------------------------------------------------
+
+    def list_keys(self) -> list[ApiKey]:
+        """The owner's API keys (an admin's: all), without their tokens."""
+        return [ApiKey.from_json(k) for k in self.transport.get("/v1/keys")]
+
+    def create_key(self, name: str, scopes: list[str], owner: str | None = None,
+                   expires_in_days: float | None = None) -> ApiKey:
+        """A new key for this key's owner (an admin: any owner), with no scope this key lacks;
+        its `token` is set in the answer only."""
+        body = {"name": name, "scopes": scopes, "owner": owner,
+                "expires_in_days": expires_in_days}
+        return ApiKey.from_json(self.transport.post(
+            "/v1/keys", {k: v for k, v in body.items() if v is not None}))
+
+    def revoke_key(self, key: ApiKey | int) -> ApiKey:
+        """Refuse the key from the next request on."""
+        key_id = key.id if isinstance(key, ApiKey) else key
+        return ApiKey.from_json(self.transport.request("DELETE", f"/v1/keys/{key_id}").json())
+
+    def usage(self) -> Usage:
+        """Stored bytes and active jobs of this key's owner, beside the server's limits."""
+        return Usage.from_json(self.transport.get("/v1/usage"))
 
 
 def _spec(spec: Mapping[str, Any] | os.PathLike[str]) -> dict[str, Any]:

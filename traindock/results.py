@@ -25,7 +25,7 @@ def build(cls: type[T], data: dict[str, Any], **converted: Any) -> T:
     known = {k: v for k, v in data.items() if k in names}
     known.update(converted)
     for name in ("created_at", "started_at", "finished_at", "next_attempt_at", "delivered_at",
-                 "given_up_at"):
+                 "given_up_at", "last_used_at", "expires_at", "revoked_at"):
         if name in known:
             known[name] = _time(known[name])
     if "raw" in names:
@@ -185,6 +185,43 @@ class Delivery:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Delivery:
+        return build(cls, data)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key as /v1/keys lists it; `token` only in the answer that made it."""
+
+    id: int
+    name: str
+    owner: str
+    scopes: list[str] = field(default_factory=list)
+    state: str = "active"  # active, expired or revoked
+    created_at: datetime | None = None
+    last_used_at: datetime | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    token: str | None = field(default=None, repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ApiKey:
+        return build(cls, data)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What the key's owner holds against the server's per-owner limits (None: no limit)."""
+
+    owner: str
+    stored_bytes: int
+    max_stored_bytes: int | None
+    active_jobs: int
+    max_active_jobs: int | None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Usage:
         return build(cls, data)
 
 
