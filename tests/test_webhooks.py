@@ -203,3 +203,40 @@ def test_the_signature_is_the_standard_webhooks_one():
     body = b'{"test": 2432232314}'
     assert signature(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == (
         "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+
+
+def test_each_owners_deliveries_are_signed_with_that_owners_secret(service_env, fresh_database,
+                                                                   tmp_path, receiver):
+    """With keys on, a delivery of ana's job verifies with ana's secret and not with ben's;
+    ben cannot list ana's deliveries."""
+    import httpx
+
+    from tests.conftest import make_api_key
+
+    hook = receiver()
+    env = service_env | {"TRAINDOCK_DATABASE_URL": fresh_database,
+                         "TRAINDOCK_DATA_DIR": str(tmp_path / "data")}
+    api, url = start_api(env, tmp_path, TRAINDOCK_AUTH="on")
+    settings = Settings(database_url=fresh_database, webhook_allow_private=True)
+    db = Database(make_engine(settings))
+    try:
+        def client(owner: str) -> httpx.Client:
+            token = make_api_key(settings, "read,submit", owner=owner)
+            return httpx.Client(base_url=url, timeout=30,
+                                headers={"authorization": f"Bearer {token}"})
+
+        with client("ana") as ana, client("ben") as ben:
+            job = ana.post("/v1/jobs", json=_spec(hook.url, ["queued"])).json()
+            assert deliver_due(db, settings) == 1
+            [(headers, body)] = hook.seen
+            ana_secret = ana.get("/v1/webhooks/secret").json()["secret"]
+            ben_secret = ben.get("/v1/webhooks/secret").json()["secret"]
+            assert ana_secret != ben_secret
+            assert verify(ana_secret, headers, body, time.time())
+            assert not verify(ben_secret, headers, body, time.time())
+            assert json.loads(body)["data"]["id"] == job["id"]
+            assert ben.get(f"/v1/jobs/{job['id']}/deliveries").status_code == 404
+            assert len(ana.get(f"/v1/jobs/{job['id']}/deliveries").json()) == 1
+    finally:
+        db.engine.dispose()
+        api.stop()
