@@ -69,7 +69,7 @@ def served_diagnosis(raw: dict[str, Any]) -> DiagnosisOut:
     findings = []
     for item in raw.get("findings") or []:
         try:
-            findings.append(FindingOut.model_validate(item))
+            findings.append(FindingOut.model_validate(_numbers_only(item)))
         except ValidationError as exc:
             log.warning("a diagnosis finding left out (%s): %s", str(exc).splitlines()[0], item)
     try:
@@ -77,6 +77,20 @@ def served_diagnosis(raw: dict[str, Any]) -> DiagnosisOut:
     except ValidationError:
         head = DiagnosisOut()
     return head.model_copy(update={"findings": findings})
+
+
+def _numbers_only(item: Any) -> Any:
+    """The finding with the entries of `data` that are not numbers left out (logged): a list
+    or a string there costs the entry, not the whole finding."""
+    data = item.get("data") if isinstance(item, dict) else None
+    if not isinstance(data, dict):
+        return item
+    kept = {k: v for k, v in data.items()
+            if v is None or (isinstance(v, int | float) and not isinstance(v, bool))}
+    if len(kept) < len(data):
+        log.warning("diagnosis finding %s: data entries that are not numbers left out: %s",
+                    item.get("name"), sorted(set(data) - set(kept)))
+    return item | {"data": kept}
 
 
 def finding_count(summary: dict[str, Any] | None) -> int:

@@ -114,7 +114,9 @@ def test_a_job_without_a_diagnosis_has_the_empty_one(client, db):
 def test_a_finding_that_breaks_the_contract_is_left_out_and_the_rest_served(client, db):
     broken = VANISHING | {"severity": "catastrophic"}
     no_evidence = {k: v for k, v in DIVERGENCE.items() if k != "evidence"}
-    stored = diagnosis(broken, DIVERGENCE, no_evidence, final=True)
+    # a list in `data` costs that entry only, not the finding
+    listed = DIVERGENCE | {"data": DIVERGENCE["data"] | {"per_layer": [1.0, 2.0]}}
+    stored = diagnosis(broken, listed, no_evidence, final=True)
     job_id = put_job(db, "failed", {"diagnosis": stored})
     response = client.get(f"/v1/jobs/{job_id}")
     assert response.status_code == 200, response.text
