@@ -37,9 +37,11 @@ export function renderFindings(node, diagnosis) {
     return;
   }
   const status = diagnosis.final ? "final" : "so far";
+  const count = `${findings.length} finding${findings.length > 1 ? "s" : ""}`;
   const head = findings.length
-    ? `Diagnosis: ${findings.length} finding${findings.length > 1 ? "s" : ""} at step ${step} (${status})`
+    ? `Diagnosis: ${count} at step ${step} (${status})`
     : `Diagnosis: nothing found (the run's steps through ${step} were read)`;
   const list = el("ul", { class: "finding-list" }, findings.map(findingItem));
-  node.replaceChildren(el("div", { class: "findings-head" }, head), ...(findings.length ? [list] : []));
+  node.replaceChildren(el("div", { class: "findings-head" }, head),
+    ...(findings.length ? [list] : []));
 }

@@ -1,5 +1,5 @@
-// One job: header (with the diagnosis's findings), live curves (server-sent events, or polling when there is no stream),
-// model summary, checkpoints, spec.
+// One job: header (the diagnosis's findings first), live curves (server-sent events, or
+// polling when there is no stream), model summary, checkpoints, spec.
 import {
   FINAL_STATES, badge, duration, el, fetchMetrics, formatTime, formatValue, getJSON, lastStep,
   mergeSeries, prettyJSON, progressBar, progressText, request, showError,
