@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from api.diagnosis import DiagnosisOut, diagnosis_of, finding_count, without_diagnosis
 from core.tables import Job
 
 EXAMPLE_SPEC: dict[str, Any] = json.loads(
@@ -71,7 +72,8 @@ class JobBrief(BaseModel):
     state: str
     attempt: int
     progress: dict[str, Any]
-    summary: dict[str, Any]
+    summary: dict[str, Any] = Field(description="latest and best metrics, test metrics, notes "
+                                    "(docs/api.md); the diagnosis is served apart from it")
     error: str | None
     created_at: datetime
     started_at: datetime | None
@@ -79,7 +81,9 @@ class JobBrief(BaseModel):
 
     @classmethod
     def of(cls, job: Job) -> JobBrief:
-        return cls.model_validate(job, from_attributes=True)
+        brief = cls.model_validate(job, from_attributes=True)
+        brief.summary = without_diagnosis(brief.summary)
+        return brief
 
 
 class StartupOut(BaseModel):
@@ -116,13 +120,16 @@ class JobOut(JobBrief):
     model: dict[str, Any]
     startup: StartupOut | None = Field(
         None, description="the latest attempt's start-up, once its first step is done")
+    diagnosis: DiagnosisOut = Field(
+        default_factory=DiagnosisOut, description="what is wrong with the training and what "
+        "to change, updated while it trains, final once it has ended (docs/api.md, Diagnosis)")
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
         return cls(**JobBrief.of(job).model_dump(), max_attempts=job.max_attempts,
                    preemptions=job.preemptions,
                    cancel_requested=job.cancel_requested, spec=job.spec, model=job.model_summary,
-                   startup=job.startup)
+                   startup=job.startup, diagnosis=diagnosis_of(job.summary))
 
 
 class JobListItem(JobBrief):
@@ -130,10 +137,17 @@ class JobListItem(JobBrief):
     name (the same training asked for, the same digest). `differs`: the spec fields, as dotted
     paths (`optimizer.lr`, `model.layers[1].out_features`), whose values differ between the
     jobs of this name on this page, with this job's values; {} when the name is alone on the
-    page or the specs are the same."""
+    page or the specs are the same. `findings`: how many findings the job's diagnosis holds
+    (`GET /v1/jobs/{id}` has them)."""
 
     spec_digest: str
     differs: dict[str, Any]
+    findings: int
+
+    @classmethod
+    def listed(cls, job: Job, spec_digest: str, differs: dict[str, Any]) -> JobListItem:
+        return cls(**JobBrief.of(job).model_dump(), spec_digest=spec_digest, differs=differs,
+                   findings=finding_count(job.summary))
 
 
 class JobPage(BaseModel):

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from cli.findings import diagnosis_block
 from cli.http import ApiError
 from cli.jobref import resolve_job
 from cli.startup import format_startup
@@ -65,8 +66,16 @@ def run_submit(api: Transport, args: argparse.Namespace) -> int:
 
 
 def run_show(api: Transport, args: argparse.Namespace) -> int:
+    """The job as JSON on stdout; its findings above it on stderr, so that a terminal shows
+    them first and `show JOB > job.json` or `| jq` still gets JSON alone."""
     job = api.get(f"/v1/jobs/{resolve_job(api, args.job)}")
-    print(format_startup(job.get("startup")) if args.startup else json.dumps(job, indent=2))
+    if args.startup:
+        print(format_startup(job.get("startup")))
+        return 0
+    findings = diagnosis_block(job)
+    if findings:
+        print(findings + "\n", file=sys.stderr, flush=True)
+    print(json.dumps(job, indent=2))
     return 0
 
 

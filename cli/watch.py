@@ -1,5 +1,6 @@
-"""`traindock watch JOB`: a live progress line on stderr while the job runs, then a summary
-of the job on stdout. It polls `GET /v1/jobs/{id}` about once a second: the server updates
+"""`traindock watch JOB`: a live progress line on stderr while the job runs, with the
+diagnosis's findings printed above it whenever they change, then a summary of the job on
+stdout, the findings first. It polls `GET /v1/jobs/{id}` about once a second: the server updates
 progress at that pace, and polling survives an API restart without any bookkeeping."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 from collections import deque
 from typing import Any, TextIO
 
+from cli.findings import diagnosis_block, findings_key
 from cli.format import format_duration, format_value, render_table, seconds_between
 from cli.http import EXIT_UNREACHABLE, error_messages
 from cli.jobref import resolve_job
@@ -141,6 +143,16 @@ class StatusLine:
         self.stream.flush()
         self.key = key
 
+    def print_above(self, text: str) -> None:
+        """Lines that stay (the findings), put above the status line, which is drawn again
+        at the next `show`."""
+        if self.drawn:
+            self.stream.write("\r\x1b[K")
+            self.drawn = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        self.key = None
+
     def close(self) -> None:
         if self.drawn:
             self.stream.write("\n")
@@ -152,6 +164,7 @@ def follow(api: Transport, job_id: str, out: TextIO, poll_s: float = POLL_S) -> 
     """Show the job's progress until it ends; the job as it ended."""
     line, rate = StatusLine(out), StepRate()
     down_since: float | None = None
+    shown_findings: tuple = ()
     try:
         while True:
             try:
@@ -168,6 +181,12 @@ def follow(api: Transport, job_id: str, out: TextIO, poll_s: float = POLL_S) -> 
                 continue
             down_since = None
             rate.add(job, time.monotonic())
+            # The summary puts the final findings first; while it runs, they go above the line
+            if job["state"] not in FINAL_STATES and findings_key(job) != shown_findings:
+                shown_findings = findings_key(job)
+                step = (job.get("diagnosis") or {}).get("step", 0)
+                line.print_above(diagnosis_block(job) if shown_findings
+                                 else f"diagnosis  no findings now (at step {step})")
             key = (job["state"], job["attempt"], job["progress"].get("epoch"))
             line.show(progress_line(job, rate.eta_s(job), line.width()), key)
             if job["state"] in FINAL_STATES:
@@ -190,13 +209,15 @@ def attempts_text(job: dict[str, Any]) -> str:
 
 
 def summary_block(job: dict[str, Any]) -> str:
-    """State, attempts, the latest and best value of every epoch metric, the test metrics
-    last, and the error of a job that did not succeed."""
+    """The diagnosis's findings first; then state, attempts, the latest and best value of
+    every epoch metric, the test metrics last, and the error of a job that did not succeed."""
     summary = job.get("summary") or {}
     latest, best, test = (summary.get(k) or {} for k in ("latest", "best", "test"))
     progress = job["progress"]
     attempts = attempts_text(job)
-    lines = [
+    diagnosis = diagnosis_block(job)
+    lines = [diagnosis, ""] if diagnosis else []
+    lines += [
         f"job       {job['id']}  {job['name']}",
         f"state     {job['state']}  {attempts}  took {format_duration(elapsed_s(job))}",
         f"progress  epoch {progress.get('epoch', 0)}/{progress.get('epochs', '?')}  "

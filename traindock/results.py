@@ -50,7 +50,8 @@ class Progress:
 @dataclass(frozen=True)
 class Job:
     """A job as `GET /v1/jobs/{id}` (every field) or `GET /v1/jobs` (no `spec`, `model`,
-    `max_attempts`, `cancel_requested`; with `spec_digest` and `differs`) answers it."""
+    `max_attempts`, `cancel_requested`, `diagnosis`; with `spec_digest`, `differs` and
+    `findings`) answers it."""
 
     id: str
     name: str
@@ -71,6 +72,10 @@ class Job:
     spec_digest: str | None = None
     differs: dict[str, Any] | None = None
     owner: str | None = None  # with API keys: the owner of the key that submitted it
+    # `GET /v1/jobs/{id}`: {final, step, findings: [{name, severity, since_step, evidence,
+    # data, actions: [{field, value, why}]}]}; a list has only `findings`, their count
+    diagnosis: dict[str, Any] | None = None
+    findings: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod

@@ -1,4 +1,5 @@
-"""/v1/jobs/{id}/events: server-sent events (state, progress, new metric points).
+"""/v1/jobs/{id}/events: server-sent events (state, progress, new metric points, the
+diagnosis when it changes).
 
 Every event's `id` is the horizon: the highest step through which every point has been sent.
 A running job's points at its current step may still be incomplete (epoch metrics are flushed
@@ -26,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import request_principal
 from api.deps import valid_job
+from api.diagnosis import raw_diagnosis, served_diagnosis
 from api.schemas import PointsEvent, StateEvent
 from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
@@ -48,6 +50,7 @@ class Snapshot:
 
     state: StateEvent
     progress: dict[str, Any]
+    diagnosis: dict[str, Any]  # as stored: compared to see a change, not sent as is
     series: dict[str, dict[str, list]]
     horizon: int
     final: bool
@@ -87,7 +90,8 @@ def poll_job(factory: sessionmaker[Session], job_id: uuid.UUID, horizon: int
         state = StateEvent(state=job.state, attempt=job.attempt, error=job.error,
                            finished_at=job.finished_at)
         # The horizon never goes back, not even when a resumed attempt rewinds its progress.
-        return Snapshot(state=state, progress=dict(job.progress), series=series,
+        return Snapshot(state=state, progress=dict(job.progress),
+                        diagnosis=raw_diagnosis(job.summary), series=series,
                         horizon=max(horizon, reached), final=job.state in FINAL_STATES,
                         caught_up=reached >= upto)
 
@@ -105,6 +109,8 @@ async def _stream(request: Request, job_id: uuid.UUID, horizon: int, ping_s: flo
     factory = request.app.state.sessionmaker
     sent_state: StateEvent | None = None
     sent_progress: dict[str, Any] | None = None
+    # A job with no diagnosis sends none; a client has the current one from GET /v1/jobs/{id}.
+    sent_diagnosis: dict[str, Any] = {}
     quiet_since = time.monotonic()
     while not await request.is_disconnected():
         try:
@@ -129,6 +135,10 @@ async def _stream(request: Request, job_id: uuid.UUID, horizon: int, ping_s: flo
             if snap.progress != sent_progress:
                 sent_progress = snap.progress
                 out.append(_event("progress", _json(snap.progress), horizon))
+            if snap.diagnosis != sent_diagnosis:
+                sent_diagnosis = snap.diagnosis
+                served = served_diagnosis(snap.diagnosis).model_dump_json()
+                out.append(_event("diagnosis", served, horizon))
             if snap.final and snap.caught_up:
                 out.append(_event("end", _json({"state": snap.state.state}), horizon))
                 yield "".join(out)
@@ -148,7 +158,8 @@ async def _stream(request: Request, job_id: uuid.UUID, horizon: int, ping_s: flo
     "/{job_id}/events",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}},
-                     "description": "events `state`, `progress`, `metrics`, then `end`"},
+                     "description": "events `state`, `progress`, `metrics`, `diagnosis` "
+                     "(when it changes), then `end`"},
                404: {"description": "no such job"}},
 )
 async def stream_events(
@@ -168,7 +179,8 @@ async def stream_events(
 ) -> StreamingResponse:
     """The job's state, progress and new metric points as server-sent events. Each event's
     `id` is the step through which every point has been sent; reconnect with it as
-    `Last-Event-ID` to continue without gaps or repeats. After the final state's last points
+    `Last-Event-ID` to continue without gaps or repeats. `diagnosis` comes whenever the job's
+    diagnosis changes (as `GET /v1/jobs/{id}` serves it). After the final state's last points
     comes `event: end`, and the stream closes."""
     factory = request.app.state.sessionmaker
 

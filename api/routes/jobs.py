@@ -23,7 +23,6 @@ from api.deps import (
 from api.schemas import (
     EXAMPLE_SPEC,
     NOT_JSON,
-    JobBrief,
     JobListItem,
     JobOut,
     JobPage,
@@ -164,7 +163,7 @@ def list_jobs(
     rows, following = job_repo.list_jobs(session, state=state, limit=limit, after=after,
                                          id_prefix=id_prefix, owner=principal.owner_filter)
     labels = tell_apart([(j.name, j.spec) for j in rows])
-    items = [JobListItem(**JobBrief.of(j).model_dump(), spec_digest=digest, differs=differs)
+    items = [JobListItem.listed(j, digest, differs)
              for j, (digest, differs) in zip(rows, labels, strict=True)]
     return JobPage(items=items,
                    next_cursor=following.encode() if following else None)

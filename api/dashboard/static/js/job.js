@@ -1,10 +1,11 @@
-// One job: header, live curves (server-sent events, or polling when there is no stream),
-// model summary, checkpoints, spec.
+// One job: header (the diagnosis's findings first), live curves (server-sent events, or
+// polling when there is no stream), model summary, checkpoints, spec.
 import {
   FINAL_STATES, badge, duration, el, fetchMetrics, formatTime, formatValue, getJSON, lastStep,
   mergeSeries, prettyJSON, progressBar, progressText, request, showError,
 } from "./api.js";
 import { LineChart, PALETTE } from "./charts.js";
+import { renderFindings } from "./findings.js";
 import { renderStartup } from "./startup.js";
 
 const POLL_MS = 2000;
@@ -99,6 +100,10 @@ function followStream() {
     job.progress = data.progress ?? data;
     renderJob();
   });
+  on("diagnosis", (data) => {
+    job.diagnosis = data;
+    renderFindings(document.getElementById("job-findings"), job.diagnosis);
+  });
   on("metrics", (data) => {
     mergeSeries(series, data.series);
     scheduleDraw();
@@ -175,6 +180,7 @@ function renderJob() {
   document.getElementById("job-name").textContent = job.name;
   document.getElementById("job-state").replaceChildren(badge(job.state));
   document.getElementById("job-head").dataset.state = job.state;
+  renderFindings(document.getElementById("job-findings"), job.diagnosis);
   renderFacts();
   const progress = document.getElementById("job-progress");
   progress.replaceChildren(progressBar(job.progress),
