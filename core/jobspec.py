@@ -43,6 +43,7 @@ def validate_job(spec: JobSpec, settings: Settings,
         )
     checks.output(spec, info, summary)
     checked = ValidatedJob(spec, info, summary)
+    checks.subsample(checked)
     checks.schedule(checked)
     checks.training(checked)
     checks.augment(checked)

@@ -20,12 +20,19 @@ class ValidatedJob:
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def n_train(self) -> int:
+    def split_size(self) -> int:
+        """The training split's expected size before dataset.n_train subsamples it."""
         info = self.dataset
         pool = info.n_samples - (info.val_samples or 0) - info.n_test
         if info.val_samples is not None:  # the dataset's own validation split
             return pool
         return int(pool * (1 - self.spec.dataset.val_fraction))
+
+    @property
+    def n_train(self) -> int:
+        """The samples the job trains on: dataset.n_train of the split, or all of it."""
+        wanted = self.spec.dataset.n_train
+        return self.split_size if wanted is None else min(wanted, self.split_size)
 
     @property
     def has_validation(self) -> bool:

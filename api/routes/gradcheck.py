@@ -124,7 +124,7 @@ def _batch(spec: JobSpec, task: str, batch_size: int, root: Path
     the training scale, not the split's exact statistics."""
     ds = spec.dataset
     stored = datasets.source_arrays(ds.name, ds.options(), ds.sha256, root)
-    arrays = datasets.job_arrays(stored, task, ds.val_fraction, ds.seed)
+    arrays = datasets.job_arrays(stored, task, ds.val_fraction, ds.seed, ds.n_train)
     rows = np.arange(len(arrays.x_train)) if arrays.train_rows is None else arrays.train_rows
     chosen = rows[:batch_size]
     x = torch.from_numpy(np.ascontiguousarray(arrays.x_train[chosen])).to(torch.float64)
