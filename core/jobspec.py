@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from core import checks, datasets
+from core import checks, datasets, input_scales
 from core.settings import Settings
 from core.specs.dataset import DatasetSpec
 from core.specs.job import JobSpec
@@ -49,7 +49,9 @@ def validate_job(spec: JobSpec, settings: Settings,
     checks.augment(checked)
     checks.memory(checked, settings)
     checks.notify(spec, settings)
-    checked.warnings = checks.warnings(checked)
+    unscaled = input_scales.unnormalized_inputs(spec.dataset, info, lookup)
+    checked.named_warnings = [unscaled] if unscaled is not None else []
+    checked.warnings = [*checks.warnings(checked), *(w.message for w in checked.named_warnings)]
     return checked
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core import datasets
+from core.named_warning import NamedWarning
 from core.run_plan import RunPlan, plan_run
 from core.specs.job import JobSpec
 from models.build import ModelSummary
@@ -17,7 +18,8 @@ class ValidatedJob:
     spec: JobSpec
     dataset: datasets.DatasetInfo
     model: ModelSummary
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # every warning's message
+    named_warnings: list[NamedWarning] = field(default_factory=list)  # those with a name
 
     @property
     def split_size(self) -> int:
@@ -50,4 +52,5 @@ class ValidatedJob:
         return self.plan.total_steps
 
     def model_report(self) -> dict:
-        return {**self.model.as_dict(), "warnings": self.warnings}
+        return {**self.model.as_dict(), "warnings": self.warnings,
+                "named_warnings": [w.as_dict() for w in self.named_warnings]}

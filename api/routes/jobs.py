@@ -55,7 +55,8 @@ def validate(spec: SpecBody, settings: SettingsDep, lookup: DatasetLookupDep) ->
     """Dry run: build the network on the meta device and report shapes and parameters."""
     checked = validate_job(spec, settings, lookup)
     return ValidationOut(model=checked.model.as_dict(), dataset=dataclasses.asdict(checked.dataset),
-                         warnings=checked.warnings)
+                         warnings=checked.warnings,
+                         named_warnings=[w.as_dict() for w in checked.named_warnings])
 
 
 @router.post("", status_code=201, response_model=JobOut, responses={
