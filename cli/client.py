@@ -26,7 +26,8 @@ def read_spec(path: str) -> dict:
 
 
 def run_validate(api: Api, args: argparse.Namespace) -> int:
-    report = api.post("/v1/jobs/validate", read_spec(args.spec))
+    shape = {"input_shape": args.input_shape} if args.input_shape else {}
+    report = api.post("/v1/jobs/validate", read_spec(args.spec), **shape)
     model = report["model"]
     print(f"{'layer':<14}{'type':<12}{'output shape':<18}{'params':>10}{'fixed':>10}"
           f"{'FLOPs':>12}")

@@ -72,8 +72,8 @@ class Api:
     def get(self, path: str, **params: Any) -> Any:
         return self._send("GET", path, params=params or None).json()
 
-    def post(self, path: str, body: Any = None) -> Any:
-        return self._send("POST", path, json=body).json()
+    def post(self, path: str, body: Any = None, **params: Any) -> Any:
+        return self._send("POST", path, json=body, params=params or None).json()
 
     def upload(self, path: str, file: Path, fields: dict[str, str], timeout: float) -> Any:
         """POST a file as multipart form data; httpx reads it in chunks as it sends."""
