@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from core.specs.metrics import better_direction
 from models.strict import StrictModel
@@ -68,9 +68,8 @@ class WarmupSchedule(StrictModel):
     warmup_length: int = Field(ge=1, description="units of linear warm-up")
     start_factor: float | None = Field(
         None, ge=0.0, le=1.0, examples=[0.01],
-        description="first rate / optimizer.lr. null: 1 / warmup_length, filled in when the "
-        "job is validated, so that the first step already moves the weights (with 0 it does "
-        "nothing)",
+        description="first rate / optimizer.lr. null: 1 / warmup_length, so that the first "
+        "step already moves the weights (with 0 it does nothing)",
     )
     then: Literal["cosine", "linear", "constant"] = Field(
         "cosine", description="the decay over the rest of the run, down to eta_min"
@@ -78,13 +77,12 @@ class WarmupSchedule(StrictModel):
     eta_min: float = Field(0.0, ge=0.0, le=10.0, description="the rate at the end of the run")
     unit: Unit = "step"
 
-    @model_validator(mode="after")
-    def _first_step_moves(self) -> WarmupSchedule:
-        """A warm-up from 0 spends its first step at a rate of 0; by default it starts where
-        a linear ramp of warmup_length steps takes its first step."""
-        if self.start_factor is None:
-            self.start_factor = 1.0 / self.warmup_length
-        return self
+    @property
+    def first_factor(self) -> float:
+        """start_factor, by default 1 / warmup_length: a warm-up from 0 spends its first step
+        at a rate of 0. Resolved when the schedule is built, not stored, so that a copied
+        spec with another warmup_length starts where its own ramp does."""
+        return 1.0 / self.warmup_length if self.start_factor is None else self.start_factor
 
 
 class OneCycleSchedule(StrictModel):
