@@ -11,6 +11,7 @@ that is almost always blank is not a badly scaled feature."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
 from collections.abc import Callable, Mapping
@@ -75,9 +76,23 @@ def _spreads(spec: DatasetSpec, lookup: Lookup | None) -> list[float] | None:
     return None if per_feature is None else per_feature["std"]
 
 
-@functools.lru_cache(maxsize=64)
+# Samples a synthetic built-in set is generated with to estimate its spreads: a standard
+# deviation from 10,000 draws is within about 1% of the full set's, at a hundredth of the cost
+# of a million-sample set (measured: 625 ms for spirals with n_samples 1,000,000).
+SPREAD_SAMPLES = 10_000
+
+
 def _builtin_spreads(name: str, options: datasets.Options) -> tuple[float, ...]:
-    """Asked only of jobs without normalisation; a built-in set takes milliseconds to make,
-    and a sweep asks again and again with the same options."""
+    builtin = datasets.BUILTINS[name]
+    if "n_samples" in builtin.tunable:
+        options = dataclasses.replace(
+            options, n_samples=min(builtin.n_samples(options), SPREAD_SAMPLES))
+    return _generated_spreads(name, options)
+
+
+@functools.lru_cache(maxsize=64)
+def _generated_spreads(name: str, options: datasets.Options) -> tuple[float, ...]:
+    """Asked only of jobs without normalisation, and cached: a sweep asks again and again
+    with the same options."""
     stats = feature_stats(datasets.load(name, options).x_train)
     return tuple(stats["per_feature"]["std"]) if stats["per_feature"] else ()
