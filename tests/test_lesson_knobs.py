@@ -15,8 +15,10 @@ import pytest
 import torch
 
 from core import datasets
+from core.input_scales import unnormalized_inputs
 from core.jobspec import JobSpec, validate_job
 from core.settings import Settings
+from core.specs.dataset import DatasetSpec
 from models.build import build_model
 from models.losses import build_loss
 from tests.test_cli import traindock
@@ -306,3 +308,21 @@ def test_no_warning_with_normalisation_on_or_spreads_close(client) -> None:
         response = client.post("/v1/jobs/validate", json=spec)
         assert response.status_code == 200, response.text
         assert _named(response.json()) == [], spec
+
+
+def test_images_and_uploads_without_per_feature_spreads_are_not_judged() -> None:
+    stds = {"per_feature": {"mean": [0.0] * 4, "std": [0.01, 1.0, 1.0, 5.0]}}
+
+    def info(shape: tuple[int, ...]) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo("up", "classification", shape, 2, (), 100, "uploaded",
+                                    sha256="0" * 64)
+
+    def lookup(stats: dict):
+        return lambda key: {"feature_stats": stats}
+
+    spec = DatasetSpec(name="up", normalize="none")
+    assert unnormalized_inputs(spec, info((4,)), lookup(stds)) is not None  # 500x apart
+    assert unnormalized_inputs(spec, info((1, 2, 2)), lookup(stds)) is None  # pixels
+    assert unnormalized_inputs(spec, info((4,)), lookup({"per_feature": None})) is None
+    constant = {"per_feature": {"mean": [0.0] * 3, "std": [0.0, 1.0, 2.0]}}
+    assert unnormalized_inputs(spec, info((3,)), lookup(constant)) is None  # 0 is no spread
