@@ -58,10 +58,22 @@ class ModelOut(BaseModel):
     total_flops: int
 
 
+class NamedWarningOut(BaseModel):
+    """A warning with a stable name to match on (core/named_warning.py); its message is in
+    `warnings` too."""
+
+    name: str = Field(description="stable, e.g. unnormalized_inputs")
+    field: str = Field(description="the spec field it is about, e.g. dataset.normalize")
+    message: str
+    suggestion: str = Field(description="the change that answers it, as `field: value`")
+
+
 class ValidationOut(BaseModel):
     model: ModelOut
     dataset: dict[str, Any]
-    warnings: list[str]
+    warnings: list[str] = Field(description="every warning's message")
+    named_warnings: list[NamedWarningOut] = Field(
+        default_factory=list, description="the warnings that have a stable name")
 
 
 class JobBrief(BaseModel):

@@ -28,7 +28,8 @@ def read_spec(path: str) -> dict:
 
 
 def run_validate(api: Transport, args: argparse.Namespace) -> int:
-    report = api.post("/v1/jobs/validate", read_spec(args.spec))
+    shape = {"input_shape": args.input_shape} if args.input_shape else None
+    report = api.post("/v1/jobs/validate", read_spec(args.spec), params=shape)
     model = report["model"]
     print(f"{'layer':<14}{'type':<12}{'output shape':<18}{'params':>10}{'fixed':>10}"
           f"{'FLOPs':>12}")

@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = client_verb("validate", "check a job spec and show the network's shapes")
     validate.add_argument("spec", help="path to a JSON job spec, or - for standard input")
+    validate.add_argument(
+        "--input-shape", metavar="SHAPE",
+        help="build the network for this input shape instead of the dataset's, per sample, "
+        "e.g. 1,64,64 (what a network's size does with its input's)")
 
     gradcheck = client_verb(
         "gradcheck", "compare autograd with numerical gradients for a spec's network; exit 1 "

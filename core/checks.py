@@ -95,6 +95,23 @@ def output(spec: JobSpec, info: datasets.DatasetInfo, summary: ModelSummary) -> 
         raise SpecError("metrics.top_k", why)
 
 
+def subsample(checked: ValidatedJob) -> None:
+    """dataset.n_train can only take samples the training split has."""
+    wanted, split = checked.spec.dataset.n_train, checked.split_size
+    if wanted is None or wanted <= split:
+        return
+    info = checked.dataset
+    held = ("its own validation split is held out" if info.val_samples
+            else f"dataset.val_fraction {checked.spec.dataset.val_fraction:g} is held out for "
+            "validation")
+    raise SpecError(
+        "dataset.n_train",
+        f"{wanted:,} samples asked for, but the training split of {info.name} holds "
+        f"{split:,} (after its test split and {held}): use a dataset.n_train of at most "
+        f"{split:,}, or remove it to train on the whole split",
+    )
+
+
 def schedule(checked: ValidatedJob) -> None:
     """What the schedule needs from the rest of the spec: a run long enough, a validation
     split and a metric the task records."""

@@ -261,6 +261,27 @@ def split_indices(
     return kept, held_out
 
 
+# Mixed into the seed of the training subsample, so that its draw is not the validation
+# split's permutation over again (both are drawn from dataset.seed).
+SUBSAMPLE_STREAM = 1
+
+
+def subsample(n: int, k: int, seed: int, labels: np.ndarray | None = None) -> np.ndarray:
+    """k of range(n), sorted, drawn with `seed`. With class labels each class keeps its share
+    to within a sample (a plain draw of 100 digits can leave one class with half its share):
+    the samples are shuffled, each is keyed by its rank within its class over the class's
+    size, and the k smallest keys are kept."""
+    order = np.random.default_rng((seed, SUBSAMPLE_STREAM)).permutation(n)
+    if labels is None:
+        return np.sort(order[:k])
+    _, classes = np.unique(labels[order], return_inverse=True)
+    key = np.empty(n)
+    for cls in range(classes.max() + 1):
+        members = np.flatnonzero(classes == cls)
+        key[members] = (np.arange(len(members)) + 0.5) / len(members)
+    return np.sort(order[np.argsort(key, kind="stable")[:k]])
+
+
 @dataclass(frozen=True)
 class JobArrays:
     """A job's splits before normalisation: each split's array and the rows of it the split
@@ -295,10 +316,12 @@ def source_arrays(name: str | None, opts: Options, sha256: str | None,
 
 
 def job_arrays(stored: Mapping[str, np.ndarray], task: Task, val_fraction: float,
-               seed: int) -> JobArrays:
+               seed: int, n_train: int | None = None) -> JobArrays:
     """Cut what the dataset lacks from its training array: first the fixed test split
     (TEST_FRACTION, TEST_SPLIT_SEED), then the validation split (val_fraction, `seed`), each
-    stratified for classification, as the built-in datasets are cut. Only the labels are read."""
+    stratified for classification, as the built-in datasets are cut; then keep `n_train` of
+    the training rows (None: all), drawn with `seed`, so that a small training set is still
+    validated and tested on the full splits. Only the labels are read."""
     x_train, y_train = stored["x_train"], stored["y_train"]
     labels = np.asarray(y_train) if task == "classification" else None
     rows = np.arange(len(x_train))
@@ -310,6 +333,9 @@ def job_arrays(stored: Mapping[str, np.ndarray], task: Task, val_fraction: float
         kept, held = split_indices(len(rows), val_fraction, seed,
                                    None if labels is None else labels[rows])
         rows, val = rows[kept], rows[held]
+    if n_train is not None and n_train < len(rows):
+        rows = rows[subsample(len(rows), n_train, seed,
+                              None if labels is None else labels[rows])]
     every_row = len(rows) == len(x_train)
     return JobArrays(
         task=task,

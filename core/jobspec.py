@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from core import checks, datasets
+from core import checks, datasets, input_scales
 from core.settings import Settings
 from core.specs.dataset import DatasetSpec
 from core.specs.job import JobSpec
@@ -26,15 +26,17 @@ __all__ = ["DatasetLookup", "JobSpec", "ValidatedJob", "resolve_dataset", "valid
 DatasetLookup = Callable[[str | uuid.UUID], Mapping[str, Any] | None]
 
 
-def validate_job(spec: JobSpec, settings: Settings,
-                 lookup: DatasetLookup | None = None) -> ValidatedJob:
+def validate_job(spec: JobSpec, settings: Settings, lookup: DatasetLookup | None = None,
+                 input_shape: tuple[int, ...] | None = None) -> ValidatedJob:
     """Check the dataset, shapes, loss and limits; raises SpecError naming the field to change.
     The returned job's spec names an uploaded dataset by name, id and sha256, so that the
-    worker loads the version validated here without asking the database."""
+    worker loads the version validated here without asking the database. `input_shape`
+    builds the network for another input than the dataset's (POST /v1/jobs/validate's
+    override: what a network's size does with the input's), and says so in a warning."""
     checks.limits(spec, settings)
     resolved, info = resolve_dataset(spec.dataset, lookup)
     spec = spec.model_copy(update={"dataset": resolved})
-    summary = summarize(spec.model, info.input_shape)
+    summary = summarize(spec.model, input_shape or info.input_shape)
     if summary.total_params > settings.max_params:
         raise SpecError(
             "model",
@@ -43,12 +45,21 @@ def validate_job(spec: JobSpec, settings: Settings,
         )
     checks.output(spec, info, summary)
     checked = ValidatedJob(spec, info, summary)
+    checks.subsample(checked)
     checks.schedule(checked)
     checks.training(checked)
     checks.augment(checked)
     checks.memory(checked, settings)
     checks.notify(spec, settings)
-    checked.warnings = checks.warnings(checked)
+    unscaled = input_scales.unnormalized_inputs(spec.dataset, info, lookup)
+    checked.named_warnings = [unscaled] if unscaled is not None else []
+    checked.warnings = [*checks.warnings(checked), *(w.message for w in checked.named_warnings)]
+    if input_shape is not None and tuple(input_shape) != info.input_shape:
+        checked.warnings.append(
+            f"input_shape: the network was built for inputs of shape {tuple(input_shape)} as "
+            f"asked, not for the {info.input_shape} of {info.name}; a job trains on the "
+            "dataset's"
+        )
     return checked
 
 

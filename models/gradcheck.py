@@ -23,6 +23,11 @@ from torch import nn
 from models.layers import MAXOUT_CONVS, Maxout
 
 DEFAULT_EPS = 1e-6
+# The step a user may choose. Below MIN_EPS float64 rounding (LOSS_ROUNDING · |loss| / eps)
+# swamps every gradient worth checking; above MAX_EPS the difference's own truncation error
+# (of order eps²) makes correct layers look wrong, which the lesson can show but no more.
+MIN_EPS = 1e-10
+MAX_EPS = 1e-2
 MAX_COORDINATES = 30  # per tensor; smaller tensors are checked at every coordinate
 
 # Upper bounds of the relative error for each verdict, best first; above the last: "wrong".

@@ -26,7 +26,8 @@ def init_weights(
     `scheme` is a parsed spec object or a bare name ("he_normal"). `nonlinearity` is the
     activation that follows the layer, as torch.nn.init.calculate_gain names it ("relu",
     "leaky_relu", "selu", "tanh", "sigmoid" or "linear"), and `slope` the negative slope of a
-    leaky_relu (None: torch's 0.01); He and Xavier take their gain from it. normal, uniform and
+    leaky_relu (None: torch's 0.01); He and Xavier take their gain from it, unless a Xavier
+    scheme gives its own (gain 1: the textbook scheme). normal, uniform and
     orthogonal take their values from the scheme alone. torch_default leaves the weight as
     PyTorch initialised it.
     """
@@ -48,9 +49,9 @@ def init_weights(
         elif kind == "zeros":
             nn.init.zeros_(weight)
         elif kind == "xavier_uniform":
-            nn.init.xavier_uniform_(weight, gain=gain)
+            nn.init.xavier_uniform_(weight, gain=gain if scheme.gain is None else scheme.gain)
         elif kind == "xavier_normal":
-            nn.init.xavier_normal_(weight, gain=gain)
+            nn.init.xavier_normal_(weight, gain=gain if scheme.gain is None else scheme.gain)
         elif kind == "he_uniform":
             nn.init.kaiming_uniform_(weight, a=a, nonlinearity=nonlinearity)
         elif kind == "he_normal":

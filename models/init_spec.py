@@ -74,16 +74,25 @@ class UniformInit(StrictModel):
         return -bound, bound
 
 
+XAVIER_GAIN_DESCRIPTION = (
+    "null: torch's gain for the activation that follows the layer (sqrt 2 for relu, so that "
+    "on a layer as wide as its input the draw is He's); 1: the textbook Glorot & Bengio "
+    "(2010) scheme, Var = 2 / (fan_in + fan_out), whatever follows"
+)
+
+
 class XavierUniformInit(StrictModel):
-    """Glorot & Bengio (2010), gain from the activation that follows the layer."""
+    """Glorot & Bengio (2010): U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out))."""
 
     type: Literal["xavier_uniform"]
+    gain: float | None = Field(None, gt=0.0, le=100.0, description=XAVIER_GAIN_DESCRIPTION)
 
 
 class XavierNormalInit(StrictModel):
-    """Glorot & Bengio (2010), gain from the activation that follows the layer."""
+    """Glorot & Bengio (2010): N(0, std²) with std = gain * sqrt(2 / (fan_in + fan_out))."""
 
     type: Literal["xavier_normal"]
+    gain: float | None = Field(None, gt=0.0, le=100.0, description=XAVIER_GAIN_DESCRIPTION)
 
 
 class HeUniformInit(StrictModel):
@@ -141,7 +150,8 @@ BiasInitSpec = Annotated[
 INIT_DESCRIPTION = (
     'weight initialisation: a name ("he_normal") or an object ({"type": "normal", "std": 0.05}, '
     '{"type": "uniform", "a": -0.05, "b": 0.05}, {"type": "orthogonal", "gain": 1.0}); '
-    "he_* and xavier_* take their gain from the activation that follows the layer"
+    "he_* and xavier_* take their gain from the activation that follows the layer; "
+    '{"type": "xavier_normal", "gain": 1} is the textbook Xavier, whatever follows'
 )
 BIAS_INIT_DESCRIPTION = (
     'bias initialisation: "zeros", "torch_default", "normal", or an object such as '

@@ -290,7 +290,8 @@ def test_a_network_without_dropout_or_batchnorm_says_nothing_about_them():
 def test_the_preflight_fails_on_a_wrong_gradient_naming_the_tensor():
     x, y = _batch((4,), n=10)
     sink = SimpleNamespace(summary=Summary(), progress={}, flush_all=lambda: None)
-    spec = SimpleNamespace(gradcheck=True, loss=CrossEntropyLoss(type="cross_entropy"),
+    spec = SimpleNamespace(gradcheck=True, gradcheck_eps=1e-6,
+                           loss=CrossEntropyLoss(type="cross_entropy"),
                            training=SimpleNamespace(seed=0))
     job = SimpleNamespace(summary={}, progress={"total_steps": 7})
     data = SimpleNamespace(x_train=x, y_train=y)

@@ -11,7 +11,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -70,9 +70,15 @@ class Client:
 
     # --- specs and jobs ---------------------------------------------------------------
 
-    def validate(self, spec: Mapping[str, Any] | os.PathLike[str]) -> Validation:
-        """A dry run: the model's layers and shapes; `Invalid` naming each field to fix."""
-        return Validation.from_json(self.transport.post("/v1/jobs/validate", _spec(spec)))
+    def validate(self, spec: Mapping[str, Any] | os.PathLike[str],
+                 input_shape: Sequence[int] | None = None) -> Validation:
+        """A dry run: the model's layers and shapes; `Invalid` naming each field to fix.
+        `input_shape` (per sample, e.g. (1, 64, 64)) builds the network for that input
+        instead of the dataset's."""
+        params = None if input_shape is None else {
+            "input_shape": ",".join(str(size) for size in input_shape)}
+        return Validation.from_json(
+            self.transport.post("/v1/jobs/validate", _spec(spec), params=params))
 
     def submit(self, spec: Mapping[str, Any] | os.PathLike[str],
                idempotency_key: str | None = None) -> Job:

@@ -105,6 +105,8 @@ class Validation:
     model: dict[str, Any]
     dataset: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # those with a stable name: {name, field, message, suggestion}
+    named_warnings: list[dict[str, Any]] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod

@@ -128,8 +128,9 @@ class Transport:
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params).json()
 
-    def post(self, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
-        response = self.request("POST", path, json=body, headers=headers)
+    def post(self, path: str, body: Any = None, headers: dict[str, str] | None = None,
+             params: dict[str, Any] | None = None) -> Any:
+        response = self.request("POST", path, params, json=body, headers=headers)
         return response.json() if response.content else None
 
     def delete(self, path: str) -> None:

@@ -303,7 +303,7 @@ def _gradient_preflight(spec: JobSpec, job, resumed: bool, model: torch.nn.Modul
         return
     n = min(PREFLIGHT_BATCH, len(data.x_train))
     report = check_gradients(model, build_loss(spec.loss), data.x_train[:n], data.y_train[:n],
-                             seed=spec.training.seed)
+                             eps=spec.gradcheck_eps, seed=spec.training.seed)
     metric_sink.summary.add_report("gradcheck", report.as_dict())
     metric_sink.flush_all()
     worst = report.worst()

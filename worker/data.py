@@ -143,7 +143,7 @@ def prepare_data(spec: JobSpec, device: torch.device, datasets_root: Path | None
              "name": ds.name})
     stored = datasets.source_arrays(ds.name, ds.options(), None if ds.is_builtin else ds.sha256,
                                     datasets_root)
-    arrays = datasets.job_arrays(stored, info.task, ds.val_fraction, ds.seed)
+    arrays = datasets.job_arrays(stored, info.task, ds.val_fraction, ds.seed, ds.n_train)
     normalization = normalization_stats(arrays.x_train, ds.normalize, arrays.train_rows)
     streamed = float32_bytes(arrays) > device_data_mb * 2**20
 

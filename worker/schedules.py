@@ -91,14 +91,14 @@ def build_scheduler(
 
 
 def warmup_factor(spec: WarmupSchedule, run: int, base_lr: float) -> Callable[[int], float]:
-    """lr / base_lr at unit t (0-based) of a run of `run` units: linear from start_factor to
+    """lr / base_lr at unit t (0-based) of a run of `run` units: linear from first_factor to
     1 over `warmup_length` units, then `then` down towards eta_min over the rest of the run."""
     floor = spec.eta_min / base_lr
     decay = max(1, run - spec.warmup_length)
 
     def factor(t: int) -> float:
         if t < spec.warmup_length:
-            return spec.start_factor + (1.0 - spec.start_factor) * t / spec.warmup_length
+            return spec.first_factor + (1.0 - spec.first_factor) * t / spec.warmup_length
         progress = min(1.0, (t - spec.warmup_length) / decay)
         if spec.then == "constant":
             return 1.0

@@ -23,7 +23,7 @@ from core import datasets
 from core.jobspec import DatasetLookup, JobSpec, validate_job
 from core.settings import Settings
 from models.build import ModelSummary, SpecError, build_model
-from models.gradcheck import DEFAULT_EPS, MAX_COORDINATES, check_gradients
+from models.gradcheck import MAX_COORDINATES, check_gradients
 from models.losses import build_loss
 
 # Above these the check would hold a request thread for too long, or take too much of the
@@ -68,7 +68,8 @@ async def gradcheck(
 ) -> GradcheckOut:
     """Build the network as a job would (seeded with training.seed) and compare autograd's
     gradients with central differences in float64 on the first `batch_size` samples of the
-    training split. Verdicts: correct < 1e-7 ≤ worth a look < 1e-5 ≤ suspect < 1e-3 ≤ wrong."""
+    training split, with the spec's `gradcheck_eps` as the step. Verdicts: correct < 1e-7 ≤
+    worth a look < 1e-5 ≤ suspect < 1e-3 ≤ wrong."""
     report = await run_in_threadpool(_check, spec, settings, lookup, batch_size)
     return GradcheckOut.model_validate(report)
 
@@ -89,7 +90,7 @@ def _check(spec: JobSpec, settings: Settings, lookup: DatasetLookup, batch_size:
     with torch.random.fork_rng(devices=[]):  # the API process's RNG is not the job's
         torch.manual_seed(spec.training.seed)
         model, _ = build_model(spec.model, checked.dataset.input_shape)
-    report = check_gradients(model, build_loss(spec.loss), x, y, eps=DEFAULT_EPS,
+    report = check_gradients(model, build_loss(spec.loss), x, y, eps=spec.gradcheck_eps,
                              seed=spec.training.seed)
     return report.as_dict()
 
@@ -124,7 +125,7 @@ def _batch(spec: JobSpec, task: str, batch_size: int, root: Path
     the training scale, not the split's exact statistics."""
     ds = spec.dataset
     stored = datasets.source_arrays(ds.name, ds.options(), ds.sha256, root)
-    arrays = datasets.job_arrays(stored, task, ds.val_fraction, ds.seed)
+    arrays = datasets.job_arrays(stored, task, ds.val_fraction, ds.seed, ds.n_train)
     rows = np.arange(len(arrays.x_train)) if arrays.train_rows is None else arrays.train_rows
     chosen = rows[:batch_size]
     x = torch.from_numpy(np.ascontiguousarray(arrays.x_train[chosen])).to(torch.float64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import uuid
 from typing import Annotated, Literal
 
@@ -39,6 +40,7 @@ from core.settings import Settings
 from core.spec_digest import tell_apart
 from core.storage_quota import over_limit
 from core.tables import JOB_STATES
+from models.build import SpecError
 
 router = APIRouter(
     prefix="/v1/jobs", tags=["jobs"],
@@ -51,12 +53,49 @@ SpecBody = Annotated[
 ]
 
 
+# An input shape to build the network for instead of the dataset's: per sample, like the
+# dataset's own ((features,), (C, L) or (C, H, W)), and bounded so that the summary stays cheap.
+MAX_INPUT_DIMS = 4
+MAX_INPUT_SIDE = 65_536
+MAX_INPUT_FEATURES = 2**28
+
+
+def _input_shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    if not 1 <= len(parts) <= MAX_INPUT_DIMS or not all(p.isdigit() for p in parts):
+        raise SpecError(
+            "input_shape",
+            f"{text!r} is not a shape: give 1 to {MAX_INPUT_DIMS} positive integers separated "
+            "by commas, per sample without the batch, e.g. 1,64,64 for a one-channel 64x64 "
+            "image",
+        )
+    shape = tuple(int(p) for p in parts)
+    if min(shape) < 1 or max(shape) > MAX_INPUT_SIDE or math.prod(shape) > MAX_INPUT_FEATURES:
+        raise SpecError(
+            "input_shape",
+            f"{shape} is out of range: each size from 1 to {MAX_INPUT_SIDE:,}, and at most "
+            f"{MAX_INPUT_FEATURES:,} values per sample",
+        )
+    return shape
+
+
 @router.post("/validate", response_model=ValidationOut, responses=NOT_JSON)
-def validate(spec: SpecBody, settings: SettingsDep, lookup: DatasetLookupDep) -> ValidationOut:
+def validate(
+    spec: SpecBody, settings: SettingsDep, lookup: DatasetLookupDep,
+    input_shape: Annotated[str | None, Query(
+        max_length=100, examples=["1,64,64"],
+        description="build the network for this input shape (per sample, comma-separated) "
+        "instead of the dataset's, e.g. to see that global pooling keeps a CNN's parameter "
+        "count whatever the image size while a flatten head's grows; a job trains on the "
+        "dataset's shape")] = None,
+) -> ValidationOut:
     """Dry run: build the network on the meta device and report shapes and parameters."""
-    checked = validate_job(spec, settings, lookup)
+    checked = validate_job(spec, settings, lookup, _input_shape(input_shape))
     return ValidationOut(model=checked.model.as_dict(), dataset=dataclasses.asdict(checked.dataset),
-                         warnings=checked.warnings)
+                         warnings=checked.warnings,
+                         named_warnings=[w.as_dict() for w in checked.named_warnings])
 
 
 @router.post("", status_code=201, response_model=JobOut, responses={

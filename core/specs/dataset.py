@@ -36,6 +36,14 @@ class DatasetSpec(StrictModel):
         description="share of the training split held out for validation; an uploaded "
         "dataset's own validation split, when it has one, is used instead",
     )
+    n_train: int | None = Field(
+        None, ge=1, le=100_000_000,
+        description="train on this many samples of the training split, drawn with "
+        "dataset.seed (each class keeps its share) after the test and validation splits are "
+        "held out, which keep their full size, and before the normalisation statistics are "
+        "computed; at most the split's size. null: the whole split. For lessons on "
+        "over-fitting and on data size, with any dataset, built-in or uploaded",
+    )
     normalize: Literal["standardize", "minmax", "none"] = Field(
         "standardize",
         description="standardize: (x - mean) / std; minmax: (x - min) / (max - min), so the "

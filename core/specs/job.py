@@ -14,6 +14,7 @@ from core.specs.optimizer import AdamSpec, OptimizerSpec
 from core.specs.regularization import RegularizationSpec
 from core.specs.schedule import ConstantSchedule, ScheduleSpec
 from core.specs.training import ResourcesSpec, TrainingSpec
+from models.gradcheck import DEFAULT_EPS, MAX_EPS, MIN_EPS
 from models.spec import ModelSpec
 from models.strict import StrictModel
 
@@ -55,6 +56,12 @@ class JobSpec(StrictModel):
         description="before training, compare autograd with numerical gradients on a small "
         "training batch (see POST /v1/gradcheck); the report lands in summary.gradcheck and a "
         "'wrong' verdict fails the job",
+    )
+    gradcheck_eps: float = Field(
+        DEFAULT_EPS, ge=MIN_EPS, le=MAX_EPS,
+        description="the step of the gradient check's central differences, (f(θ+eps) − "
+        "f(θ−eps)) / 2·eps in float64, for gradcheck and POST /v1/gradcheck; smaller steps "
+        "meet rounding error, larger ones truncation error",
     )
 
     @property

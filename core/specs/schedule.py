@@ -66,12 +66,23 @@ class WarmupSchedule(StrictModel):
     type: Literal["warmup"]
     # Not `warmup`: a field named like the tag makes error paths read schedule.warmup.warmup.
     warmup_length: int = Field(ge=1, description="units of linear warm-up")
-    start_factor: float = Field(0.0, ge=0.0, le=1.0, description="first rate / optimizer.lr")
+    start_factor: float | None = Field(
+        None, ge=0.0, le=1.0, examples=[0.01],
+        description="first rate / optimizer.lr. null: 1 / warmup_length, so that the first "
+        "step already moves the weights (with 0 it does nothing)",
+    )
     then: Literal["cosine", "linear", "constant"] = Field(
         "cosine", description="the decay over the rest of the run, down to eta_min"
     )
     eta_min: float = Field(0.0, ge=0.0, le=10.0, description="the rate at the end of the run")
     unit: Unit = "step"
+
+    @property
+    def first_factor(self) -> float:
+        """start_factor, by default 1 / warmup_length: a warm-up from 0 spends its first step
+        at a rate of 0. Resolved when the schedule is built, not stored, so that a copied
+        spec with another warmup_length starts where its own ramp does."""
+        return 1.0 / self.warmup_length if self.start_factor is None else self.start_factor
 
 
 class OneCycleSchedule(StrictModel):
