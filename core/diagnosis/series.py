@@ -1,0 +1,40 @@
+"""The run's metric series as the rules read them: points by name, in the order the loop
+emitted them (step order), plus the checks (evaluations, epoch ends) seen so far."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+
+class Series:
+    def __init__(self) -> None:
+        self.points: dict[str, list[tuple[int, float]]] = {}
+        self.last_step = 0
+
+    def add(self, name: str, step: int, value: float) -> None:
+        self.points.setdefault(name, []).append((step, value))
+        self.last_step = max(self.last_step, step)
+
+    def add_all(self, points: Iterable[tuple[str, int, float]]) -> None:
+        for name, step, value in points:
+            self.add(name, step, value)
+
+    def get(self, name: str) -> list[tuple[int, float]]:
+        return self.points.get(name, [])
+
+    def values(self, name: str) -> list[float]:
+        return [v for _, v in self.get(name)]
+
+    def latest(self, name: str) -> float | None:
+        found = self.points.get(name)
+        return found[-1][1] if found else None
+
+    def layers(self, prefix: str) -> list[str]:
+        """Layer names of a per-layer statistic (`grad_norm/`), in the order first seen: the
+        model's order, as the probes emit them."""
+        start = prefix + "/"
+        return [name[len(start):] for name in self.points if name.startswith(start)]
+
+    def finite(self, name: str) -> list[float]:
+        return [v for v in self.values(name) if math.isfinite(v)]
