@@ -27,6 +27,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from core.checkpoint_files import job_checkpoint_folder, remove_unrecorded
 from core.db import Database, retry_database
+from core.diagnosis import facts_from_spec
 from core.jobspec import JobSpec
 from core.memory_estimate import estimate as estimate_memory
 from core.progress import Progress
@@ -41,6 +42,7 @@ from worker.callbacks import CheckpointSink, DatabaseGone, LeaseLost, MetricSink
 from worker.checkpoints import load_checkpoint, restore_loop_state, sha256_of
 from worker.child_logs import log_attempt, start_logging
 from worker.data import prepare_data
+from worker.diagnosis import DiagnosisCallback
 from worker.disk_full import DiskFull
 from worker.exit_codes import (
     EXIT_CRASH,
@@ -162,8 +164,8 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
         phases.mark("model")
         optimizer = build_optimizer(spec, model)
         # Built before the optimizer is restored: building sets the optimizer's rates.
-        scheduler = build_run_scheduler(spec, optimizer,
-                                        plan_run(len(data.x_train), spec.training))
+        plan = plan_run(len(data.x_train), spec.training)
+        scheduler = build_run_scheduler(spec, optimizer, plan)
         phases.mark("optimizer")  # torch imports its compiler on the first optimizer: ~2 s
         start = _resume_point(db, settings, job, model, optimizer, scheduler, device)
         metric_sink = MetricSink(db, job_id, attempt, settings.metric_flush_s,
@@ -176,6 +178,13 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
                 db, settings.checkpoint_dir, job_id, attempt, job.spec, data.normalization,
                 spec.training.checkpoint_every_epochs, settings.keep_checkpoints, metric_sink,
                 resumed_from=start.checkpoint_id, cancelled=lambda: stop.cancelled,
+            ),
+            # After the metric sink: a divergence it stops on is in the points stored.
+            DiagnosisCallback(
+                facts_from_spec(spec, task=data.task, num_classes=data.num_classes,
+                                total_steps=plan.total_steps),
+                metric_sink.summary, flush=metric_sink.flush_all,
+                cancelled=lambda: stop.cancelled,
             ),
         ]
         phases.log_ready()
