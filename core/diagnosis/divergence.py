@@ -1,7 +1,7 @@
 """divergence: the training loss became non-finite, or its smoothed value and the logged
 value itself rose above DIVERGE_FACTOR times the smoothed loss's best (and above where it
-started) at DIVERGE_POINTS consecutive logged points. Watched at every logged point, so that the loop can stop the job there; the
-advice depends on the spec (docs/diagnosis.md)."""
+started) at DIVERGE_POINTS consecutive logged points. Watched at every logged point, so
+that the loop can stop the job there; the advice depends on the spec (docs/diagnosis.md)."""
 
 from __future__ import annotations
 
