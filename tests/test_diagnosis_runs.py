@@ -143,12 +143,18 @@ def test_activation_statistics_against_a_direct_computation() -> None:
     assert model.training  # left as it was
 
 
-def test_the_loop_logs_activation_statistics_each_epoch() -> None:
+@pytest.mark.parametrize("val_fraction", [0.1, 0.0])
+def test_the_loop_logs_activation_statistics_each_epoch(val_fraction: float) -> None:
+    """Watching the validation pass, or, without a validation split, with a pass of its own
+    over training samples."""
     job = copy.deepcopy(load_example("moons-bce"))
+    job["dataset"]["val_fraction"] = val_fraction
     job["training"] = {"epochs": 2, "batch_size": 64, "seed": 0}
     _, _, sink = diagnose(job)
     logged = {p.name for p in sink.points}
     for layer in ("layers.1", "layers.3"):
         assert {f"act_mean/{layer}", f"act_std/{layer}", f"dead_share/{layer}"} <= logged
     assert {"zero_weight_share/layers.0", "zero_weight_share/layers.4"} <= logged
-    assert len([p for p in sink.points if p.name == "dead_share/layers.1"]) == 2
+    per_epoch = sink.state.total_steps // 2
+    assert [p.step for p in sink.points if p.name == "dead_share/layers.1"] == [
+        per_epoch, 2 * per_epoch]

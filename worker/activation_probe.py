@@ -1,7 +1,9 @@
-"""Per-layer activation statistics for the diagnosis (core/diagnosis), at a bounded cost: one
-forward pass in eval mode over at most PROBE_SAMPLES samples (the first of the validation
-split, else of the training split), taken at each epoch's end with the gradient statistics
-of worker/probes.py, through forward hooks that live only for that pass.
+"""Per-layer activation statistics for the diagnosis (core/diagnosis), at a bounded cost: the
+probe watches the validation pass the loop makes anyway (training.eval_every_epochs or
+eval_every_steps: the evaluation schedule) through forward hooks that live only for that
+pass, and reads the first PROBE_SAMPLES samples of each activation layer's first output
+batch. No forward pass of its own, except for a job without a validation split: there it
+runs one at each epoch's end, in eval mode, over the first PROBE_SAMPLES training samples.
 
 For each activation layer (its module path, as the other per-layer metrics name layers):
 - `act_mean/<layer>`, `act_std/<layer>`: mean and standard deviation of its outputs;
@@ -15,12 +17,14 @@ For each layer with a weight matrix or kernel (linear, conv, maxout, residual pr
 `zero_weight_share/<layer>`, the share of its weights with |w| < ZERO_WEIGHT_RELATIVE x the
 layer's largest |w| (relative, so that it reads the same at any weight scale; L1's sparsity
 shows as this share rising).
-Everything stays on the device until one transfer at the end.
+Everything stays on the device until one transfer in `collect`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -31,17 +35,11 @@ RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU)
 SATURATING = (nn.Sigmoid, nn.Tanh)
 
 
-def probe_sample(x_val, x_train) -> torch.Tensor | None:
-    """The probe's batch: the first PROBE_SAMPLES samples of the validation split, else of the
-    training split (both already on the device, or streamed inputs, which slice alike)."""
-    source = x_val if x_val is not None and len(x_val) else x_train
-    if source is None or not len(source):
-        return None
-    return source[:PROBE_SAMPLES]
-
-
 class ActivationProbe:
-    def __init__(self, model: nn.Module, sample: torch.Tensor | None) -> None:
+    """`with probe.watching(): <a forward pass>` then `probe.collect()`; or `measure()`,
+    which makes its own pass over `sample`."""
+
+    def __init__(self, model: nn.Module, sample: torch.Tensor | None = None) -> None:
         self.model = model
         self.sample = sample
         self.activations = [(name, module) for name, module in model.named_modules()
@@ -49,48 +47,70 @@ class ActivationProbe:
         self.weights = [(name, module.weight) for name, module in model.named_modules()
                         if isinstance(getattr(module, "weight", None), nn.Parameter)
                         and module.weight.dim() >= 2]
+        self._seen: set[str] = set()
+        self._names: list[str] = []
+        self._values: list[torch.Tensor] = []
 
-    def measure(self) -> dict[str, float]:
-        if self.sample is None or not (self.activations or self.weights):
-            return {}
-        names: list[str] = []
-        values: list[torch.Tensor] = []
+    def _record(self, name: str, module: nn.Module, out: torch.Tensor) -> None:
+        if name in self._seen:  # the pass's first batch only (and a shared module once)
+            return
+        self._seen.add(name)
+        out = out[:PROBE_SAMPLES].detach().float()
+        self._names.extend([f"act_mean/{name}", f"act_std/{name}"])
+        self._values.extend([out.mean(), out.std(unbiased=False)])
+        if isinstance(module, SATURATING):
+            if isinstance(module, nn.Sigmoid):
+                saturated = (out < SATURATION_MARGIN) | (out > 1 - SATURATION_MARGIN)
+            else:
+                saturated = out.abs() > 1 - SATURATION_MARGIN
+            self._names.append(f"saturated_share/{name}")
+            self._values.append(saturated.float().mean())
+        elif out.dim() >= 2:
+            active = out > 0
+            if out.dim() > 2:
+                active = active.transpose(0, 1).reshape(out.shape[1], -1).transpose(0, 1)
+            self._names.append(f"dead_share/{name}")
+            self._values.append(1 - active.any(dim=0).float().mean())
 
-        def hook(name: str, module: nn.Module):
-            def record(_module, _inputs, out: torch.Tensor) -> None:
-                out = out.detach().float()
-                names.extend([f"act_mean/{name}", f"act_std/{name}"])
-                values.extend([out.mean(), out.std(unbiased=False)])
-                if isinstance(module, SATURATING):
-                    if isinstance(module, nn.Sigmoid):
-                        saturated = (out < SATURATION_MARGIN) | (out > 1 - SATURATION_MARGIN)
-                    else:
-                        saturated = out.abs() > 1 - SATURATION_MARGIN
-                    names.append(f"saturated_share/{name}")
-                    values.append(saturated.float().mean())
-                elif out.dim() >= 2:
-                    units = out.transpose(0, 1).reshape(out.shape[1], -1)
-                    names.append(f"dead_share/{name}")
-                    values.append(1 - (units > 0).any(dim=1).float().mean())
-            return record
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        """Record the activation layers' outputs of the forward passes made inside."""
+        self._seen, self._names, self._values = set(), [], []
 
-        handles = [module.register_forward_hook(hook(name, module))
+        def hook(name: str):
+            return lambda module, _inputs, out: self._record(name, module, out)
+
+        handles = [module.register_forward_hook(hook(name))
                    for name, module in self.activations]
-        training = self.model.training
         try:
-            self.model.eval()
-            with torch.no_grad():
-                if self.activations:
-                    self.model(self.sample)
-                for name, weight in self.weights:
-                    size = weight.detach().abs()
-                    names.append(f"zero_weight_share/{name}")
-                    values.append((size < ZERO_WEIGHT_RELATIVE * size.max()).float().mean())
-                numbers = torch.stack(values).tolist() if values else []  # one transfer
+            yield
         finally:
             for handle in handles:
                 handle.remove()
-            self.model.train(training)
-        # A module called twice (a shared activation) keeps its last call's values.
+
+    def collect(self) -> dict[str, float]:
+        """What the last watched pass recorded, and the weights' zero shares, by metric name."""
+        names, values = self._names, self._values
+        self._names, self._values = [], []
+        with torch.no_grad():
+            for name, weight in self.weights:
+                size = weight.detach().abs()
+                names.append(f"zero_weight_share/{name}")
+                values.append((size < ZERO_WEIGHT_RELATIVE * size.max()).float().mean())
+            numbers = torch.stack(values).tolist() if values else []  # one transfer
         return {name: value for name, value in zip(names, numbers, strict=True)
                 if math.isfinite(value)}
+
+    def measure(self) -> dict[str, float]:
+        """Its own pass over `sample`, in eval mode; the model's mode is left as it was."""
+        if self.sample is None:
+            return {}
+        training = self.model.training
+        try:
+            self.model.eval()
+            with self.watching(), torch.no_grad():
+                if self.activations:
+                    self.model(self.sample[:PROBE_SAMPLES])
+        finally:
+            self.model.train(training)
+        return self.collect()

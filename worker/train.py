@@ -15,13 +15,14 @@ import torch
 from torch import nn
 
 from core.diagnosis import RunFacts, diverged_message, facts_from_spec
+from core.diagnosis.thresholds import PROBE_SAMPLES
 from core.jobspec import JobSpec
 from core.run_plan import RunPlan, plan_run
 from core.run_plan import batch_bounds as batch_bounds
 from core.run_plan import steps_per_epoch as steps_per_epoch
 from core.specs.training import TrainingSpec
 from models.build import Network
-from worker.activation_probe import ActivationProbe, probe_sample
+from worker.activation_probe import ActivationProbe
 from worker.augment import build_augmenter
 from worker.data import TrainData
 from worker.evaluate import ACCURACY_TASKS, batch_predictions, count_correct, evaluate
@@ -185,7 +186,10 @@ class TrainingLoop:
             self._note(note)
         self.augment = build_augmenter(self.spec.dataset, data.task, data.num_classes)
         self.probe = LayerProbe(model)
-        self.activation_probe = ActivationProbe(model, probe_sample(data.x_val, data.x_train))
+        # Watches the validation pass; without a validation split, makes its own at each
+        # epoch's end over training samples.
+        self.activation_probe = ActivationProbe(
+            model, data.x_train[:PROBE_SAMPLES] if data.x_val is None else None)
         # The divergence advice depends on the spec (core/diagnosis/divergence.py).
         self.facts = facts_from_spec(self.spec, task=data.task, num_classes=data.num_classes,
                                      total_steps=self.plan.total_steps)
@@ -334,7 +338,8 @@ class TrainingLoop:
         if data.task in ACCURACY_TASKS:  # regression has no accuracy to count
             metrics["train_accuracy"] = progress.correct.item() / seen
         metrics |= self.layer_stats
-        metrics |= self.activation_probe.measure()  # activation statistics, for the diagnosis
+        if data.x_val is None:  # no validation pass to watch (worker/activation_probe.py)
+            metrics |= self.activation_probe.measure()
         run_ends = self.stopped_early or state.step == plan.total_steps
         logged = dict(metrics)
         if data.x_val is not None and not self.stopped_early and _evaluates_now(
@@ -385,14 +390,15 @@ class TrainingLoop:
 
     def _validate(self) -> dict[str, float]:
         data = self.data
-        val = evaluate(self.model, self.loss_fn, data.x_val, data.y_val, data.task,
-                       top_k=self.spec.metrics.top_k, batch_size=self.eval_batch
-                       ).as_metrics("val")
+        with self.activation_probe.watching():
+            val = evaluate(self.model, self.loss_fn, data.x_val, data.y_val, data.task,
+                           top_k=self.spec.metrics.top_k, batch_size=self.eval_batch
+                           ).as_metrics("val")
         # The weights can blow up between two checks of the training loss (an update after
         # the last one checked): a non-finite point would fail the job's summary write, which
         # JSON cannot hold, and bury the advice under a database error.
         _check_finite(val["val_loss"], self.state.step, self.facts, "validation loss")
-        return val
+        return val | self.activation_probe.collect()  # activation statistics, for the diagnosis
 
     def _stops_early(self, val: dict[str, float]) -> bool:
         state = self.state

@@ -28,8 +28,7 @@ class Context:
         return self.series.finite("train_loss")
 
     def first_loss(self) -> float | None:
-        first = self.series.finite("train_loss_step")
-        return first[0] if first else None
+        return self.series.first("train_loss_step")
 
     def at_chance(self) -> bool:
         """Accuracy no better than guessing, on validation when there is one."""

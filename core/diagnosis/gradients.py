@@ -63,11 +63,11 @@ def exploding_gradients(ctx: Context) -> Finding | None:
         return None
     first, last, first_norm, last_norm = found
     ratio = first_norm / last_norm if last_norm > 0 else float("inf")
-    largest = [max(values) for values in zip(*(ctx.series.values(f"grad_norm/{layer}")
-                                               for layer in ctx.series.layers("grad_norm")),
-                                             strict=False)]
-    recent = largest[-t.EXPLODING_DOUBLINGS - 1:]
-    doubling = len(recent) == t.EXPLODING_DOUBLINGS + 1 and all(
+    window = t.EXPLODING_DOUBLINGS + 1
+    recent = [max(values) for values in zip(*(ctx.series.tail(f"grad_norm/{layer}", window)
+                                              for layer in ctx.series.layers("grad_norm")),
+                                            strict=False)]
+    doubling = len(recent) == window and all(
         b >= 2 * a_ for a_, b in zip(recent, recent[1:], strict=False))
     if ratio <= t.EXPLODING_RATIO and not doubling:
         return None

@@ -21,7 +21,7 @@ def _windowed_log_ratios(ctx: Context) -> dict[str, float]:
     window of positive ratios only)."""
     means = {}
     for layer in ctx.series.layers("update_ratio"):
-        values = ctx.series.values(f"update_ratio/{layer}")[-t.UPDATE_RATIO_WINDOW:]
+        values = ctx.series.tail(f"update_ratio/{layer}", t.UPDATE_RATIO_WINDOW)
         if len(values) == t.UPDATE_RATIO_WINDOW and all(v > 0 for v in values):
             means[layer] = sum(math.log10(v) for v in values) / len(values)
     return means

@@ -30,7 +30,7 @@ def noisy_loss(ctx: Context) -> Finding | None:
         return None
     # Only points past the warm-up: the first fall is no noise.
     start = t.WARMUP_SHARE * ctx.facts.total_steps
-    values = [v for step, v in points if step > start][-t.NOISE_POINTS:]
+    values = [v for step, v in points[-t.NOISE_POINTS:] if step > start]
     if len(values) < t.NOISE_POINTS:
         return None
     smooth = smoothness(values)

@@ -26,6 +26,14 @@ class Series:
     def values(self, name: str) -> list[float]:
         return [v for _, v in self.get(name)]
 
+    def tail(self, name: str, n: int) -> list[float]:
+        """The last n values: the rules run at every check, so they read windows, not the
+        whole history."""
+        return [v for _, v in self.points.get(name, [])[-n:]]
+
+    def first(self, name: str) -> float | None:
+        return next((v for _, v in self.get(name) if math.isfinite(v)), None)
+
     def latest(self, name: str) -> float | None:
         found = self.points.get(name)
         return found[-1][1] if found else None
