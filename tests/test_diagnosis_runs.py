@@ -85,6 +85,28 @@ def test_autotrainers_deep_sigmoid_demo_is_stuck_with_vanishing_gradients() -> N
         {k: a[k] for k in ("field", "value")} for a in vanishing["actions"]]
 
 
+def test_a_resumed_attempt_replays_the_stored_points_to_the_same_diagnosis() -> None:
+    """worker/child.py feeds a resumed attempt's callback the points stored up to its
+    checkpoint, read back in step order (names in any order within a step): replayed, they
+    give the diagnosis the run itself gave."""
+    layers = [layer for _ in range(8) for layer in ({"type": "linear", "out_features": 5},
+                                                    {"type": "sigmoid"})]
+    job = {"dataset": {"name": "moons", "noise": 0.1},
+           "model": {"layers": [*layers, {"type": "linear", "out_features": 1}]},
+           "loss": {"type": "bce_with_logits"}, "optimizer": {"type": "adam", "lr": 0.001},
+           "training": {"epochs": 6, "batch_size": 32, "seed": 0}}
+    report, _, sink = diagnose(job)
+    spec = JobSpec.model_validate(job)
+    facts = facts_from_spec(spec, task="classification", num_classes=2,
+                            total_steps=sink.state.total_steps)
+    stored = sorted(((p.name, p.step, p.value, p.epoch) for p in sink.points),
+                    key=lambda row: (row[1], row[0][::-1]))  # step order, names shuffled
+    summary = Summary()
+    DiagnosisCallback(facts, summary).replay(stored)
+    replayed = summary.as_dict()["diagnosis"]
+    assert replayed["findings"] == report["findings"] and replayed["final"] is False
+
+
 def test_a_small_normal_init_on_a_deep_relu_net_kills_its_units() -> None:
     layers = [layer for _ in range(6) for layer in ({"type": "linear", "out_features": 32},
                                                     {"type": "relu"})]

@@ -172,6 +172,11 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
                                  settings.db_retry_s, start.progress, start.summary)
         _gradient_preflight(spec, job, start.state is not None, model, data, metric_sink)
         phases.mark("resume")
+        diagnosis = DiagnosisCallback(
+            facts_from_spec(spec, task=data.task, num_classes=data.num_classes,
+                            total_steps=plan.total_steps),
+            metric_sink.summary, flush=metric_sink.flush_all, cancelled=lambda: stop.cancelled)
+        diagnosis.replay(start.history)
         callbacks = [
             metric_sink,
             CheckpointSink(
@@ -179,13 +184,7 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
                 spec.training.checkpoint_every_epochs, settings.keep_checkpoints, metric_sink,
                 resumed_from=start.checkpoint_id, cancelled=lambda: stop.cancelled,
             ),
-            # After the metric sink: a divergence it stops on is in the points stored.
-            DiagnosisCallback(
-                facts_from_spec(spec, task=data.task, num_classes=data.num_classes,
-                                total_steps=plan.total_steps),
-                metric_sink.summary, flush=metric_sink.flush_all,
-                cancelled=lambda: stop.cancelled,
-            ),
+            diagnosis,  # after the metric sink: a divergence it stops on is in the points stored
         ]
         phases.log_ready()
         after_first_step(phases, optimizer,
@@ -229,6 +228,7 @@ class StartPoint:
     summary: Summary
     progress: Progress
     checkpoint_id: int | None
+    history: list[tuple[str, int, float, int]]  # the points kept, for the diagnosis
 
 
 def _resume_point(db: Database, settings, job, model, optimizer, scheduler, device
@@ -276,7 +276,7 @@ def _resume_point(db: Database, settings, job, model, optimizer, scheduler, devi
     history = retry_database(trim, "trimming metrics", settings.db_retry_s)
     for row in skipped:
         Path(row.path).unlink(missing_ok=True)
-    return StartPoint(resume, Summary.rebuilt(history), progress, resumed_from)
+    return StartPoint(resume, Summary.rebuilt(history), progress, resumed_from, history)
 
 
 def _intact_checkpoint(path: Path, sha256: str) -> tuple[dict | None, str]:

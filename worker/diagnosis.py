@@ -28,6 +28,22 @@ class DiagnosisCallback:
         self.cancelled = cancelled
         self.unchecked = False  # points arrived since the last check
 
+    def replay(self, history: list[tuple[str, int, float, int]]) -> None:
+        """A resumed attempt: the points an earlier attempt stored up to the checkpoint
+        ((name, step, value, epoch) in step order), checked at the steps they were checked
+        at, so that the rules see the whole run."""
+        checked_at = None
+        for name, step, value, _epoch in history:
+            if checked_at is not None and step != checked_at:
+                self.engine.check(checked_at)
+                checked_at = None
+            self.engine.add(name, step, value)
+            if name in CHECKED_BY:
+                checked_at = step
+        if checked_at is not None:
+            self.engine.check(checked_at)
+        self._report(final=False)
+
     def on_points(self, state: LoopState, points: list[Point]) -> None:
         check = False
         self.unchecked = True

@@ -24,7 +24,8 @@ def suspicious_initial_loss(ctx: Context) -> Finding | None:
         return None
     return Finding(
         "suspicious_initial_loss",
-        f"the first training loss {fmt(loss)} (steps 1-{step}) is {fmt(loss / chance)}x the "
+        f"the first training loss {fmt(loss)} ({'step 1' if step == 1 else f'steps 1-{step}'})"
+        f" is {fmt(loss / chance)}x the "
         f"loss of guessing among {ctx.facts.num_classes} classes, ln {ctx.facts.num_classes} = "
         f"{fmt(chance)}: the network starts with large, confident outputs",
         since_step=step, data={"initial_loss": loss, "chance_loss": chance},

@@ -7,6 +7,10 @@ import math
 from collections.abc import Iterable
 
 
+def _module_order(path: str) -> tuple[tuple[int, int | str], ...]:
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in path.split("."))
+
+
 class Series:
     def __init__(self) -> None:
         self.points: dict[str, list[tuple[int, float]]] = {}
@@ -39,10 +43,13 @@ class Series:
         return found[-1][1] if found else None
 
     def layers(self, prefix: str) -> list[str]:
-        """Layer names of a per-layer statistic (`grad_norm/`), in the order first seen: the
-        model's order, as the probes emit them."""
+        """Layer names of a per-layer statistic (`grad_norm/`) in the model's order: module
+        paths sorted with their numbers as numbers (layers.2 before layers.10; a residual
+        block's layers before its shortcut), whatever order the points came in (a resumed
+        attempt reads them back from the database)."""
         start = prefix + "/"
-        return [name[len(start):] for name in self.points if name.startswith(start)]
+        return sorted((name[len(start):] for name in self.points if name.startswith(start)),
+                      key=_module_order)
 
     def finite(self, name: str) -> list[float]:
         return [v for v in self.values(name) if math.isfinite(v)]
