@@ -1,7 +1,8 @@
 """A job that diverges keeps its curves: on real processes (API, worker, training child,
-PostgreSQL), a job driven to an infinite loss fails with advice, and its series, stored up to
-the step before the blow-up, and its progress, at that step, are in the API and drawn on its
-page in Chromium."""
+PostgreSQL), a job whose loss blows up is stopped by the diagnosis (worker/diagnosis.py:
+its smoothed loss above 4x its best) and fails with advice for its spec; its series, stored
+up to that step, its progress, at that step, and its final diagnosis are in the API, and the
+curves are drawn on its page in Chromium."""
 
 from __future__ import annotations
 
@@ -20,12 +21,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 def diverging_spec() -> dict:
-    """digits-mlp with plain SGD at a rate far too high: the loss grows by about ten times a
-    step and becomes infinite after the first epoch (at step 47)."""
+    """digits-mlp with SGD warmed up to a rate far too high: it learns for two epochs, then
+    the loss climbs past 4x its best (at step 53, in the third epoch). At a constant rate of
+    5 it diverged at step 12, before any evaluation: the test wants two epochs' points."""
     spec = copy.deepcopy(load_example("digits-mlp"))
     spec["name"] = "diverging"
-    spec["optimizer"] = {"type": "sgd", "lr": 5.0, "momentum": 0.9}
-    spec["training"] = {"epochs": 5, "batch_size": 64, "seed": 0}
+    spec["optimizer"] = {"type": "sgd", "lr": 2.0, "momentum": 0.9}
+    spec["schedule"] = {"type": "warmup", "warmup_length": 150, "start_factor": 0.001,
+                        "then": "constant"}
+    spec["training"] = {"epochs": 10, "batch_size": 64, "seed": 0}  # 21 steps an epoch
     return spec
 
 
@@ -38,14 +42,15 @@ def diverged(api_url: str, worker) -> dict:
 
 
 def divergence_step(job: dict) -> int:
-    found = re.search(r"became (?:inf|-inf|nan) at step (\d+)", job["error"] or "")
+    found = re.search(r"^diverged at step (\d+): ", job["error"] or "")
     assert found, job["error"]
     return int(found.group(1))
 
 
 def test_a_diverged_job_keeps_its_series_and_its_progress_up_to_the_blow_up(client, diverged):
     assert diverged["state"] == "failed", diverged
-    assert "lower the learning rate" in diverged["error"]
+    assert "lower the learning rate (optimizer.lr) from 2 to 0.2" in diverged["error"]
+    assert "warm-up" not in diverged["error"]  # the spec has one
     step = divergence_step(diverged)
     per_epoch = diverged["progress"]["total_steps"] // diverging_spec()["training"]["epochs"]
     assert step > per_epoch, "diverged in the first epoch: the test wants two epochs' points"
@@ -54,15 +59,21 @@ def test_a_diverged_job_keeps_its_series_and_its_progress_up_to_the_blow_up(clie
 
     series = client.get(f"/v1/jobs/{diverged['id']}/metrics",
                         params={"max_points": 100_000}).json()["series"]
-    # Logged every step (fewer than 50 steps an epoch): every one before the blow-up is
-    # stored, the last ones, where the loss grew by orders of magnitude, included.
-    assert series["train_loss_step"]["step"] == list(range(1, step))
+    # Logged every step (fewer than 50 steps an epoch): every one up to the step the job
+    # stopped at is stored, the last ones, where the loss climbed past 4x its best, included.
+    assert series["train_loss_step"]["step"] == list(range(1, step + 1))
     values = series["train_loss_step"]["value"]
-    assert values[-1] > 1e6 * values[0]
+    assert values[-1] > 4 * min(values)
     epochs_done = (step - 1) // per_epoch
     assert series["val_loss"]["step"] == [per_epoch * e for e in range(1, epochs_done + 1)]
     summary = diverged["summary"]
     assert summary["latest"]["train_loss"] == pytest.approx(series["train_loss"]["value"][-1])
+    diagnosis = summary["diagnosis"]
+    assert diagnosis["final"] is True and diagnosis["step"] == step
+    divergence = diagnosis["findings"][0]
+    assert (divergence["name"], divergence["severity"]) == ("divergence", "error")
+    assert divergence["actions"][0] == {"field": "optimizer.lr", "value": 0.2,
+                                        "why": divergence["actions"][0]["why"]}
 
 
 def test_the_job_page_draws_a_diverged_job(api_url: str, diverged):

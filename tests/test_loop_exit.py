@@ -74,7 +74,7 @@ def test_a_diverging_run_hands_every_point_and_its_last_step_to_on_exit() -> Non
     sink = BufferedSink()
     with pytest.raises(TrainingDiverged) as caught:
         _run(DIVERGING, sink)
-    step = int(str(caught.value).split("at step ")[1].split(";")[0])
+    step = int(str(caught.value).split("at step ")[1].split(":")[0])
     assert len(sink.exits) == 1
     at_step, _, error = sink.exits[0]
     assert error is caught.value
@@ -147,10 +147,11 @@ def test_a_validation_loss_that_blows_up_between_loss_checks_ends_the_run_as_div
     sink = BufferedSink()
     job = {**DIVERGING, "training": {"epochs": 3, "batch_size": 64, "log_every_steps": 1000,
                                      "eval_every_steps": 1}}
-    with pytest.raises(TrainingDiverged, match=r"the validation loss became (inf|nan) at step"):
+    with pytest.raises(TrainingDiverged,
+                       match=r"^diverged at step \d+: the validation loss became (inf|nan);"):
         _run(job, sink)
     assert all(math.isfinite(p.value) for p in sink.points), [
         p for p in sink.points if not math.isfinite(p.value)][:3]
-    step = int(str(sink.exits[0][2]).split("at step ")[1].split(";")[0])
+    step = int(str(sink.exits[0][2]).split("at step ")[1].split(":")[0])
     assert sink.exits[0][0] == step
     assert [p.step for p in sink.written if p.name == "val_loss"] == list(range(1, step))

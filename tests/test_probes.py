@@ -207,8 +207,12 @@ def test_the_loop_reports_every_layer_once_per_epoch_after_its_last_step() -> No
     for kind in expected:
         points = [p for p in run.sink.points if p.name == kind]
         assert [(p.epoch, p.step) for p in points] == [(e, e * per_epoch) for e in (1, 2, 3)]
+    # Then the activation statistics (worker/activation_probe.py): the relu's, and the two
+    # linear layers' share of near-zero weights.
+    activations = ["act_mean/layers.1", "act_std/layers.1", "dead_share/layers.1",
+                   "zero_weight_share/layers.0", "zero_weight_share/layers.3"]
     for epoch in run.sink.epochs:
-        assert [k for k in epoch if "/" in k] == expected
+        assert [k for k in epoch if "/" in k] == expected + activations
     # The last epoch's weight norms are those of the trained model.
     last = run.sink.epochs[-1]
     for name in names:

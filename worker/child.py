@@ -27,6 +27,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from core.checkpoint_files import job_checkpoint_folder, remove_unrecorded
 from core.db import Database, retry_database
+from core.diagnosis import facts_from_spec
 from core.jobspec import JobSpec
 from core.memory_estimate import estimate as estimate_memory
 from core.progress import Progress
@@ -41,6 +42,7 @@ from worker.callbacks import CheckpointSink, DatabaseGone, LeaseLost, MetricSink
 from worker.checkpoints import load_checkpoint, restore_loop_state, sha256_of
 from worker.child_logs import log_attempt, start_logging
 from worker.data import prepare_data
+from worker.diagnosis import DiagnosisCallback
 from worker.disk_full import DiskFull
 from worker.exit_codes import (
     EXIT_CRASH,
@@ -162,14 +164,19 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
         phases.mark("model")
         optimizer = build_optimizer(spec, model)
         # Built before the optimizer is restored: building sets the optimizer's rates.
-        scheduler = build_run_scheduler(spec, optimizer,
-                                        plan_run(len(data.x_train), spec.training))
+        plan = plan_run(len(data.x_train), spec.training)
+        scheduler = build_run_scheduler(spec, optimizer, plan)
         phases.mark("optimizer")  # torch imports its compiler on the first optimizer: ~2 s
         start = _resume_point(db, settings, job, model, optimizer, scheduler, device)
         metric_sink = MetricSink(db, job_id, attempt, settings.metric_flush_s,
                                  settings.db_retry_s, start.progress, start.summary)
         _gradient_preflight(spec, job, start.state is not None, model, data, metric_sink)
         phases.mark("resume")
+        diagnosis = DiagnosisCallback(
+            facts_from_spec(spec, task=data.task, num_classes=data.num_classes,
+                            total_steps=plan.total_steps),
+            metric_sink.summary, flush=metric_sink.flush_all, cancelled=lambda: stop.cancelled)
+        diagnosis.replay(start.history)
         callbacks = [
             metric_sink,
             CheckpointSink(
@@ -177,6 +184,7 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
                 spec.training.checkpoint_every_epochs, settings.keep_checkpoints, metric_sink,
                 resumed_from=start.checkpoint_id, cancelled=lambda: stop.cancelled,
             ),
+            diagnosis,  # after the metric sink: a divergence it stops on is in the points stored
         ]
         phases.log_ready()
         after_first_step(phases, optimizer,
@@ -220,6 +228,7 @@ class StartPoint:
     summary: Summary
     progress: Progress
     checkpoint_id: int | None
+    history: list[tuple[str, int, float, int]]  # the points kept, for the diagnosis
 
 
 def _resume_point(db: Database, settings, job, model, optimizer, scheduler, device
@@ -267,7 +276,7 @@ def _resume_point(db: Database, settings, job, model, optimizer, scheduler, devi
     history = retry_database(trim, "trimming metrics", settings.db_retry_s)
     for row in skipped:
         Path(row.path).unlink(missing_ok=True)
-    return StartPoint(resume, Summary.rebuilt(history), progress, resumed_from)
+    return StartPoint(resume, Summary.rebuilt(history), progress, resumed_from, history)
 
 
 def _intact_checkpoint(path: Path, sha256: str) -> tuple[dict | None, str]:

@@ -14,12 +14,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from core.diagnosis import RunFacts, diverged_message, facts_from_spec
+from core.diagnosis.thresholds import PROBE_SAMPLES
 from core.jobspec import JobSpec
 from core.run_plan import RunPlan, plan_run
 from core.run_plan import batch_bounds as batch_bounds
 from core.run_plan import steps_per_epoch as steps_per_epoch
 from core.specs.training import TrainingSpec
 from models.build import Network
+from worker.activation_probe import ActivationProbe
 from worker.augment import build_augmenter
 from worker.data import TrainData
 from worker.evaluate import ACCURACY_TASKS, batch_predictions, count_correct, evaluate
@@ -34,19 +37,24 @@ log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite: the job fails with advice instead of a traceback."""
+    """The loss became NaN or infinite, or its smoothed value diverged (worker/diagnosis.py):
+    the job fails with advice that depends on its spec instead of a traceback. `step` and
+    `reason` let the diagnosis record the finding."""
+
+    def __init__(self, message: str, step: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.step, self.reason = step, reason
 
 
 class Preempted(Exception):
     """Training stopped at a step boundary on request, after the callbacks checkpointed."""
 
 
-def _check_finite(value: float, step: int, lr: float, what: str = "training loss") -> None:
+def _check_finite(value: float, step: int, facts: RunFacts,
+                  what: str = "training loss") -> None:
     if not math.isfinite(value):
-        raise TrainingDiverged(
-            f"the {what} became {value} at step {step}; lower the learning rate "
-            f"(now {lr:g}), standardize the inputs, or use a different initialisation"
-        )
+        reason = f"the {what} became {value}"
+        raise TrainingDiverged(diverged_message(facts, step, reason), step=step, reason=reason)
 
 
 def build_run_scheduler(spec: JobSpec, optimizer: torch.optim.Optimizer, plan: RunPlan
@@ -178,6 +186,13 @@ class TrainingLoop:
             self._note(note)
         self.augment = build_augmenter(self.spec.dataset, data.task, data.num_classes)
         self.probe = LayerProbe(model)
+        # Watches the validation pass; without a validation split, makes its own at each
+        # epoch's end over training samples.
+        self.activation_probe = ActivationProbe(
+            model, data.x_train[:PROBE_SAMPLES] if data.x_val is None else None)
+        # The divergence advice depends on the spec (core/diagnosis/divergence.py).
+        self.facts = facts_from_spec(self.spec, task=data.task, num_classes=data.num_classes,
+                                     total_steps=self.plan.total_steps)
         reg = self.spec.regularization
         self.l1 = reg.l1
         self.penalised = l1_parameters(model) if reg.l1 > 0 else []
@@ -289,7 +304,7 @@ class TrainingLoop:
         progress.settle(self._count)
         # The only host sync in the step loop, at a bounded rate.
         value = (progress.window_loss / progress.window_count).item()
-        _check_finite(value, state.step, self.lr)
+        _check_finite(value, state.step, self.facts)
         values = {"train_loss_step": value, "lr": self.lr}
         if self.penalty is not None:
             values["l1_penalty"] = self.penalty.item()
@@ -323,6 +338,8 @@ class TrainingLoop:
         if data.task in ACCURACY_TASKS:  # regression has no accuracy to count
             metrics["train_accuracy"] = progress.correct.item() / seen
         metrics |= self.layer_stats
+        if data.x_val is None:  # no validation pass to watch (worker/activation_probe.py)
+            metrics |= self.activation_probe.measure()
         run_ends = self.stopped_early or state.step == plan.total_steps
         logged = dict(metrics)
         if data.x_val is not None and not self.stopped_early and _evaluates_now(
@@ -373,15 +390,15 @@ class TrainingLoop:
 
     def _validate(self) -> dict[str, float]:
         data = self.data
-        val = evaluate(self.model, self.loss_fn, data.x_val, data.y_val, data.task,
-                       top_k=self.spec.metrics.top_k, batch_size=self.eval_batch
-                       ).as_metrics("val")
+        with self.activation_probe.watching():
+            val = evaluate(self.model, self.loss_fn, data.x_val, data.y_val, data.task,
+                           top_k=self.spec.metrics.top_k, batch_size=self.eval_batch
+                           ).as_metrics("val")
         # The weights can blow up between two checks of the training loss (an update after
         # the last one checked): a non-finite point would fail the job's summary write, which
         # JSON cannot hold, and bury the advice under a database error.
-        _check_finite(val["val_loss"], self.state.step, self.optimizer.param_groups[0]["lr"],
-                      "validation loss")
-        return val
+        _check_finite(val["val_loss"], self.state.step, self.facts, "validation loss")
+        return val | self.activation_probe.collect()  # activation statistics, for the diagnosis
 
     def _stops_early(self, val: dict[str, float]) -> bool:
         state = self.state

@@ -1,0 +1,82 @@
+"""vanishing_gradients and exploding_gradients (AutoTrainer's rules) from the per-layer
+gradient norms `grad_norm/<layer>` (one step an epoch), reported only while learning stalls:
+a small first-layer gradient in a network that learns is no fault."""
+
+from __future__ import annotations
+
+from core.diagnosis import actions as a
+from core.diagnosis import thresholds as t
+from core.diagnosis.context import Context
+from core.diagnosis.finding import Finding, fmt
+
+
+def _first_last(ctx: Context) -> tuple[str, str, float, float] | None:
+    layers = ctx.series.layers("grad_norm")
+    if len(layers) < 2:
+        return None
+    first, last = layers[0], layers[-1]
+    first_norm = ctx.series.latest(f"grad_norm/{first}")
+    last_norm = ctx.series.latest(f"grad_norm/{last}")
+    if first_norm is None or last_norm is None:
+        return None
+    return first, last, first_norm, last_norm
+
+
+def _stall_words(ctx: Context) -> str:
+    progress = ctx.progress()
+    loss = ctx.series.latest("val_loss") or ctx.series.latest("train_loss")
+    words = []
+    if loss is not None:
+        words.append(f"the loss is {fmt(loss)}")
+    if progress is not None:
+        words.append(f"it fell {fmt(100 * progress)}% over the last {t.STALL_CHECKS} epochs")
+    if ctx.at_chance():
+        words.append("the accuracy is at chance")
+    return ", ".join(words) or "learning stalls"
+
+
+def vanishing_gradients(ctx: Context) -> Finding | None:
+    found = _first_last(ctx)
+    if found is None or ctx.checks < t.WARMUP_CHECKS:
+        return None
+    first, last, first_norm, last_norm = found
+    if last_norm <= 0:
+        return None
+    ratio = first_norm / last_norm
+    if ratio >= t.VANISHING_RATIO or first_norm >= t.VANISHING_FIRST or not ctx.stalling():
+        return None
+    facts = ctx.facts
+    actions = a.relu_instead(facts) or a.non_none(a.init_for_activations(facts))
+    if not actions:
+        actions = [a.he_init()] if facts.init != "he_normal" else []
+    return Finding(
+        "vanishing_gradients",
+        f"first/last gradient-norm ratio {fmt(ratio)} ({first} {fmt(first_norm)}, {last} "
+        f"{fmt(last_norm)}) at step {ctx.step}, below {fmt(t.VANISHING_RATIO)} with the first "
+        f"below {fmt(t.VANISHING_FIRST)}, while {_stall_words(ctx)}",
+        data={"ratio": ratio, "first": first_norm, "last": last_norm}, actions=actions)
+
+
+def exploding_gradients(ctx: Context) -> Finding | None:
+    found = _first_last(ctx)
+    if found is None or not ctx.past_warmup() or not ctx.stalling():
+        return None
+    first, last, first_norm, last_norm = found
+    ratio = first_norm / last_norm if last_norm > 0 else float("inf")
+    window = t.EXPLODING_DOUBLINGS + 1
+    recent = [max(values) for values in zip(*(ctx.series.tail(f"grad_norm/{layer}", window)
+                                              for layer in ctx.series.layers("grad_norm")),
+                                            strict=False)]
+    doubling = len(recent) == window and all(
+        b >= 2 * a_ for a_, b in zip(recent, recent[1:], strict=False))
+    if ratio <= t.EXPLODING_RATIO and not doubling:
+        return None
+    why = (f"first/last gradient-norm ratio {fmt(ratio)} ({first} {fmt(first_norm)}, {last} "
+           f"{fmt(last_norm)}), above {fmt(t.EXPLODING_RATIO)}" if ratio > t.EXPLODING_RATIO
+           else f"the largest layer gradient norm doubled at each of the last "
+           f"{t.EXPLODING_DOUBLINGS} checks, to {fmt(recent[-1])}")
+    facts = ctx.facts
+    return Finding(
+        "exploding_gradients", f"{why} at step {ctx.step}, while {_stall_words(ctx)}",
+        data={"ratio": ratio, "first": first_norm, "last": last_norm, "largest": recent[-1]},
+        actions=a.non_none(a.add_clip(facts), a.lower_lr(facts), a.init_for_activations(facts)))
