@@ -68,7 +68,7 @@ def test_a_diverged_job_keeps_its_series_and_its_progress_up_to_the_blow_up(clie
     assert series["val_loss"]["step"] == [per_epoch * e for e in range(1, epochs_done + 1)]
     summary = diverged["summary"]
     assert summary["latest"]["train_loss"] == pytest.approx(series["train_loss"]["value"][-1])
-    diagnosis = summary["diagnosis"]
+    diagnosis = diverged["diagnosis"]  # served beside the summary, not in it
     assert diagnosis["final"] is True and diagnosis["step"] == step
     divergence = diagnosis["findings"][0]
     assert (divergence["name"], divergence["severity"]) == ("divergence", "error")
