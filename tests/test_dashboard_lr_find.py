@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from tests.conftest import wait_for_state
 from tests.test_dashboard import (  # noqa: F401 - browser and page are fixtures
+    ARTIFACTS,
     FINAL,
     browser,
     expect,
@@ -74,3 +75,4 @@ def test_a_range_test_page_charts_loss_against_rate_with_the_suggestions_marked(
     # A rate where no rule points has none of their colours.
     assert page.evaluate(COLUMN_COLOURS, [1e-7 * 1.3, list(COLORS["valley"])]) == 0
     screenshot(page, "lr-find")
+    page.locator("#card-lrfind").screenshot(path=ARTIFACTS / "dashboard-lr-find-chart.png")
