@@ -71,6 +71,16 @@ def test_the_job_reports_its_suggestion_curve_and_progress(found, client) -> Non
     assert client.get(f"/v1/jobs/{job_id}/checkpoints").json() == []
 
 
+def test_watch_summarises_a_finished_range_test(found, api_url) -> None:
+    job_id, result = found
+    watched = traindock("watch", job_id, "--url", api_url)
+    assert watched.returncode == 0, watched
+    suggested = re.search(r"suggested learning rate: (\S+) \(valley\)", result.stdout).group(1)
+    assert re.search(rf"^lr_find   suggested {re.escape(suggested)} \(valley\); steep \S+  "
+                     r"minimum \S+; \d+ points, ", watched.stdout, re.M), watched.stdout
+    assert "per-layer statistics" not in watched.stdout  # lr_find/loss is not a layer's
+
+
 def test_submitting_counts_the_tests_steps_not_the_epochs(client) -> None:
     spec = {**_example(), "mode": "lr_find", "lr_find": {"steps": 37}}
     job = client.post("/v1/jobs", json=spec)
