@@ -4,6 +4,7 @@ curve and the progress are read back. Also the spec's 422s, over the real API.""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 
@@ -118,7 +119,18 @@ def test_the_cli_shows_a_refused_spec_and_exits_1(api_url) -> None:
     assert "lr_find.end_lr: end_lr (0.1) must be above start_lr (1)" in result.stderr
 
 
-def _example() -> dict:
-    import json
+def test_a_test_that_blows_up_at_once_suggests_nothing_and_exits_1(api_url, worker,
+                                                                   tmp_path) -> None:
+    spec = {**_example(), "lr_find": {"start_lr": 1.0, "end_lr": 1000.0, "smoothing": 0.0,
+                                      "stop_factor": 1.01}}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    result = traindock("lr-find", str(path), "--url", api_url)
+    assert result.returncode == 1, result
+    assert re.search(r"^no suggestion: only \d+ points before the test stopped", result.stdout,
+                     re.M), result.stdout
+    assert "Lower lr_find.start_lr or lr_find.end_lr, or raise lr_find.steps" in result.stdout
 
+
+def _example() -> dict:
     return json.loads((ROOT / "examples" / "digits-mlp.json").read_text())
