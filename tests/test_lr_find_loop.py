@@ -47,6 +47,7 @@ class ListSink:
     def on_exit(self, state: LoopState, error: BaseException | None) -> None:
         self.events.append(f"exit {type(error).__name__ if error else None}")
         self.final = (state.step, state.total_steps)
+        self.final_epochs = state.epochs
 
     def series(self, name: str) -> list[float]:
         return [p.value for p in self.points if p.name == name]
@@ -122,6 +123,7 @@ def test_a_blow_up_stops_the_test_at_four_times_the_best_smoothed_loss() -> None
     assert last_lr == pytest.approx(rate_at(report.points - 1, 1e-7, 1000.0, 100))
     assert report.stopped.startswith(f"diverged at lr {last_lr:.3g} ")
     assert sink.final == (report.points, report.points)  # progress ends where the test did
+    assert sink.final_epochs == sink.points[-1].epoch
     assert report.suggested_lr is not None and report.suggested_lr < last_lr
 
 

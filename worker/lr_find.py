@@ -121,7 +121,7 @@ def _run(spec: JobSpec, state: LoopState, loss_fn: nn.Module, data: TrainData,
                        f"{test.stop_factor:g} x its lowest, {watch.best:.4g})")
             break
     # Progress ends where the test did, as an early stop ends a training run's.
-    state.total_steps = state.step
+    state.total_steps, state.epochs = state.step, state.epoch
     report = suggest(lrs, smoothed, test.steps, test.suggestion, stopped)
     log.info("range test: %d points, %s; suggestions %s", report.points, stopped,
              report.suggestions)
