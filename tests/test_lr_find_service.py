@@ -132,5 +132,19 @@ def test_a_test_that_blows_up_at_once_suggests_nothing_and_exits_1(api_url, work
     assert "Lower lr_find.start_lr or lr_find.end_lr, or raise lr_find.steps" in result.stdout
 
 
+def test_a_failed_range_test_is_an_error_and_exit_1(api_url, worker, tmp_path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this worker has CUDA: a cuda job would not fail")
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({**_example(), "resources": {"device": "cuda"}}))
+    result = traindock("lr-find", str(path), "--url", api_url)
+    assert result.returncode == 1, result
+    assert re.search(r"error: the range test [0-9a-f]{8} failed: resources.device is 'cuda' "
+                     "but this worker has no CUDA device", result.stderr), result.stderr
+    assert result.stdout == ""
+
+
 def _example() -> dict:
     return json.loads((ROOT / "examples" / "digits-mlp.json").read_text())
