@@ -15,7 +15,7 @@ CLIENT_VERBS = {"validate": "client", "gradcheck": "client", "submit": "client",
                 "show": "client", "cancel": "client", "watch": "watch", "ls": "ls",
                 "metrics": "metrics", "download": "download", "upload": "datasets",
                 "datasets": "datasets", "rm-dataset": "datasets", "logs": "logs",
-                "rm": "rm"}
+                "rm": "rm", "lr-find": "lr_find"}
 # core.tables.JOB_STATES, repeated: the client does not import the server's code
 JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
 JOB_HELP = "a job id, or at least its first 6 characters"
@@ -89,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("spec", help="path to a JSON job spec, or - for standard input")
     submit.add_argument("--watch", "--wait", dest="watch", action="store_true",
                         help="then watch it as `traindock watch` does; exit 0 if it succeeds")
+
+    lr_find = client_verb(
+        "lr-find", "run a learning-rate range test on a spec and print the suggested rate; "
+        "exit 1 when the test fails or suggests none")
+    lr_find.add_argument("spec", help="path to a JSON job spec, or - for standard input")
+    lr_find.add_argument("--rule", choices=["valley", "steep", "minimum"],
+                         help="the rule whose rate is the suggestion (default: valley)")
+    lr_find.add_argument("--start-lr", type=float, metavar="LR", help="default 1e-7")
+    lr_find.add_argument("--end-lr", type=float, metavar="LR", help="default 10")
+    lr_find.add_argument("--steps", type=int, metavar="N", help="default 100")
 
     watch = client_verb("watch", "follow a job's progress until it ends, then summarize it")
     watch.add_argument("job", help=JOB_HELP)

@@ -226,7 +226,7 @@ def summary_block(job: dict[str, Any]) -> str:
     # Per-layer statistics (grad_norm/layers.0, ...) would bury the scores: they are counted
     # here and read with `traindock metrics JOB --names ...`.
     names = sorted((n for n in latest if "/" not in n), key=lambda n: (n not in best, n))
-    per_layer = len(latest) - len(names)
+    per_layer = len([n for n in latest if "/" in n and not n.startswith("lr_find/")])
     if names:
         rows = [[n, format_value(latest[n]),
                  format_value(best[n]["value"]) if n in best else "",
@@ -240,11 +240,23 @@ def summary_block(job: dict[str, Any]) -> str:
         lines += ["", render_table(["test metric", "value"],
                                    [[n, format_value(v)] for n, v in sorted(test.items())],
                                    right=(1,))]
+    if summary.get("lr_find"):
+        lines += ["", lr_find_line(summary["lr_find"])]
     for note in summary.get("notes") or []:
         lines += ["", f"note      {note}"]
     if job.get("error"):
         lines += ["", f"error     {job['error']}"]
     return "\n".join(lines)
+
+
+def lr_find_line(report: dict[str, Any]) -> str:
+    """A range test's suggestion, its rule and the other rules' rates (docs/lr_find.md)."""
+    if report.get("suggested_lr") is None:
+        return f"lr_find   no suggestion: {report.get('note', 'too few points')}"
+    others = "  ".join(f"{rule} {rate:.2e}" for rule, rate in report["suggestions"].items()
+                       if rule != report["rule"] and rate is not None)
+    return (f"lr_find   suggested {report['suggested_lr']:.2e} ({report['rule']}); {others}; "
+            f"{report['points']} points, {report['stopped']}")
 
 
 def watch_to_end(api: Transport, job_id: str) -> int:

@@ -118,7 +118,7 @@ def schedule(checked: ValidatedJob) -> None:
     spec, schedule = checked.spec, checked.spec.schedule
     if schedule.type == "warmup":
         epochs = spec.training.epochs
-        run = epochs if schedule.unit == "epoch" else checked.estimated_steps
+        run = epochs if schedule.unit == "epoch" else checked.plan.total_steps
         if schedule.warmup_length > run:
             raise SpecError(
                 "schedule.warmup_length",

@@ -48,7 +48,10 @@ class ValidatedJob:
     @property
     def estimated_steps(self) -> int:
         """Optimizer steps for the whole job: the loop's count, for the training split's
-        expected size (a stratified split may round it by a sample per class)."""
+        expected size (a stratified split may round it by a sample per class); a range test
+        (mode lr_find) takes lr_find.steps, one batch each, whatever the split's size."""
+        if (test := self.spec.range_test) is not None:
+            return test.steps
         return self.plan.total_steps
 
     def model_report(self) -> dict:

@@ -53,6 +53,7 @@ from worker.exit_codes import (
     EXIT_PREEMPTED,
     EXIT_TRAINING_ERROR,
 )
+from worker.lr_find import find_learning_rate
 from worker.optim import build_optimizer
 from worker.startup import Startup, after_first_step, queue_seconds, store_startup
 from worker.train import (
@@ -190,6 +191,10 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
         after_first_step(phases, optimizer,
                          lambda breakdown: store_startup(db, job_id, attempt, breakdown))
         started = time.monotonic()
+        if spec.mode == "lr_find":
+            _find_learning_rate(spec, model, optimizer, data, metric_sink, stop)
+            log.info("range test done in %.2f s", time.monotonic() - started)
+            return EXIT_OK
         train(spec, model, optimizer, build_loss(spec.loss), data, callbacks, scheduler=scheduler,
               resume=start.state, should_stop=stop,
               eval_batch=estimate_memory(summary, spec.training.batch_size).eval_batch)
@@ -322,6 +327,18 @@ def _gradient_preflight(spec: JobSpec, job, resumed: bool, model: torch.nn.Modul
             f"{worst.relative_error:.2e} between autograd and numerical gradients (above 1e-3); "
             "see summary.gradcheck, or set gradcheck to false to train anyway"
         )
+
+
+def _find_learning_rate(spec: JobSpec, model: torch.nn.Module, optimizer, data,
+                        metric_sink: MetricSink, stop: StopFlag) -> None:
+    """`mode: "lr_find"`: the range test instead of training (worker/lr_find.py). Only the
+    metric sink listens: the test writes no checkpoint (its weights, trained at rates up to
+    the blow-up, are of no use), so a preempted attempt starts it over. Its report is stored
+    in summary.lr_find with the last points."""
+    report = find_learning_rate(spec, model, optimizer, build_loss(spec.loss), data,
+                                [metric_sink], should_stop=stop)
+    metric_sink.summary.add_report("lr_find", report.as_dict())
+    metric_sink.flush_all()
 
 
 def _record(db: Database, job_id: uuid.UUID, attempt: int, message: str) -> None:

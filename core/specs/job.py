@@ -4,10 +4,13 @@ and the server."""
 
 from __future__ import annotations
 
-from pydantic import Field, StrictBool
+from typing import Literal
+
+from pydantic import Field, StrictBool, ValidationInfo, field_validator
 
 from core.specs.dataset import DatasetSpec
 from core.specs.loss import CrossEntropyLoss, LossSpec
+from core.specs.lr_find import LrFindSpec
 from core.specs.metrics import MetricsSpec
 from core.specs.notify import NotifySpec
 from core.specs.optimizer import AdamSpec, OptimizerSpec
@@ -21,6 +24,11 @@ from models.strict import StrictModel
 
 class JobSpec(StrictModel):
     name: str = Field("", max_length=200, description="a label; defaults to '<dataset>-job'")
+    mode: Literal["train", "lr_find"] = Field(
+        "train",
+        description="train: train the network; lr_find: run a learning-rate range test on it "
+        "instead (see lr_find) and report a suggested rate in summary.lr_find",
+    )
     dataset: DatasetSpec = Field(description="which data to train on and how to prepare it")
     model: ModelSpec = Field(description="the network: its layers and their initialisation")
     loss: LossSpec = Field(
@@ -63,6 +71,30 @@ class JobSpec(StrictModel):
         "f(θ−eps)) / 2·eps in float64, for gradcheck and POST /v1/gradcheck; smaller steps "
         "meet rounding error, larger ones truncation error",
     )
+    lr_find: LrFindSpec | None = Field(
+        None, description="the range test's settings, read in mode lr_find only; null: the "
+        "defaults (1e-7 to 10 over 100 steps, fastai's valley rule)",
+    )
+
+    @field_validator("lr_find")
+    @classmethod
+    def _only_when_finding(cls, value: LrFindSpec | None, info: ValidationInfo
+                           ) -> LrFindSpec | None:
+        # A mode that failed its own validation is absent here: its error is enough.
+        if value is not None and info.data.get("mode") == "train":
+            raise ValueError(
+                'read only when mode is "lr_find": set mode to "lr_find" to run the range '
+                "test, or remove lr_find to train"
+            )
+        return value
+
+    @property
+    def range_test(self) -> LrFindSpec | None:
+        """The range test's settings in mode lr_find (the defaults when none are given);
+        None when the job trains."""
+        if self.mode != "lr_find":
+            return None
+        return self.lr_find or LrFindSpec()
 
     @property
     def display_name(self) -> str:

@@ -6,6 +6,7 @@ import {
 } from "./api.js";
 import { LineChart, PALETTE } from "./charts.js";
 import { renderFindings } from "./findings.js";
+import { RangeTestChart } from "./lr_find.js";
 import { renderStartup } from "./startup.js";
 
 const POLL_MS = 2000;
@@ -33,6 +34,8 @@ const series = {};
 const charts = Object.fromEntries(CHARTS.map((def) => [def.id, new LineChart(
   document.getElementById(`chart-${def.id}`), { title: def.title, logY: def.logY },
 )]));
+const rangeTest = new RangeTestChart(document.getElementById("chart-lrfind"),
+  document.getElementById("lrfind-report"));
 const errorBox = document.getElementById("error");
 const cancelButton = document.getElementById("cancel");
 let job = null;
@@ -40,7 +43,7 @@ let drawPending = false;
 let checkpointsLoadedAt = 0;
 
 // For tests and for poking around in the console.
-window.traindock = { series, charts, transport: "none", get job() { return job; } };
+window.traindock = { series, charts, rangeTest, transport: "none", get job() { return job; } };
 
 async function start() {
   try {
@@ -224,7 +227,10 @@ function renderFacts() {
 function renderStats() {
   const best = job.summary?.best || {};
   const test = job.summary?.test || {};
+  const report = job.summary?.lr_find;
   const stats = [
+    ...(report?.suggested_lr ? [["suggested lr", report.suggested_lr.toExponential(2),
+      `${report.rule} rule`]] : []),
     ...["val_accuracy", "val_exact_match", "val_loss", "val_rmse", "val_mae", "val_r2"]
       .filter((name) => best[name]).map((name) => [
       `best ${name}`, formatValue(name, best[name].value), `epoch ${best[name].epoch}`]),
@@ -290,7 +296,9 @@ function linesFor(def) {
 }
 
 function drawCharts() {
-  let any = false;
+  // A range test (mode lr_find) draws its loss against the rate, not the step.
+  let any = rangeTest.draw(series, job?.summary?.lr_find);
+  document.getElementById("card-lrfind").hidden = !any;
   for (const def of CHARTS) {
     const lines = linesFor(def).map((line) => ({
       ...line, label: line.label || line.name,
@@ -340,7 +348,7 @@ function renderModel(model) {
 }
 
 // The stored spec comes back in the database's key order; show it in the order one writes it.
-const SPEC_ORDER = ["name", "dataset", "model", "loss", "optimizer", "schedule", "training",
+const SPEC_ORDER = ["name", "mode", "lr_find", "dataset", "model", "loss", "optimizer", "schedule", "training",
   "regularization", "metrics", "resources", "max_attempts", "gradcheck"];
 
 function readingOrder(spec) {
