@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cli.http import Api, ApiError
 from cli.jobref import resolve_job
+from cli.preflight import format_preflight
 from cli.startup import format_startup
 from cli.watch import watch_to_end
 
@@ -65,7 +66,12 @@ def run_submit(api: Api, args: argparse.Namespace) -> int:
 
 def run_show(api: Api, args: argparse.Namespace) -> int:
     job = api.get(f"/v1/jobs/{resolve_job(api, args.job)}")
-    print(format_startup(job.get("startup")) if args.startup else json.dumps(job, indent=2))
+    if args.startup:
+        print(format_startup(job.get("startup")))
+    elif args.preflight:
+        print(format_preflight(job.get("summary")))
+    else:
+        print(json.dumps(job, indent=2))
     return 0
 
 

@@ -17,6 +17,8 @@ a 'wrong' verdict, as it always has.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,7 @@ from worker.preflight_checks import (
     GRADCHECK_SAMPLES,
     INITIAL_LOSS_SAMPLES,
     OVERFIT_SAMPLES,
+    PREFLIGHT_COORDINATES,
     CheckResult,
     gradcheck_cost_s,
     gradient_check,
@@ -74,7 +77,7 @@ def run_preflight(spec: JobSpec, model: nn.Module, loss_fn: nn.Module, data: Tra
             ] if device.type == "cuda" else []
     results: list[CheckResult] = []
     full_gradcheck = None
-    with torch.random.fork_rng(devices=cuda):
+    with torch.random.fork_rng(devices=cuda), _one_thread_on_cpu(device):
         # Seeded here so that dropout draws the same masks in the checks from run to run.
         torch.random.default_generator.manual_seed(seed)
         if cuda:
@@ -103,24 +106,41 @@ def run_preflight(spec: JobSpec, model: nn.Module, loss_fn: nn.Module, data: Tra
                              settings.stop_on_fail), full_gradcheck)
 
 
+@contextmanager
+def _one_thread_on_cpu(device: torch.device) -> Iterator[None]:
+    """Hundreds of steps on 16 samples: on the CPU, waking torch's thread pool for each
+    operation costs more than it saves, and on a busy machine many times more (measured on
+    2 shared cores: 300 steps of digits-mlp in 0.4 s on one thread, 239 steps in 10 s on
+    two)."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _gradient_check(spec: JobSpec, model: nn.Module, loss_fn: nn.Module, data: TrainData,
                     left_s: float, overfit_follows: bool
                     ) -> tuple[CheckResult, GradcheckReport | None]:
-    """On the first GRADCHECK_SAMPLES training samples, as `"gradcheck": true` always was.
-    Within the budget it may take half of what is left when the overfit check follows, all
-    of it otherwise; `"gradcheck": true` asks for it whatever it costs."""
+    """On the first GRADCHECK_SAMPLES training samples, as `"gradcheck": true` always was,
+    at PREFLIGHT_COORDINATES entries per tensor. Within the budget it may take half of what
+    is left when the overfit check follows, all of it otherwise. `"gradcheck": true` asks
+    for the full check (models/gradcheck.py's 30 entries per tensor) whatever it costs."""
     n = min(GRADCHECK_SAMPLES, len(data.x_train))
     x, y = data.x_train[:n], data.y_train[:n]
     allowed = left_s / 2 if overfit_follows else left_s
-    if not spec.gradcheck:
-        cost = gradcheck_cost_s(model, x)
-        if cost > allowed:
-            return CheckResult(
-                "gradcheck", "skipped",
-                f"would take about {cost:.1f} s, over the {allowed:.1f} s of the time budget "
-                "it may take; raise preflight.time_budget_s, or run POST /v1/gradcheck",
-                data={"estimated_s": cost}), None
-    return gradient_check(model, loss_fn, x, y, spec.training.seed)
+    if spec.gradcheck:
+        return gradient_check(model, loss_fn, x, y, spec.training.seed)
+    cost = gradcheck_cost_s(model, x, PREFLIGHT_COORDINATES)
+    if cost > allowed:
+        return CheckResult(
+            "gradcheck", "skipped",
+            f"would take about {cost:.1f} s, over the {allowed:.1f} s of the time budget it "
+            "may take; raise preflight.time_budget_s, or run POST /v1/gradcheck",
+            data={"estimated_s": cost}), None
+    return gradient_check(model, loss_fn, x, y, spec.training.seed, PREFLIGHT_COORDINATES)
 
 
 def _report(results: list[CheckResult], seconds: float, budget_s: float,

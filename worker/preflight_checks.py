@@ -35,6 +35,10 @@ OVERFIT_LOSS_SHARE = 0.05  # "near zero": the loss below this share of where it 
 INITIAL_LOSS_SAMPLES = 256
 REGRESSION_RATIO = 10.0  # mse's allowance over the loss of predicting the mean; see allowed_ratio
 GRADCHECK_SAMPLES = 8  # as the `"gradcheck": true` preflight always has: batchnorm needs 2+
+# Entries checked per tensor by the default preflight: a third of models/gradcheck.py's 30
+# (what `"gradcheck": true` and POST /v1/gradcheck check), for a third of the cost on every
+# job. A broken backward is wrong at nearly every entry, so 10 find it as surely.
+PREFLIGHT_COORDINATES = 10
 
 # models/gradcheck.py's verdicts (below 1e-7 correct, below 1e-5 worth a look, below 1e-3
 # suspect, else wrong) as the preflight's: "worth a look" passes, since float64 differences
@@ -137,12 +141,12 @@ def initial_loss(spec: JobSpec, model: nn.Module, loss_fn: nn.Module, x: torch.T
                                         initial_loss_actions(spec, task, y)))
 
 
-def gradcheck_cost_s(model: nn.Module, x: torch.Tensor) -> float:
+def gradcheck_cost_s(model: nn.Module, x: torch.Tensor, max_coordinates: int) -> float:
     """About how long check_gradients takes on `x`: one float64 forward on the CPU, timed,
     times the forwards it runs (two per coordinate checked)."""
     net = copy.deepcopy(model).to(device="cpu", dtype=torch.float64).train()
     x64 = x.detach().to(device="cpu", dtype=torch.float64)
-    coordinates = sum(min(p.numel(), MAX_COORDINATES) for p in net.parameters()
+    coordinates = sum(min(p.numel(), max_coordinates) for p in net.parameters()
                       if p.requires_grad)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the check runs
@@ -157,15 +161,18 @@ def gradcheck_cost_s(model: nn.Module, x: torch.Tensor) -> float:
 
 
 def gradient_check(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   seed: int) -> tuple[CheckResult, GradcheckReport]:
-    report = check_gradients(model, loss_fn, x, y, seed=seed)
+                   seed: int, max_coordinates: int = MAX_COORDINATES
+                   ) -> tuple[CheckResult, GradcheckReport]:
+    report = check_gradients(model, loss_fn, x, y, seed=seed, max_coordinates=max_coordinates)
     worst = report.worst()
     verdict = GRADCHECK_VERDICTS[report.verdict]
     if worst is None:
         return CheckResult("gradcheck", verdict, "no trainable parameters to check"), report
     data = {"relative_error": worst.relative_error, "tensors": len(report.tensors),
-            "samples": report.batch_size, "eps": report.eps}
-    evidence = (f"{len(report.tensors)} tensors on {report.batch_size} training samples: "
+            "samples": report.batch_size, "eps": report.eps,
+            "coordinates": sum(t.coordinates for t in report.tensors)}
+    evidence = (f"{len(report.tensors)} tensors ({data['coordinates']} entries) on "
+                f"{report.batch_size} training samples: "
                 f"worst relative error {worst.relative_error:.2e} ({worst.name}), "
                 f"'{report.verdict}' (below 1e-7 correct, below 1e-5 worth a look, below "
                 "1e-3 suspect, else wrong); the full report: POST /v1/gradcheck, or "

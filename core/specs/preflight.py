@@ -30,8 +30,9 @@ class PreflightSpec(StrictModel):
         "cannot finish is skipped, or stopped and reported 'warn'",
     )
     stop_on_fail: StrictBool = Field(
-        False, description="fail the job, naming the check, when a check fails; false: "
-        "record the report and train anyway",
+        False, examples=[True],
+        description="fail the job, naming the check, when a check fails; false: record the "
+        "report and train anyway",
     )
 
     @field_validator("checks")
