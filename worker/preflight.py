@@ -82,18 +82,22 @@ def run_preflight(spec: JobSpec, model: nn.Module, loss_fn: nn.Module, data: Tra
         torch.random.default_generator.manual_seed(seed)
         if cuda:
             torch.cuda.manual_seed(seed)
-        rows = sample_rows(len(data.x_train), INITIAL_LOSS_SAMPLES, seed).to(data.y_train.device)
+        # At most 4 batches' worth: a forward without gradients of that many fits wherever
+        # the job's own steps do.
+        wanted = min(INITIAL_LOSS_SAMPLES, 4 * spec.training.batch_size)
+        rows = sample_rows(len(data.x_train), max(wanted, OVERFIT_SAMPLES), seed
+                           ).to(data.y_train.device)
         x, y = data.x_train[rows], data.y_train[rows]
         if spec.gradcheck and "gradcheck" not in names:
             names.append("gradcheck")  # for summary.gradcheck alone
-        for name in names:
+        for at, name in enumerate(names):
             began = time.monotonic()
             left = deadline - began
             if name == "initial_loss":
                 result = initial_loss(spec, model, loss_fn, x, y, data.task)
             elif name == "gradcheck":
                 result, full_gradcheck = _gradient_check(spec, model, loss_fn, data, left,
-                                                         "overfit_small_batch" in names)
+                                                         "overfit_small_batch" in names[at:])
             else:
                 result = overfit_small_batch(spec, model, loss_fn, x[:OVERFIT_SAMPLES],
                                              y[:OVERFIT_SAMPLES], data.task, deadline)
