@@ -2,7 +2,7 @@
 layer is a suspicious initial loss; heavy dropout or a tiny rate cannot fit 16 samples; the
 network and torch's RNG are left as they were, so a job's trained weights are bit for bit
 those of the same job without a preflight (through the real worker); stop_on_fail fails the
-job naming the check.
+job naming the check, and `traindock show --preflight` and the job page show why.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from core.jobspec import JobSpec
 from models.build import build_model
 from models.losses import build_loss
 from tests.conftest import ROOT, load_example, wait_for_state
+from tests.test_dashboard import browser, expect, page  # noqa: F401 - fixtures, the job page
 from worker.data import prepare_data
 from worker.preflight import run_preflight
 
@@ -199,7 +200,8 @@ def test_the_trained_weights_are_bit_identical_with_preflight_on_and_off(client,
             == {k: v for k, v in jobs["off"]["summary"]["latest"].items() if k not in timing})
 
 
-def test_stop_on_fail_fails_the_job_naming_the_check(client, worker, api_url):
+def test_stop_on_fail_fails_the_job_naming_the_check(
+        client, worker, api_url, page) -> None:  # noqa: F811 - page: the imported fixture
     spec = _small_job(optimizer={"type": "adam", "lr": 1e-7},
                       preflight={"checks": ["overfit_small_batch"], "stop_on_fail": True})
     response = client.post("/v1/jobs", json=spec)
@@ -221,3 +223,7 @@ def test_stop_on_fail_fails_the_job_naming_the_check(client, worker, api_url):
     assert re.search(r"^overfit_small_batch +fail +\d+\.\d\d$", shown.stdout, re.M), shown.stdout
     assert "error: cannot_overfit_small_batch" in shown.stdout
     assert "  try optimizer.lr = 0.001: at 1e-07 the weights barely move" in shown.stdout
+
+    page.goto(f"/jobs/{job['id']}")
+    expect(page.locator("#job-notes li.preflight-fail")).to_contain_text(
+        "preflight overfit_small_batch: fail: after 300 steps on 16 training samples")
