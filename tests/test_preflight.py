@@ -137,6 +137,18 @@ def test_a_tiny_budget_skips_or_stops_rather_than_failing():
     assert preflight.report["findings"] == []
 
 
+def test_a_check_that_cannot_run_is_skipped_and_the_job_trains(monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\n(more detail)")
+
+    monkeypatch.setattr("worker.preflight.overfit_small_batch", out_of_memory)
+    report = _preflight(load_example("moons-bce"))[0].report
+    check = _checks(report)["overfit_small_batch"]
+    assert check["verdict"] == "skipped"
+    assert check["evidence"] == "could not run: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert report["verdict"] == "pass"  # skipped counts as neither warn nor fail
+
+
 def test_preflight_off_or_fewer_checks():
     document = load_example("moons-bce")
     document["preflight"] = {"enabled": False}

@@ -16,6 +16,7 @@ a 'wrong' verdict, as it always has.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,8 @@ from worker.preflight_checks import (
 )
 
 VERDICT_ORDER = ("skipped", "pass", "warn", "fail")
+
+log = logging.getLogger(__name__)
 
 
 class PreflightFailed(RuntimeError):
@@ -93,21 +96,36 @@ def run_preflight(spec: JobSpec, model: nn.Module, loss_fn: nn.Module, data: Tra
         for at, name in enumerate(names):
             began = time.monotonic()
             left = deadline - began
-            if name == "initial_loss":
-                result = initial_loss(spec, model, loss_fn, x, y, data.task)
-            elif name == "gradcheck":
-                result, full_gradcheck = _gradient_check(spec, model, loss_fn, data, left,
-                                                         "overfit_small_batch" in names[at:])
-            else:
-                result = overfit_small_batch(spec, model, loss_fn, x[:OVERFIT_SAMPLES],
-                                             y[:OVERFIT_SAMPLES], data.task, deadline)
+            try:
+                if name == "initial_loss":
+                    result = initial_loss(spec, model, loss_fn, x, y, data.task)
+                elif name == "gradcheck":
+                    result, full_gradcheck = _gradient_check(
+                        spec, model, loss_fn, data, left, "overfit_small_batch" in names[at:])
+                else:
+                    result = overfit_small_batch(spec, model, loss_fn, x[:OVERFIT_SAMPLES],
+                                                 y[:OVERFIT_SAMPLES], data.task, deadline)
+            except Exception as exc:
+                # A check that cannot run (out of memory for its copy of the network, say)
+                # says so and leaves the job to train; "gradcheck": true fails as it always has.
+                if name == "gradcheck" and spec.gradcheck:
+                    raise
+                log.warning("preflight %s could not run: %s", name, exc)
+                result = CheckResult(name, "skipped", f"could not run: {_first_line(exc)}")
             result.seconds = time.monotonic() - began
             if name in settings.checks and settings.enabled:
                 results.append(result)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the copies' memory, back for the job's own steps
     if not results:
         return Preflight(None, full_gradcheck)
     return Preflight(_report(results, time.monotonic() - started, settings.time_budget_s,
                              settings.stop_on_fail), full_gradcheck)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextmanager
@@ -158,7 +176,8 @@ def _report(results: list[CheckResult], seconds: float, budget_s: float,
         if stop_on_fail and result.verdict == "fail":
             finding["severity"] = "error"  # the job fails because of it
         findings.append(finding)
-    return {"verdict": "pass" if verdict == "skipped" else verdict,
+    # The worst verdict, a skipped check counting least: "skipped" only when all were.
+    return {"verdict": verdict,
             "seconds": round(seconds, 4), "time_budget_s": budget_s,
             "checks": [r.as_dict() for r in results], "findings": findings}
 
