@@ -118,7 +118,9 @@ class StartupOut(BaseModel):
     model_s: float = Field(0.0, description="building the network")
     optimizer_s: float = Field(0.0, description="building the optimizer and its schedule")
     resume_s: float = Field(
-        0.0, description="finding and loading a checkpoint, trimming metrics, a gradcheck")
+        0.0, description="finding and loading a checkpoint, trimming metrics")
+    preflight_s: float = Field(
+        0.0, description="the preflight checks (spec preflight, or \"gradcheck\": true)")
     first_step_s: float = Field(description="the loop's set-up and its first step")
     total_s: float = Field(description="the start-up's whole time, the phases together")
     first_step_at: datetime | None = Field(None, description="when the first step ended")

@@ -11,6 +11,7 @@ from pathlib import Path
 from cli.findings import diagnosis_block
 from cli.http import ApiError
 from cli.jobref import resolve_job
+from cli.preflight import format_preflight
 from cli.startup import format_startup
 from cli.watch import watch_to_end
 from traindock.transport import Transport
@@ -72,6 +73,9 @@ def run_show(api: Transport, args: argparse.Namespace) -> int:
     job = api.get(f"/v1/jobs/{resolve_job(api, args.job)}")
     if args.startup:
         print(format_startup(job.get("startup")))
+        return 0
+    if args.preflight:
+        print(format_preflight(job.get("summary")))
         return 0
     findings = diagnosis_block(job)
     if findings:

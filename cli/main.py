@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("job", help=JOB_HELP)
     show.add_argument("--startup", action="store_true",
                       help="only where its start-up went, phase by phase, as a table")
+    show.add_argument("--preflight", action="store_true",
+                      help="only the checks run before its first step, and their findings")
 
     metrics = client_verb("metrics", "the latest value of every metric, or every point")
     metrics.add_argument("job", help=JOB_HELP)

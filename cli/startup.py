@@ -10,7 +10,7 @@ from cli.format import render_table
 # In the order they run; their times add up to total_s.
 PHASES = (("interpreter_s", "interpreter"), ("imports_s", "imports"), ("job_s", "job"),
           ("data_s", "data"), ("model_s", "model"), ("optimizer_s", "optimizer"),
-          ("resume_s", "resume"), ("first_step_s", "first step"))
+          ("resume_s", "resume"), ("preflight_s", "preflight"), ("first_step_s", "first step"))
 
 
 def format_startup(startup: dict[str, Any] | None) -> str:

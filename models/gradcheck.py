@@ -112,7 +112,10 @@ def check_gradients(
     with torch.random.fork_rng(devices=[]), _one_thread():
 
         def loss_at() -> torch.Tensor:
-            torch.manual_seed(seed)  # the same dropout mask for every forward
+            # The same dropout mask for every forward. The CPU generator alone: the copy is
+            # on the CPU, and torch.manual_seed would also queue a CUDA seeding, with a
+            # captured stack, on every forward of a process without CUDA initialised.
+            torch.random.default_generator.manual_seed(seed)
             return criterion(net(x), y)
 
         net.zero_grad(set_to_none=True)

@@ -16,14 +16,13 @@ from torch import nn
 
 from core import datasets
 from core.jobspec import JobSpec
-from core.specs.loss import CrossEntropyLoss
 from models import spec as s
 from models.build import build_model
 from models.gradcheck import check_gradients, relative_error, verdict_for
 from models.layers import REGISTRY
 from tests.conftest import wait_for_state
 from worker.callbacks import Summary
-from worker.child import GradientCheckFailed, _gradient_preflight
+from worker.child import GradientCheckFailed, _preflight
 
 
 def _then_linear(*layers: dict) -> list[dict]:
@@ -290,21 +289,35 @@ def test_a_network_without_dropout_or_batchnorm_says_nothing_about_them():
 def test_the_preflight_fails_on_a_wrong_gradient_naming_the_tensor():
     x, y = _batch((4,), n=10)
     sink = SimpleNamespace(summary=Summary(), progress={}, flush_all=lambda: None)
-    spec = SimpleNamespace(gradcheck=True, gradcheck_eps=1e-6,
-                           loss=CrossEntropyLoss(type="cross_entropy"),
-                           training=SimpleNamespace(seed=0))
+    # "gradcheck": true runs the check with the preflight off too, and fails on "wrong".
+    spec = JobSpec.model_validate({**_moons_spec(gradcheck=True), "preflight": {"enabled": False}})
     job = SimpleNamespace(summary={}, progress={"total_steps": 7})
-    data = SimpleNamespace(x_train=x, y_train=y)
+    data = SimpleNamespace(x_train=x, y_train=y, task="classification")
 
     with pytest.raises(GradientCheckFailed, match=r"2\.weight \[5\] has relative error"):
-        _gradient_preflight(spec, job, False, _scaled_net(1.5), data, sink)
+        _preflight(spec, job, False, _scaled_net(1.5), data, torch.device("cpu"), sink)
     assert sink.summary.as_dict()["gradcheck"]["verdict"] == "wrong"
     assert sink.summary.as_dict()["gradcheck"]["batch_size"] == 8
+    assert "preflight" not in sink.summary.as_dict()
 
     resumed = SimpleNamespace(summary=Summary(), progress={}, flush_all=None)
-    job.summary = {"gradcheck": {"verdict": "correct"}}
-    _gradient_preflight(spec, job, True, _scaled_net(1.5), data, resumed)  # does not check
+    job.summary = {"gradcheck": {"verdict": "correct"}, "preflight": {"verdict": "pass"}}
+    _preflight(spec, job, True, _scaled_net(1.5), data, torch.device("cpu"), resumed)  # no check
     assert resumed.summary.as_dict()["gradcheck"] == {"verdict": "correct"}
+    assert resumed.summary.as_dict()["preflight"] == {"verdict": "pass"}
+
+
+def test_the_default_preflight_reports_a_wrong_gradient_as_a_failed_check_and_trains_on():
+    x, y = _batch((4,), n=10)
+    sink = SimpleNamespace(summary=Summary(), progress={}, flush_all=lambda: None)
+    spec = JobSpec.model_validate(_moons_spec())
+    data = SimpleNamespace(x_train=x, y_train=y, task="classification")
+    _preflight(spec, SimpleNamespace(summary={}), False, _scaled_net(1.5), data,
+               torch.device("cpu"), sink)  # stop_on_fail is false: no exception
+    report = sink.summary.as_dict()["preflight"]
+    check = {c["name"]: c for c in report["checks"]}["gradcheck"]
+    assert check["verdict"] == "fail" and "2.weight" in check["evidence"]
+    assert "gradcheck" not in sink.summary.as_dict()  # the full report only when asked
 
 
 def _moons_spec(**extra) -> dict:

@@ -24,7 +24,7 @@ from tests.test_up import StartUp, start_up  # noqa: F401 - the fixture for the 
 from tests.test_warm_child import _warm_children
 
 PHASES = ("interpreter_s", "imports_s", "job_s", "data_s", "model_s", "optimizer_s",
-          "resume_s", "first_step_s")
+          "resume_s", "preflight_s", "first_step_s")
 
 
 def small_spec(name: str, epochs: int = 2) -> dict:

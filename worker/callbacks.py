@@ -62,6 +62,10 @@ class Summary:
     def add_report(self, key: str, report: dict[str, Any]) -> None:
         self._reports[key] = report
 
+    def report(self, key: str) -> Any | None:
+        """The report kept under `key`, or None."""
+        return self._reports.get(key)
+
     def set_notes(self, notes: list[str]) -> None:
         """What the user should know about how the run went (LoopState.notes)."""
         self._notes = list(notes)

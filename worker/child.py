@@ -36,7 +36,6 @@ from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
 from core.settings import Settings, get_settings
 from models.build import build_model
-from models.gradcheck import check_gradients
 from models.losses import build_loss
 from worker.callbacks import CheckpointSink, DatabaseGone, LeaseLost, MetricSink, Summary
 from worker.checkpoints import load_checkpoint, restore_loop_state, sha256_of
@@ -55,6 +54,7 @@ from worker.exit_codes import (
 )
 from worker.lr_find import find_learning_rate
 from worker.optim import build_optimizer
+from worker.preflight import PreflightFailed, failure_message, run_preflight
 from worker.startup import Startup, after_first_step, queue_seconds, store_startup
 from worker.train import (
     LoopState,
@@ -171,8 +171,17 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
         start = _resume_point(db, settings, job, model, optimizer, scheduler, device)
         metric_sink = MetricSink(db, job_id, attempt, settings.metric_flush_s,
                                  settings.db_retry_s, start.progress, start.summary)
-        _gradient_preflight(spec, job, start.state is not None, model, data, metric_sink)
         phases.mark("resume")
+        try:
+            _preflight(spec, job, start.state is not None, model, data, device, metric_sink)
+        except PreflightFailed:
+            # The job ends before training: its diagnosis is the preflight's findings.
+            preflight = metric_sink.summary.report("preflight") or {}
+            metric_sink.summary.add_report("diagnosis", {
+                "final": True, "step": 0, "findings": preflight.get("findings", [])})
+            metric_sink.flush_all()
+            raise
+        phases.mark("preflight")
         diagnosis = DiagnosisCallback(
             facts_from_spec(spec, task=data.task, num_classes=data.num_classes,
                             total_steps=plan.total_steps),
@@ -214,7 +223,7 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
         log.error("%s", exc)
         _record(db, job_id, attempt, str(exc))
         return EXIT_DISK_FULL
-    except (TrainingDiverged, NoCuda, GradientCheckFailed) as exc:
+    except (TrainingDiverged, NoCuda, GradientCheckFailed, PreflightFailed) as exc:
         _record(db, job_id, attempt, str(exc))
         return EXIT_TRAINING_ERROR
     except Exception as exc:
@@ -297,36 +306,46 @@ def _intact_checkpoint(path: Path, sha256: str) -> tuple[dict | None, str]:
         return None, f"unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
 
 
-PREFLIGHT_BATCH = 8  # samples the gradient check runs on: enough for batchnorm's statistics
-
-
 class GradientCheckFailed(RuntimeError):
     """The `"gradcheck": true` preflight found autograd disagreeing with numerical gradients."""
 
 
-def _gradient_preflight(spec: JobSpec, job, resumed: bool, model: torch.nn.Module, data,
-                        metric_sink: MetricSink) -> None:
-    """Check gradients on the first training samples before the first step, and keep the
-    report in summary.gradcheck (written at once, so a failed job shows it too). A resumed
-    attempt carries the first attempt's report over instead of checking again."""
-    if not spec.gradcheck:
-        return
+def _preflight(spec: JobSpec, job, resumed: bool, model: torch.nn.Module, data,
+               device: torch.device, metric_sink: MetricSink) -> None:
+    """Run the preflight (worker/preflight.py) before the first step and keep its report in
+    summary.preflight, and with `"gradcheck": true` the gradient check's in
+    summary.gradcheck; written at once, so that a job that fails shows them. A resumed
+    attempt carries the first attempt's reports over instead of checking again: its network
+    is no longer the initial one."""
+    if spec.range_test is not None:
+        return  # a range test trains at rates up to a blow-up by design: nothing to check first
     if resumed:
-        if "gradcheck" in (job.summary or {}):
-            metric_sink.summary.add_report("gradcheck", job.summary["gradcheck"])
+        for key in ("preflight", "gradcheck"):
+            if key in (job.summary or {}):
+                metric_sink.summary.add_report(key, job.summary[key])
         return
-    n = min(PREFLIGHT_BATCH, len(data.x_train))
-    report = check_gradients(model, build_loss(spec.loss), data.x_train[:n], data.y_train[:n],
-                             eps=spec.gradcheck_eps, seed=spec.training.seed)
-    metric_sink.summary.add_report("gradcheck", report.as_dict())
+    preflight = run_preflight(spec, model, build_loss(spec.loss), data, device)
+    if preflight.report is None and preflight.gradcheck is None:
+        return
+    if preflight.report is not None:
+        metric_sink.summary.add_report("preflight", preflight.report)
+        log.info("preflight %s in %.2f s: %s", preflight.report["verdict"],
+                 preflight.report["seconds"],
+                 ", ".join(f"{c['name']} {c['verdict']}" for c in preflight.report["checks"]))
+    report = preflight.gradcheck
+    if spec.gradcheck and report is not None:
+        metric_sink.summary.add_report("gradcheck", report.as_dict())
     metric_sink.flush_all()
-    worst = report.worst()
-    if report.verdict == "wrong" and worst is not None:
+    worst = report.worst() if spec.gradcheck and report is not None else None
+    if worst is not None and report.verdict == "wrong":
         raise GradientCheckFailed(
             f"gradient check failed: {worst.name} {list(worst.shape)} has relative error "
             f"{worst.relative_error:.2e} between autograd and numerical gradients (above 1e-3); "
             "see summary.gradcheck, or set gradcheck to false to train anyway"
         )
+    failed = preflight.failed_check()
+    if failed is not None and spec.preflight.stop_on_fail:
+        raise PreflightFailed(failure_message(failed))
 
 
 def _find_learning_rate(spec: JobSpec, model: torch.nn.Module, optimizer, data,

@@ -15,6 +15,7 @@ from worker.state import LoopState, Point
 from worker.train import Preempted, TrainingDiverged
 
 CHECKED_BY = ("train_loss", "val_loss")  # an epoch's end or an evaluation: a check
+_SEVERITY = {"error": 0, "warning": 1, "info": 2}
 
 
 class DiagnosisCallback:
@@ -22,6 +23,11 @@ class DiagnosisCallback:
                  flush: Callable[[], None] = lambda: None,
                  cancelled: Callable[[], bool] = lambda: False) -> None:
         self.engine = Diagnosis(facts)
+        # What the preflight found before the first step (summary.preflight, this attempt's or
+        # carried over from the first): shown with the run's own findings, at step 0.
+        preflight = summary.report("preflight") or {}
+        self.before_training = [f for f in preflight.get("findings", [])
+                                if isinstance(f, dict) and "name" in f]
         self.facts = facts
         self.summary = summary
         self.flush = flush  # writes the summary (the metric sink's flush_all)
@@ -81,4 +87,10 @@ class DiagnosisCallback:
         self.flush()
 
     def _report(self, final: bool) -> None:
-        self.summary.add_report("diagnosis", self.engine.report(final=final))
+        report = self.engine.report(final=final)
+        # The run's own finding of a name comes first: it rests on the whole run.
+        named = {f["name"] for f in report["findings"]}
+        found = report["findings"] + [f for f in self.before_training if f["name"] not in named]
+        report["findings"] = sorted(found, key=lambda f: (_SEVERITY.get(f.get("severity"), 3),
+                                                          f.get("since_step", 0)))
+        self.summary.add_report("diagnosis", report)

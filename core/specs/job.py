@@ -14,6 +14,7 @@ from core.specs.lr_find import LrFindSpec
 from core.specs.metrics import MetricsSpec
 from core.specs.notify import NotifySpec
 from core.specs.optimizer import AdamSpec, OptimizerSpec
+from core.specs.preflight import PreflightSpec
 from core.specs.regularization import RegularizationSpec
 from core.specs.schedule import ConstantSchedule, ScheduleSpec
 from core.specs.training import ResourcesSpec, TrainingSpec
@@ -59,11 +60,17 @@ class JobSpec(StrictModel):
         None, description="POST a signed JSON event to a URL when the job changes state "
         "(docs/integration.md, Webhooks)",
     )
+    preflight: PreflightSpec = Field(
+        default_factory=PreflightSpec,
+        description="checks on a copy of the network before training (the loss at "
+        "initialisation, a gradient check, fitting 16 samples); the report lands in "
+        "summary.preflight, and the run itself is the same as without them",
+    )
     gradcheck: StrictBool = Field(
         False,
         description="before training, compare autograd with numerical gradients on a small "
-        "training batch (see POST /v1/gradcheck); the report lands in summary.gradcheck and a "
-        "'wrong' verdict fails the job",
+        "training batch (see POST /v1/gradcheck), whatever preflight says; the full report "
+        "lands in summary.gradcheck and a 'wrong' verdict fails the job",
     )
     gradcheck_eps: float = Field(
         DEFAULT_EPS, ge=MIN_EPS, le=MAX_EPS,

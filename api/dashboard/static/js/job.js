@@ -242,12 +242,19 @@ function renderStats() {
 }
 
 // What the job said beyond its metrics: validation warnings, the run's notes (early
-// stopping, a precision or compile fallback) and the gradient check's verdict.
+// stopping, a precision or compile fallback), the preflight checks that did not pass and the
+// gradient check's verdict.
 function renderNotes() {
   const items = [
     ...(job.model?.warnings || []).map((text) => ["warning", `warning: ${text}`]),
     ...(job.summary?.notes || []).map((text) => ["note", text]),
   ];
+  for (const item of job.summary?.preflight?.checks || []) {
+    if (item.verdict === "warn" || item.verdict === "fail") {
+      items.push([`preflight-${item.verdict}`,
+        `preflight ${item.name}: ${item.verdict}: ${item.evidence}`]);
+    }
+  }
   const check = job.summary?.gradcheck;
   if (check) {
     const worst = [...check.tensors].sort((a, b) => b.relative_error - a.relative_error)[0];
@@ -348,8 +355,9 @@ function renderModel(model) {
 }
 
 // The stored spec comes back in the database's key order; show it in the order one writes it.
-const SPEC_ORDER = ["name", "mode", "lr_find", "dataset", "model", "loss", "optimizer", "schedule", "training",
-  "regularization", "metrics", "resources", "max_attempts", "gradcheck"];
+const SPEC_ORDER = ["name", "mode", "lr_find", "dataset", "model", "loss", "optimizer", "schedule",
+  "training", "regularization", "metrics", "resources", "max_attempts", "preflight", "gradcheck",
+  "gradcheck_eps"];
 
 function readingOrder(spec) {
   const keys = Object.keys(spec).sort((a, b) =>

@@ -6,7 +6,7 @@ import { el } from "./api.js";
 const PHASES = [
   ["interpreter_s", "interpreter"], ["imports_s", "imports"], ["job_s", "job"],
   ["data_s", "data"], ["model_s", "model"], ["optimizer_s", "optimizer"],
-  ["resume_s", "resume"], ["first_step_s", "first step"],
+  ["resume_s", "resume"], ["preflight_s", "preflight"], ["first_step_s", "first step"],
 ];
 
 const seconds = (value) => `${value < 10 ? value.toFixed(2) : value.toFixed(1)} s`;
