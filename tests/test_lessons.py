@@ -2,13 +2,11 @@
 after its file and is documented in docs/lessons.md; the diagnosis benchmark's manifest names
 specs that exist and findings the contract knows.
 
-A few lessons need a spec field that is not on every server yet (NEEDS): until it is, the
-server must refuse that field and nothing else, and accept the spec without it, so the rest
-of the lesson is checked either way."""
+The lessons that use the lesson knobs (`dataset.n_train`, the textbook Xavier's gain) are
+checked as the others: they validate with no warning."""
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
@@ -17,16 +15,6 @@ from tests.conftest import ROOT
 
 LESSONS = ROOT / "examples" / "lessons"
 SPECS = sorted(str(path.relative_to(LESSONS).with_suffix("")) for path in LESSONS.glob("*/*.json"))
-# spec -> the path of the field it needs, for lessons written ahead of their knob.
-NEEDS = {
-    "overfitting/none": ("dataset", "n_train"),
-    "overfitting/dropout": ("dataset", "n_train"),
-    "overfitting/l2": ("dataset", "n_train"),
-    "overfitting/early-stopping": ("dataset", "n_train"),
-    "augmentation/none": ("dataset", "n_train"),
-    "augmentation/shift": ("dataset", "n_train"),
-    "init/xavier": ("model", "init", "gain"),
-}
 # Lessons whose point is something the validator may warn about.
 MAY_WARN = {"standardisation/none"}
 # The contract's stable finding names (docs/lessons.md, /v1/jobs/{id} diagnosis).
@@ -41,22 +29,12 @@ def load(name: str) -> dict:
     return json.loads((LESSONS / f"{name}.json").read_text())
 
 
-def without(spec: dict, path: tuple[str, ...]) -> dict:
-    stripped = copy.deepcopy(spec)
-    parent = stripped
-    for key in path[:-1]:
-        parent = parent[key]
-    del parent[path[-1]]
-    return stripped
-
-
 def test_there_is_a_lesson_for_each_classic() -> None:
     lessons = {name.split("/")[0] for name in SPECS}
     assert lessons == {
         "learning-rate", "deep-sigmoid", "init", "optimizers", "overfitting", "batch-size",
         "warmup", "augmentation", "standardisation", "sparsity", "cnn-params", "residual",
     }
-    assert set(NEEDS) <= set(SPECS)
     optimizers = {load(name)["optimizer"]["type"] + str(load(name)["optimizer"].get("momentum", ""))
                   for name in SPECS if name.startswith("optimizers/")}
     assert optimizers == {"sgd", "sgd0.9", "adagrad", "adadelta", "rmsprop", "adam"}
@@ -71,17 +49,10 @@ def test_the_lesson_is_named_after_its_file(name: str) -> None:
 def test_the_lesson_validates(name: str, client) -> None:
     spec = load(name)
     response = client.post("/v1/jobs/validate", json=spec)
-    if response.status_code != 200:
-        # Only a lesson written ahead of its knob may be refused, and only for that field.
-        assert name in NEEDS, response.text
-        path = NEEDS[name]
-        fields = [error["field"] for error in response.json()["detail"]]
-        assert len(fields) == 1 and fields[0].endswith(path[-1]), response.text
-        assert fields[0].startswith(path[0]), response.text
-        response = client.post("/v1/jobs/validate", json=without(spec, path))
-        assert response.status_code == 200, response.text
+    assert response.status_code == 200, response.text
     if name not in MAY_WARN:
         assert response.json()["warnings"] == [], response.json()["warnings"]
+
 
 
 def test_the_cnn_heads_differ_only_in_their_parameters(client) -> None:
