@@ -246,4 +246,9 @@ def test_job_page_shows_warnings_notes_the_gradient_check_and_the_summary(page, 
                                  f"{model['non_trainable_params']:,}",
                                  f"{model['total_flops']:,}"])
     expect(page.locator("#card-update")).to_be_visible()
+    # The diagnosis's statistics: a ReLU layer's inactive share and every layer's near-zero
+    # weights; no sigmoid or tanh here, so no saturation chart.
+    expect(page.locator("#card-dead")).to_be_visible()
+    expect(page.locator("#card-zero")).to_be_visible()
+    expect(page.locator("#card-saturated")).to_be_hidden()
     screenshot(page, "notes")

@@ -27,6 +27,13 @@ const CHARTS = [
   { id: "grad", title: "Gradient norm per layer (log scale)", logY: true, prefix: "grad_norm/" },
   { id: "update", title: "Update / weight ratio per layer (log scale)", logY: true,
     prefix: "update_ratio/" },
+  // The diagnosis's statistics (docs/diagnosis.md), at each evaluation.
+  { id: "dead", title: "Inactive units per layer (share, evaluation batch)",
+    prefix: "dead_share/" },
+  { id: "saturated", title: "Saturated units per layer (share, evaluation batch)",
+    prefix: "saturated_share/" },
+  { id: "zero", title: "Near-zero weights per layer (share: L1 sparsity)",
+    prefix: "zero_weight_share/" },
 ];
 
 const jobId = decodeURIComponent(location.pathname.split("/")[2] || "");
