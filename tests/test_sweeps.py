@@ -5,7 +5,11 @@ with them, and bad sweeps are 422s naming the field before any trial starts."""
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 
@@ -13,7 +17,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import load_example, wait_for_state
+from tests.conftest import ROOT, load_example, wait_for_state
 
 
 def tiny_base(**training) -> dict:
@@ -44,19 +48,27 @@ def sweep_jobs(database_url: str, sweep_id: str) -> list[tuple]:
             "WHERE sweep_id = %s ORDER BY trial_number, trial_repeat", (sweep_id,)).fetchall()
 
 
-def test_a_grid_runs_every_point_once_and_repeats_aggregate(client, worker, database_url):
+def cli(api_url: str, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINDOCK_")}
+    return subprocess.run([sys.executable, "-m", "cli.main", *args, "--url", api_url],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_grid_runs_every_point_once_and_repeats_aggregate(client, api_url, worker,
+                                                             database_url, tmp_path):
     lrs = [0.003, 0.3]  # two points, two seeds each: four jobs on the one test worker
     body = {"name": f"grid-{uuid.uuid4().hex[:6]}", "base": tiny_base(), "method": "grid",
             "parameters": {"optimizer.lr": {"values": lrs}}, "repeats": 2, "parallelism": 1,
             "objective": {"metric": "val_loss", "at": "final"}}
-    created = client.post("/v1/sweeps", json=body)
-    assert created.status_code == 201, created.text
-    sweep_id = created.json()["id"]
-    assert created.json()["trials_planned"] == 2
-    # parallelism counts configurations: one at a time, its two repeats queued together
-    assert [len(t["jobs"]) for t in created.json()["trials"]] == [2]
-    sweep = wait_for_sweep(client, sweep_id, {"succeeded", "failed"})
-    assert sweep["state"] == "succeeded", sweep
+    (tmp_path / "sweep.json").write_text(json.dumps(body))
+    watched = cli(api_url, "sweep", str(tmp_path / "sweep.json"), "--watch")
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    sweep_id = watched.stdout.splitlines()[0]
+    table = watched.stdout.strip().split("\n\n")[-1]  # the last drawing: both trials, the best starred
+    assert "succeeded, 2/2 trials ended" in table, watched.stdout
+    assert sum(line.startswith("*") for line in table.splitlines()) == 1, table
+    sweep = client.get(f"/v1/sweeps/{sweep_id}").json()
+    assert sweep["state"] == "succeeded" and sweep["trials_planned"] == 2, sweep
 
     rows = sweep_jobs(database_url, sweep_id)
     assert sorted((n, r) for _, n, r, *_ in rows) == [(n, r) for n in range(2) for r in range(2)]
@@ -79,6 +91,13 @@ def test_a_grid_runs_every_point_once_and_repeats_aggregate(client, worker, data
     assert sweep["best_spec"]["optimizer"]["lr"] == best["params"]["optimizer.lr"]
     assert sweep["importances"] is None  # one parameter
     assert sweep_id in {s["id"] for s in client.get("/v1/sweeps").json()}
+
+    listed = cli(api_url, "sweeps")
+    assert sweep_id[:8] in listed.stdout and body["name"] in listed.stdout, listed.stdout
+    best_out = cli(api_url, "best", body["name"], "-o", str(tmp_path / "best.json"))
+    assert best_out.returncode == 0, best_out.stderr
+    assert json.loads((tmp_path / "best.json").read_text()) == sweep["best_spec"]
+    assert f"optimizer.lr = {best['params']['optimizer.lr']}" in best_out.stderr
 
     promoted = client.post(f"/v1/sweeps/{sweep_id}/promote", json={"epochs": 2})
     assert promoted.status_code == 201, promoted.text
