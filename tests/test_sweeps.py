@@ -64,7 +64,7 @@ def test_a_grid_runs_every_point_once_and_repeats_aggregate(client, api_url, wor
     watched = cli(api_url, "sweep", str(tmp_path / "sweep.json"), "--watch")
     assert watched.returncode == 0, watched.stdout + watched.stderr
     sweep_id = watched.stdout.splitlines()[0]
-    table = watched.stdout.strip().split("\n\n")[-1]  # the last drawing: both trials, the best starred
+    table = watched.stdout.strip().split("\n\n")[-1]  # the last drawing, the best starred
     assert "succeeded, 2/2 trials ended" in table, watched.stdout
     assert sum(line.startswith("*") for line in table.splitlines()) == 1, table
     sweep = client.get(f"/v1/sweeps/{sweep_id}").json()
