@@ -125,6 +125,9 @@ class Sweep(Base):
     state: Mapped[str] = mapped_column(String(16), server_default="queued")
     # {"trial_number", "params", "value"} of the best configuration so far
     best: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Optuna's parameter importances as of `completed` trials, {"completed", "values"}: a cache
+    # (fANOVA takes about a second), refreshed by the first read after a trial completes.
+    importances: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

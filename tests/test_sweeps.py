@@ -79,6 +79,7 @@ def test_a_grid_runs_every_point_once_and_repeats_aggregate(client, api_url, wor
         values, seeds = [], []
         for job in trial["jobs"]:
             full = client.get(f"/v1/jobs/{job['id']}").json()
+            assert (full["sweep_id"], full["trial_number"]) == (sweep_id, trial["number"])
             assert full["spec"]["optimizer"]["lr"] == trial["params"]["optimizer.lr"]
             values.append(full["summary"]["latest"]["val_loss"])  # at: final
             seeds.append(full["spec"]["training"]["seed"])

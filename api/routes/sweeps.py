@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from api.auth import PrincipalDep
@@ -92,7 +92,22 @@ def _detail(session: Session, sweep: Sweep) -> SweepDetail:
     out = SweepOut.of(sweep).model_dump()
     out["objective"] = {**out["objective"], "mode": spec.objective.direction}
     return SweepDetail(**out, spec=sweep.spec, trials=[TrialOut.of(t) for t in trials],
-                       best_spec=best_spec, importances=importances(spec, trials))
+                       best_spec=best_spec, importances=_importances(session, sweep, trials))
+
+
+def _importances(session: Session, sweep: Sweep, trials: list) -> dict[str, float] | None:
+    """From the sweep's cache while no trial has completed since it was computed; else
+    computed (about a second for fANOVA) and kept, so that a client polling the sweep pays
+    for it once per completed trial."""
+    completed = sum(t.value is not None for t in trials)
+    cached = sweep.importances or {}
+    if cached.get("completed") == completed:
+        return cached.get("values")
+    values = importances(SweepSpec.model_validate(sweep.spec), trials)
+    session.execute(update(Sweep).where(Sweep.id == sweep.id).values(
+        importances={"completed": completed, "values": values}))
+    session.commit()
+    return values
 
 
 @router.post("/{sweep_id}/cancel", status_code=202, response_model=SweepOut,

@@ -100,8 +100,10 @@ def _step(session: Session, sweep: Sweep, settings: Settings) -> list[uuid.UUID]
         new_jobs += [job.id for job in jobs if job.state == "queued"]
         active += not trial.ended
         created += 1
-    sweep.best = best_summary(best_trial(trials, spec.objective.direction or "min"))
-    sweep.updated_at = func.now()
+    best = best_summary(best_trial(trials, spec.objective.direction or "min"))
+    if best != sweep.best or new_jobs:  # the reaper calls every few seconds: write on change
+        sweep.best = best
+        sweep.updated_at = func.now()
     if active == 0 and (created >= sweep.trials or time_up):
         sweep.state = "succeeded" if sweep.best else "failed"
         sweep.finished_at = func.now()

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("trials", sa.Integer(), nullable=False),
         sa.Column("state", sa.String(16), server_default="queued", nullable=False),
         sa.Column("best", postgresql.JSONB(), nullable=True),
+        sa.Column("importances", postgresql.JSONB(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(),
                   nullable=False),
