@@ -18,23 +18,23 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.db import Database
-from core.jobspec import DatasetLookup
 from core.repo import datasets as dataset_repo
 from core.repo import jobs as job_repo
 from core.settings import Settings
-from core.sweeps import check
 from core.sweeps.results import Trial, TrialJob, best_summary, best_trial, trials_of
 from core.sweeps.spec import SweepSpec
 from core.sweeps.study import next_params
 from core.sweeps.trial_spec import trial_document, trial_name
 from core.tables import FINAL_STATES, Job, Sweep
-from models.build import SpecError
+
+if TYPE_CHECKING:
+    from core.jobspec import DatasetLookup
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,12 @@ def _insert_trial(session: Session, sweep: Sweep, spec: SweepSpec, number: int,
     """The trial's `repeats` jobs, owned by the sweep's owner. A configuration the job
     validation refuses (a sampled value inside a range the sweep's check could not try) is
     recorded as a failed job naming why, so that the search is told and moves on."""
+    # Here rather than at the top: job validation builds the network with torch, which the
+    # worker's own process (its reaper calls this module) otherwise never imports; only a
+    # process that inserts trials pays for it.
+    from core.sweeps import check
+    from models.build import SpecError
+
     base = spec.base.model_dump(mode="json")
     jobs = []
     for repeat in range(spec.repeats):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 from optuna.distributions import (
     BaseDistribution,
@@ -17,11 +17,18 @@ from optuna.distributions import (
 )
 
 from core.sweeps.spec import Parameter, SweepSpec
-from models.build import SpecError
 
 
 def field_of(path: str) -> str:
     return f'parameters["{path}"]'
+
+
+def _refuse(path: str, message: str) -> NoReturn:
+    # models.build imports torch, which a worker's own process (whose reaper advances sweeps
+    # through this module) never needs: only a refused parameter pays for it.
+    from models.build import SpecError
+
+    raise SpecError(field_of(path), message)
 
 
 def options(param: Parameter) -> list[Any] | None:
@@ -30,19 +37,18 @@ def options(param: Parameter) -> list[Any] | None:
 
 
 def check_range(path: str, param: Parameter) -> None:
-    where = field_of(path)
     if param.low > param.high:
-        raise SpecError(where, f"low {param.low} is above high {param.high}; swap them")
+        _refuse(path, f"low {param.low} is above high {param.high}; swap them")
     if param.log and param.low <= 0:
-        raise SpecError(where, f"a log range needs low above 0 (it is {param.low})")
+        _refuse(path, f"a log range needs low above 0 (it is {param.low})")
     if param.log and param.step is not None:
-        raise SpecError(where, "give either log or step, not both (Optuna samples a log range "
+        _refuse(path, "give either log or step, not both (Optuna samples a log range "
                         "without steps)")
     if param.type == "int":
         for name in ("low", "high", "step"):
             value = getattr(param, name)
             if value is not None and value != int(value):
-                raise SpecError(where, f"{name} {value} is not a whole number; an int range "
+                _refuse(path, f"{name} {value} is not a whole number; an int range "
                                 "takes whole numbers (or use type float)")
 
 
@@ -52,11 +58,11 @@ def range_points(path: str, param: Parameter) -> list[int | float]:
     if param.type == "int":
         step = int(param.step or 1)
         if param.log and param.step is None:
-            raise SpecError(field_of(path), "a grid cannot enumerate a log range; give the "
+            _refuse(path, "a grid cannot enumerate a log range; give the "
                             "values to try as {\"values\": [...]}")
         return list(range(int(param.low), int(param.high) + 1, step))
     if param.step is None:
-        raise SpecError(field_of(path), "a grid needs the points of a float range: give a step, "
+        _refuse(path, "a grid needs the points of a float range: give a step, "
                         "or the values to try as {\"values\": [...]}")
     count = math.floor((param.high - param.low) / param.step + 1e-9) + 1
     return [round(param.low + i * param.step, 12) for i in range(count)]
