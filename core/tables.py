@@ -122,6 +122,9 @@ class Sweep(Base):
     name: Mapped[str] = mapped_column(String(200))
     spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
     trials: Mapped[int] = mapped_column(Integer)  # configurations the budget allows
+    # Configurations asked so far: the next trial's number. Kept here rather than counted
+    # from the jobs, so that deleting a trial's job never has its number asked again.
+    asked: Mapped[int] = mapped_column(Integer, server_default="0")
     state: Mapped[str] = mapped_column(String(16), server_default="queued")
     # {"trial_number", "params", "value"} of the best configuration so far
     best: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

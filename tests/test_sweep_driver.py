@@ -9,7 +9,7 @@ import threading
 import uuid
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from core.db import Database
 from core.settings import Settings
@@ -114,3 +114,17 @@ def test_a_sweep_whose_trials_all_end_without_a_value_fails_saying_so_and_the_re
         sweep = session.get(Sweep, sweep_id)
     assert sweep.state == "failed" and "no trial produced val_loss" in sweep.error
     assert advance_active(db, settings, lambda _: False) == 0  # ended: nothing left to advance
+
+
+def test_a_deleted_trial_job_is_not_asked_again(db):
+    sweep_id, _ = _create(db, method="grid", parallelism=1,
+                          parameters={"optimizer.lr": {"values": [0.1, 0.01, 0.001]}})
+    settings = Settings(database_url=str(db.engine.url))
+    advance(db, sweep_id, settings, lambda _: False)
+    (first,) = _jobs(db, sweep_id)
+    _finish(db, [first.id], {})
+    with db.transaction() as session:  # DELETE /v1/jobs/{id} of the ended trial
+        session.execute(delete(Job).where(Job.id == first.id))
+    advance(db, sweep_id, settings, lambda _: False)
+    assert [(j.trial_number, j.trial_params) for j in _jobs(db, sweep_id)] == [
+        (1, {"optimizer.lr": 0.01})]

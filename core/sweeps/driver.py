@@ -85,7 +85,7 @@ def _step(session: Session, sweep: Sweep, settings: Settings) -> list[uuid.UUID]
     spec = SweepSpec.model_validate(sweep.spec)
     trials = trials_of(trial_jobs(session, sweep.id), spec.objective)
     active = sum(not t.ended for t in trials)
-    created = max((t.number for t in trials), default=-1) + 1
+    created = sweep.asked
     now = session.scalar(select(func.now()))
     time_up = (spec.budget.max_minutes is not None
                and now > sweep.created_at + timedelta(minutes=spec.budget.max_minutes))
@@ -101,8 +101,9 @@ def _step(session: Session, sweep: Sweep, settings: Settings) -> list[uuid.UUID]
         active += not trial.ended
         created += 1
     best = best_summary(best_trial(trials, spec.objective.direction or "min"))
-    if best != sweep.best or new_jobs:  # the reaper calls every few seconds: write on change
+    if best != sweep.best or created != sweep.asked:  # the reaper calls every few seconds
         sweep.best = best
+        sweep.asked = created
         sweep.updated_at = func.now()
     if active == 0 and (created >= sweep.trials or time_up):
         sweep.state = "succeeded" if sweep.best else "failed"

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("spec", postgresql.JSONB(), nullable=False),
         sa.Column("trials", sa.Integer(), nullable=False),
+        sa.Column("asked", sa.Integer(), server_default="0", nullable=False),
         sa.Column("state", sa.String(16), server_default="queued", nullable=False),
         sa.Column("best", postgresql.JSONB(), nullable=True),
         sa.Column("importances", postgresql.JSONB(), nullable=True),
