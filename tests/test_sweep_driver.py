@@ -128,3 +128,14 @@ def test_a_deleted_trial_job_is_not_asked_again(db):
     advance(db, sweep_id, settings, lambda _: False)
     assert [(j.trial_number, j.trial_params) for j in _jobs(db, sweep_id)] == [
         (1, {"optimizer.lr": 0.01})]
+
+
+def test_a_sweep_waits_at_the_owners_active_jobs_limit(db):
+    sweep_id, _ = _create(db, method="grid", parallelism=3, repeats=2,
+                          parameters={"optimizer.lr": {"values": [0.1, 0.01, 0.001]}})
+    settings = Settings(database_url=str(db.engine.url), max_active_jobs_per_owner=3)
+    advance(db, sweep_id, settings, lambda _: False)
+    assert len(_jobs(db, sweep_id)) == 2  # a second trial's two jobs would make four
+    _finish(db, [j.id for j in _jobs(db, sweep_id)], {})
+    advance(db, sweep_id, settings, lambda _: False)
+    assert [j.trial_number for j in _jobs(db, sweep_id)] == [0, 0, 1, 1]

@@ -20,6 +20,8 @@ from core.db import Database
 from core.jobspec import JobSpec, validate_job
 from core.repo import jobs as job_repo
 from core.repo.job_delete import delete_ended_job
+from core.repo.usage import stored_bytes
+from core.storage_quota import over_limit
 from core.sweeps.check import check_sweep
 from core.sweeps.driver import advance, trial_jobs
 from core.sweeps.results import best_trial, trials_of
@@ -47,13 +49,19 @@ def _database(request: Request) -> Database:
     return Database(request.app.state.engine)
 
 
-@router.post("", status_code=201, response_model=SweepDetail, responses=NOT_JSON)
+@router.post("", status_code=201, response_model=SweepDetail, responses={
+    **NOT_JSON, 409: {"description": "the owner stores TRAINDOCK_MAX_STORED_BYTES_PER_OWNER "
+                      "already"}})
 def create_sweep(spec: Annotated[SweepSpec, Body()], request: Request, session: SessionDep,
                  settings: SettingsDep, lookup: DatasetLookupDep, publisher: PublisherDep,
                  principal: PrincipalDep) -> SweepDetail:
     """Check the sweep (every trial spec it can produce; 422 naming the parameter), store it
     and queue its first trials."""
     checked = check_sweep(spec, settings, lookup)
+    problem = over_limit(principal.owner, stored_bytes(session, principal.owner), 0,
+                         settings.max_stored_bytes_per_owner)
+    if problem:
+        raise HTTPException(409, problem)
     sweep = Sweep(id=uuid.uuid4(), owner=principal.owner, name=checked.spec.display_name,
                   spec=checked.spec.model_dump(mode="json"), trials=checked.trials)
     session.add(sweep)

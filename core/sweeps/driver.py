@@ -91,7 +91,9 @@ def _step(session: Session, sweep: Sweep, settings: Settings) -> list[uuid.UUID]
                and now > sweep.created_at + timedelta(minutes=spec.budget.max_minutes))
     new_jobs: list[uuid.UUID] = []
     lookup = stored_dataset_lookup(session, sweep.owner)
-    while active < spec.parallelism and created < sweep.trials and not time_up:
+    room = _room(session, sweep.owner, settings)
+    while (active < spec.parallelism and created < sweep.trials and not time_up
+           and room >= spec.repeats):
         params = next_params(spec, trials, created)
         jobs = _insert_trial(session, sweep, spec, created, params, settings, lookup)
         trial = Trial(created, params)
@@ -99,6 +101,7 @@ def _step(session: Session, sweep: Sweep, settings: Settings) -> list[uuid.UUID]
         trials.append(trial)
         new_jobs += [job.id for job in jobs if job.state == "queued"]
         active += not trial.ended
+        room -= len(jobs)
         created += 1
     best = best_summary(best_trial(trials, spec.objective.direction or "min"))
     if best != sweep.best or created != sweep.asked:  # the reaper calls every few seconds
@@ -114,6 +117,17 @@ def _step(session: Session, sweep: Sweep, settings: Settings) -> list[uuid.UUID]
     elif sweep.state == "queued":
         sweep.state = "running"
     return new_jobs
+
+
+def _room(session: Session, owner: str, settings: Settings) -> int:
+    """Jobs the owner may still queue under TRAINDOCK_MAX_ACTIVE_JOBS_PER_OWNER, as a
+    submission is held to; a sweep at the limit waits, and the reaper's pass tries again."""
+    limit = settings.max_active_jobs_per_owner
+    if not limit:
+        return 1 << 30
+    active = session.scalar(select(func.count()).select_from(Job).where(
+        Job.owner == owner, Job.state.in_(("queued", "running"))))
+    return limit - active
 
 
 def _pending(job: Job) -> TrialJob:
