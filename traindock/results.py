@@ -71,6 +71,8 @@ class Job:
     spec_digest: str | None = None
     differs: dict[str, Any] | None = None
     owner: str | None = None  # with API keys: the owner of the key that submitted it
+    sweep_id: str | None = None  # a sweep's trial: which sweep, which of its trials
+    trial_number: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
