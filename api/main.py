@@ -34,6 +34,7 @@ from api.routes import (
     logs,
     metrics,
     signin,
+    sweeps,
     usage,
     webhooks,
     workers,
@@ -82,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Every /v1 route needs an API key (api/auth.py); /healthz, /metrics, /docs and the
     # dashboard's pages and files do not (the pages ask for a key themselves).
     for module in (jobs, gradcheck, metrics, events, checkpoints, datasets, workers, logs,
-                   job_delete, webhooks, keys, usage):
+                   job_delete, webhooks, keys, usage, sweeps):
         app.include_router(module.router, dependencies=[Depends(authenticate)],
                            responses=AUTH_RESPONSES)
     for module in (health, dashboard, signin):

@@ -90,6 +90,8 @@ class JobBrief(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    sweep_id: uuid.UUID | None = Field(None, description="the sweep this job is a trial of")
+    trial_number: int | None = Field(None, description="which of its sweep's trials")
 
     @classmethod
     def of(cls, job: Job) -> JobBrief:

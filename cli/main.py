@@ -15,7 +15,8 @@ CLIENT_VERBS = {"validate": "client", "gradcheck": "client", "submit": "client",
                 "show": "client", "cancel": "client", "watch": "watch", "ls": "ls",
                 "metrics": "metrics", "download": "download", "upload": "datasets",
                 "datasets": "datasets", "rm-dataset": "datasets", "logs": "logs",
-                "rm": "rm", "lr-find": "lr_find"}
+                "rm": "rm", "lr-find": "lr_find", "sweep": "sweeps", "sweeps": "sweeps",
+                "best": "sweeps"}
 # core.tables.JOB_STATES, repeated: the client does not import the server's code
 JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
 JOB_HELP = "a job id, or at least its first 6 characters"
@@ -158,6 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--color", choices=["grayscale", "rgb"], help="images (default rgb)")
 
     client_verb("datasets", "list the built-in and uploaded datasets")
+
+    sweep = client_verb("sweep", "create a sweep (docs/sweeps.md); print its id")
+    sweep.add_argument("spec", help="path to a JSON sweep spec, or - for standard input")
+    sweep.add_argument("--watch", action="store_true",
+                       help="then show its trials as a table until it ends; exit 0 if it "
+                       "succeeds")
+    client_verb("sweeps", "list sweeps, newest first")
+    best = client_verb("best", "print a sweep's best configuration, and its spec as JSON on "
+                               "standard output")
+    best.add_argument("sweep", help="a sweep id, its first characters, or its name")
+    best.add_argument("-o", "--output", metavar="PATH",
+                      help="write the spec to this file instead (and print its path)")
 
     rm_dataset = client_verb("rm-dataset", "delete an uploaded dataset (refused while a "
                                            "queued or running job uses it)")

@@ -23,7 +23,10 @@ def field_path(loc: Sequence[Any], data: Any) -> str:
             continue
         if isinstance(node, dict) and item not in node and node.get("type") == item:
             continue  # the union tag
-        parts.append(f".{item}" if parts else str(item))
+        if isinstance(item, str) and not item.isidentifier():  # a key such as a sweep's path
+            parts.append(f'["{item}"]')
+        else:
+            parts.append(f".{item}" if parts else str(item))
         node = node.get(item) if isinstance(node, dict) else None
     return "".join(parts) or "body"
 

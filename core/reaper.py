@@ -19,6 +19,7 @@ from core.db import Database
 from core.queue import Publisher, pending_job_ids
 from core.repo import jobs as job_repo
 from core.settings import Settings
+from core.sweeps.driver import advance_active
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class ReapReport:
     requeued: list[uuid.UUID] = field(default_factory=list)
     failed: list[uuid.UUID] = field(default_factory=list)
     republished: list[uuid.UUID] = field(default_factory=list)
+    sweeps: int = 0  # queued or running sweeps advanced
     skipped: bool = False  # another reaper held the lock
 
 
@@ -49,6 +51,9 @@ def reap(db: Database, publisher: Publisher, settings: Settings) -> ReapReport:
         job_repo.mark_published(session, published)
         if _take_lock(session):
             report.republished = _republish_lost(session, publisher, settings)
+    # Sweeps whose trial ended in a process that died before advancing them, or whose
+    # trials were cancelled while queued (no worker saw them end).
+    report.sweeps = advance_active(db, settings, publisher.publish)
     if report.requeued or report.failed or report.republished:
         log.info("reaper: %d requeued, %d failed, %d re-published", len(report.requeued),
                  len(report.failed), len(report.republished))

@@ -179,6 +179,11 @@ class Settings(BaseSettings):
         description="queued and running jobs one owner may have; a submission past it is a "
         "429 (0: no limit)",
     )
+    max_sweep_jobs: int = Field(
+        1000, ge=1, le=100_000,
+        description="jobs one sweep may run (trials x repeats); a sweep past it is a 422 "
+        "naming budget.trials, before any trial starts",
+    )
     auth: bool = Field(
         True,
         description="require an API key (Authorization: Bearer, or the dashboard's cookie) on "

@@ -37,6 +37,7 @@ NAMING_CONVENTION = {
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
+SWEEP_STATES = JOB_STATES  # a sweep's state reads as a job's: queued until its first trial
 
 
 class Base(DeclarativeBase):
@@ -55,6 +56,9 @@ class Job(Base):
         # An owner's newest-first listing.
         Index("ix_job_owner_created_at_id", "owner", "created_at", "id"),
         UniqueConstraint("owner", "idempotency_key", name="uq_job_owner_idempotency_key"),
+        # A trial's job exists once: the driver can never insert the same seed twice.
+        UniqueConstraint("sweep_id", "trial_number", "trial_repeat",
+                         name="uq_job_sweep_id_trial"),
         # The reaper's scan: running jobs by lease expiry.
         Index(
             "ix_job_running_lease", "lease_expires_at", postgresql_where=text("state = 'running'")
@@ -90,6 +94,47 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A sweep's trial (core/sweeps/driver.py): which sweep, which configuration (numbered from
+    # 0 in the order they were asked for), which seed of it, and the values it was given.
+    sweep_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("sweep.id", ondelete="CASCADE"), index=True
+    )
+    trial_number: Mapped[int | None] = mapped_column(Integer)
+    trial_repeat: Mapped[int | None] = mapped_column(Integer)
+    trial_params: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class Sweep(Base):
+    """Many jobs from one base spec (core/sweeps/). Its trials are job rows with `sweep_id`;
+    the search's state is rebuilt from them, so that this row and theirs are all there is."""
+
+    __tablename__ = "sweep"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('queued','running','succeeded','failed','cancelled')", name="state"
+        ),
+        Index("ix_sweep_owner_created_at_id", "owner", "created_at", "id"),
+        Index("ix_sweep_active", "state", postgresql_where=text("state IN ('queued','running')")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    owner: Mapped[str] = mapped_column(String(100), server_default="local")
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    trials: Mapped[int] = mapped_column(Integer)  # configurations the budget allows
+    # Configurations asked so far: the next trial's number. Kept here rather than counted
+    # from the jobs, so that deleting a trial's job never has its number asked again.
+    asked: Mapped[int] = mapped_column(Integer, server_default="0")
+    state: Mapped[str] = mapped_column(String(16), server_default="queued")
+    # {"trial_number", "params", "value"} of the best configuration so far
+    best: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Optuna's parameter importances as of `completed` trials, {"completed", "values"}: a cache
+    # (fANOVA takes about a second), refreshed by the first read after a trial completes.
+    importances: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Worker(Base):

@@ -88,6 +88,11 @@ class Owners:
                                  data={"name": self.dataset_name})
             assert uploaded.status_code == 201, uploaded.text
             self.dataset_id = uploaded.json()["id"]
+            sweep = http.post("/v1/sweeps", json={
+                "base": spec, "method": "grid", "parallelism": 1,
+                "parameters": {"optimizer.lr": {"values": [0.01, 0.1]}}})
+            assert sweep.status_code == 201, sweep.text
+            self.sweep_id = sweep.json()["id"]
             # alice's read-only key: another owner may neither see nor revoke it
             self.key_id = str(next(k["id"] for k in http.get("/v1/keys").json()
                                    if k["scopes"] == ["read"]))
@@ -100,7 +105,7 @@ class Owners:
     def path_for(self, path: str) -> str:
         """The route's path with alice's resources filled in."""
         values = {"job_id": self.job_id, "key": self.dataset_id, "checkpoint_id": "1",
-                  "key_id": self.key_id}
+                  "key_id": self.key_id, "sweep_id": self.sweep_id}
 
         def fill(match: re.Match) -> str:
             name = match.group(1).split(":")[0]
@@ -116,6 +121,7 @@ def owners(auth_api_url: str, settings: Settings) -> Iterator[Owners]:
     yield found
     with found.client(found.alice) as http:
         http.post(f"/v1/jobs/{found.job_id}/cancel")
+        http.post(f"/v1/sweeps/{found.sweep_id}/cancel")
 
 
 def _status(http: httpx.Client, method: str, path: str) -> tuple[int, httpx.Headers, str]:
@@ -163,8 +169,11 @@ def test_a_bad_key_a_revoked_key_and_another_scheme_are_401s(owners, settings):
 
 def test_another_owners_resource_is_a_404_on_every_route_that_takes_an_id(owners, v1_routes):
     with_ids = [(m, p) for m, p in v1_routes if "{" in p]
-    # jobs (GET, cancel, DELETE, metrics, checkpoints, download, events, logs...), datasets
+    # jobs (GET, cancel, DELETE, metrics, checkpoints, download, events, logs...), datasets,
+    # sweeps (GET, cancel, DELETE, promote)
     assert len(with_ids) >= 10, with_ids
+    assert {p for _, p in with_ids if p.startswith("/v1/sweeps/")} == {
+        "/v1/sweeps/{sweep_id}", "/v1/sweeps/{sweep_id}/cancel", "/v1/sweeps/{sweep_id}/promote"}
     with owners.client(owners.bob) as bob, owners.client(owners.alice) as alice:
         for method, path in with_ids:
             filled = owners.path_for(path)
@@ -175,7 +184,8 @@ def test_another_owners_resource_is_a_404_on_every_route_that_takes_an_id(owners
             # The same request is not a 404 of the job or dataset for its owner.
             status, _, body = _status(alice, method, filled)
             assert status not in (401, 403), (method, path, status, body)
-            assert not (status == 404 and ("no job" in body or "no dataset" in body)), \
+            assert not (status == 404 and ("no job" in body or "no dataset" in body
+                                           or "no sweep" in body)), \
                 (method, path, body)
     with owners.client(owners.alice) as alice:  # nothing bob did reached alice's job
         assert alice.get(f"/v1/jobs/{owners.job_id}").json()["state"] in ("queued", "running",
@@ -224,14 +234,17 @@ def test_lists_show_only_ones_own_and_an_admin_sees_all(owners):
         bob_jobs = {j["id"] for j in bob.get("/v1/jobs", params={"limit": 500}).json()["items"]}
         bob_sets = {d.get("id") for d in bob.get("/v1/datasets").json()}
         by_name = bob.get(f"/v1/datasets/{owners.dataset_name}").json()
+        bob_sweeps = {s["id"] for s in bob.get("/v1/sweeps").json()}
         bob.post(f"/v1/jobs/{bob_job}/cancel")
     assert bob_job in bob_jobs and owners.job_id not in bob_jobs
     assert same_name.json()["id"] in bob_sets and owners.dataset_id not in bob_sets
     assert by_name["id"] == same_name.json()["id"]  # his own, not alice's
+    assert owners.sweep_id not in bob_sweeps
     with owners.client(owners.admin) as admin:
         every = {j["id"] for j in admin.get("/v1/jobs", params={"limit": 500}).json()["items"]}
         assert {bob_job, owners.job_id} <= every
         sets = {d.get("id") for d in admin.get("/v1/datasets").json()}
+        assert owners.sweep_id in {s["id"] for s in admin.get("/v1/sweeps").json()}
         assert {owners.dataset_id, same_name.json()["id"]} <= sets
         job = admin.get(f"/v1/jobs/{owners.job_id}")
         assert job.status_code == 200 and job.json()["owner"] == owners.alice_owner

@@ -15,7 +15,8 @@ from core.tables import Base
 from tests.conftest import create_database, drop_database
 
 TABLES = {"job", "metric", "metric_key", "metric_rollup", "checkpoint", "worker", "dataset",
-          "webhook_delivery", "webhook_secret", "api_key"}
+          "webhook_delivery", "webhook_secret", "api_key", "sweep"}
+SWEEPS = {"sweep"}
 WEBHOOKS = {"webhook_delivery", "webhook_secret"}
 KEYS = {"api_key"}
 
@@ -47,17 +48,20 @@ def test_upgrade_downgrade_upgrade(fresh_url):
 
 def test_each_revision_reverts_on_its_own(fresh_url):
     upgrade(fresh_url)
+    downgrade(fresh_url, "0008_key_expiry")
+    assert _tables(fresh_url) == TABLES - SWEEPS
+    before_sweeps = TABLES - SWEEPS
     downgrade(fresh_url, "0006_webhooks")
-    assert _tables(fresh_url) == TABLES - KEYS
+    assert _tables(fresh_url) == before_sweeps - KEYS
     downgrade(fresh_url, "0005_job_startup")
-    assert _tables(fresh_url) == TABLES - KEYS - WEBHOOKS
+    assert _tables(fresh_url) == before_sweeps - KEYS - WEBHOOKS
     downgrade(fresh_url, "0003_datasets")
-    assert _tables(fresh_url) == TABLES - KEYS - WEBHOOKS - {"metric_rollup"}
+    assert _tables(fresh_url) == before_sweeps - KEYS - WEBHOOKS - {"metric_rollup"}
     downgrade(fresh_url, "0002_leases_and_workers")
-    assert _tables(fresh_url) == TABLES - KEYS - WEBHOOKS - {"metric_rollup", "dataset"}
+    assert _tables(fresh_url) == before_sweeps - KEYS - WEBHOOKS - {"metric_rollup", "dataset"}
     downgrade(fresh_url, "0001_initial")
-    assert _tables(fresh_url) == TABLES - KEYS - WEBHOOKS - {"metric_rollup", "dataset",
-                                                             "worker"}
+    assert _tables(fresh_url) == before_sweeps - KEYS - WEBHOOKS - {"metric_rollup", "dataset",
+                                                                     "worker"}
     upgrade(fresh_url)
     assert _tables(fresh_url) == TABLES
 

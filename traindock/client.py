@@ -33,6 +33,7 @@ from traindock.results import (
     Job,
     LogStream,
     Series,
+    Sweep,
     Usage,
     Validation,
 )
@@ -248,6 +249,57 @@ class Client:
     def webhook_secret(self) -> str:
         """The `whsec_...` key deliveries are signed with (`traindock.webhooks.verify`)."""
         return self.transport.get("/v1/webhooks/secret")["secret"]
+
+    # --- sweeps -------------------------------------------------------------------------
+
+    def submit_sweep(self, spec: Mapping[str, Any] | os.PathLike[str]) -> Sweep:
+        """Create a sweep (docs/sweeps.md); `Invalid` names each field to fix, before any
+        trial starts."""
+        return Sweep.from_json(self.transport.post("/v1/sweeps", _spec(spec)))
+
+    def sweep(self, sweep: str | Sweep) -> Sweep:
+        """The whole sweep, its trials included. `sweep` may be its id, a unique start of
+        it, or its name (the newest sweep of that name)."""
+        return Sweep.from_json(self.transport.get(f"/v1/sweeps/{self.resolve_sweep(sweep)}"))
+
+    def sweeps(self) -> list[Sweep]:
+        """The caller's sweeps, newest first."""
+        return [Sweep.from_json(item) for item in self.transport.get("/v1/sweeps")]
+
+    def resolve_sweep(self, sweep: str | Sweep) -> str:
+        if isinstance(sweep, Sweep):
+            return sweep.id
+        ref = sweep.strip()
+        try:
+            return str(uuid.UUID(ref))
+        except ValueError:
+            pass
+        found = self.sweeps()
+        ids = [s.id for s in found if s.id.startswith(ref.lower())] if set(ref) <= HEX else []
+        if not ids:
+            ids = [s.id for s in found if s.name == ref][:1]  # newest first
+        if not ids:
+            raise NotFound(f"no sweep id starts with {ref!r} and none is named so; "
+                           "Client.sweeps() lists them", 404)
+        if len(ids) > 1:
+            raise Invalid([FieldError("sweep_id", f"sweep_id: {ref!r} is the start of several "
+                                      "sweep ids; give more characters")])
+        return ids[0]
+
+    def cancel_sweep(self, sweep: str | Sweep) -> Sweep:
+        """Start no more trials and cancel the queued and running ones."""
+        return Sweep.from_json(
+            self.transport.post(f"/v1/sweeps/{self.resolve_sweep(sweep)}/cancel"))
+
+    def delete_sweep(self, sweep: str | Sweep) -> None:
+        """Delete an ended sweep with its trials' jobs."""
+        self.transport.delete(f"/v1/sweeps/{self.resolve_sweep(sweep)}")
+
+    def promote(self, sweep: str | Sweep, epochs: int | None = None) -> Job:
+        """Submit the best configuration's spec as a job of its own, for `epochs` if given."""
+        body = {"epochs": epochs} if epochs is not None else {}
+        return Job.from_json(
+            self.transport.post(f"/v1/sweeps/{self.resolve_sweep(sweep)}/promote", body))
 
     # --- keys and usage -----------------------------------------------------------------
 

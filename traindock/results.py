@@ -76,6 +76,8 @@ class Job:
     # data, actions: [{field, value, why}]}]}; a list has only `findings`, their count
     diagnosis: dict[str, Any] | None = None
     findings: int | None = None
+    sweep_id: str | None = None  # a sweep's trial: which sweep, which of its trials
+    trial_number: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -244,3 +246,37 @@ class LogStream:
 
     def __iter__(self) -> Iterator[bytes]:
         return self.chunks
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep as `GET /v1/sweeps/{id}` (every field) or `GET /v1/sweeps` (no `spec`,
+    `trials`, `best_spec`, `importances`) answers it. Each trial is a dict: number, params,
+    state, value (the mean over its repeats), std, values, jobs."""
+
+    id: str
+    name: str
+    state: str
+    method: str = ""
+    objective: dict[str, Any] = field(default_factory=dict)
+    trials_planned: int = 0
+    repeats: int = 1
+    parallelism: int = 1
+    best: dict[str, Any] | None = None
+    error: str | None = None
+    owner: str | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    spec: dict[str, Any] | None = None
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    best_spec: dict[str, Any] | None = None
+    importances: dict[str, float] | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Sweep:
+        return build(cls, data)
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES

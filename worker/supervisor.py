@@ -21,6 +21,7 @@ from core.db import Database, retry_database
 from core.queue import Publisher
 from core.repo import jobs as job_repo
 from core.settings import Settings
+from core.sweeps.driver import advance_sweep_of
 from worker.checkpoint_cleanup import tidy_ended_job
 from worker.log_setup import note_attempt
 from worker.outcome import (
@@ -272,6 +273,7 @@ def _finish(db: Database, job_id: uuid.UUID, attempt: int, outcome: Outcome, log
             job_repo.mark_published(session, [job_id])
     if isinstance(decision, Succeed | Fail | Cancel):
         tidy_ended_job(db, job_id, settings)
+        advance_sweep_of(db, job_id, settings, publisher.publish)  # a trial: its next ones
     log.info("job %s attempt %d: %s (%s)", job_id, attempt, decision.label, outcome)
     return decision.label
 

@@ -1,0 +1,1 @@
+"""Sweeps: many jobs from one base spec, searched with Optuna (docs/sweeps.md)."""

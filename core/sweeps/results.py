@@ -1,0 +1,113 @@
+"""A sweep's trials as read from its jobs: each configuration's repeats, their objective
+values, mean and standard deviation, and the best configuration. Pure: the driver decides with
+it and the API shows it."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from core.sweeps.spec import ObjectiveSpec
+from core.tables import FINAL_STATES
+
+
+@dataclass
+class TrialJob:
+    id: str
+    repeat: int
+    state: str
+    value: float | None
+    seed: int | None
+    duration_s: float | None
+
+
+@dataclass
+class Trial:
+    number: int
+    params: dict[str, Any]
+    jobs: list[TrialJob] = field(default_factory=list)
+
+    @property
+    def ended(self) -> bool:
+        return all(job.state in FINAL_STATES for job in self.jobs)
+
+    @property
+    def values(self) -> list[float]:
+        return [job.value for job in self.jobs if job.value is not None]
+
+    @property
+    def value(self) -> float | None:
+        """The mean over the repeats that produced a value; None until every repeat ended."""
+        values = self.values
+        return statistics.fmean(values) if values and self.ended else None
+
+    @property
+    def std(self) -> float | None:
+        """The sample standard deviation over the repeats (n - 1); None under two values."""
+        values = self.values
+        return statistics.stdev(values) if len(values) > 1 and self.ended else None
+
+    @property
+    def state(self) -> str:
+        states = {job.state for job in self.jobs}
+        if "running" in states:
+            return "running"
+        if "queued" in states:
+            return "queued"
+        if self.value is not None:
+            return "succeeded"
+        return "cancelled" if states == {"cancelled"} else "failed"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"number": self.number, "params": self.params, "state": self.state,
+                "value": self.value, "std": self.std, "values": self.values,
+                "jobs": [vars(job) for job in sorted(self.jobs, key=lambda j: j.repeat)]}
+
+
+def objective_value(summary: dict[str, Any] | None, objective: ObjectiveSpec) -> float | None:
+    """The job's objective from its summary: a test_ metric from `test`; otherwise the best
+    value over the run (`best`) or the last one (`latest`), as `objective.at` says."""
+    summary = summary or {}
+    metric = objective.metric
+    if metric.startswith("test_"):
+        value = (summary.get("test") or {}).get(metric)
+    elif objective.at == "best":
+        value = ((summary.get("best") or {}).get(metric) or {}).get("value")
+    else:
+        value = (summary.get("latest") or {}).get(metric)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _duration(started: datetime | None, finished: datetime | None) -> float | None:
+    return (finished - started).total_seconds() if started and finished else None
+
+
+def trials_of(jobs: list[Any], objective: ObjectiveSpec) -> list[Trial]:
+    """Trials from job rows (with sweep_id, trial_number, trial_repeat, trial_params, state,
+    summary, spec, started_at, finished_at), by number. Only a succeeded job has a value."""
+    trials: dict[int, Trial] = {}
+    for job in jobs:
+        trial = trials.setdefault(job.trial_number, Trial(job.trial_number, job.trial_params))
+        value = objective_value(job.summary, objective) if job.state == "succeeded" else None
+        seed = ((job.spec or {}).get("training") or {}).get("seed")
+        trial.jobs.append(TrialJob(str(job.id), job.trial_repeat, job.state, value, seed,
+                                   _duration(job.started_at, job.finished_at)))
+    return [trials[n] for n in sorted(trials)]
+
+
+def best_trial(trials: list[Trial], direction: str) -> Trial | None:
+    scored = [t for t in trials if t.value is not None]
+    if not scored:
+        return None
+    if direction == "min":  # ties: the earlier trial
+        return min(scored, key=lambda t: (t.value, t.number))
+    return max(scored, key=lambda t: (t.value, -t.number))
+
+
+def best_summary(trial: Trial | None) -> dict[str, Any] | None:
+    if trial is None:
+        return None
+    return {"trial_number": trial.number, "params": trial.params, "value": trial.value,
+            "std": trial.std, "values": trial.values}
