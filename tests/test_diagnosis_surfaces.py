@@ -24,7 +24,6 @@ from sqlalchemy import update
 from core.db import Database
 from core.migrate import downgrade, upgrade
 from core.repo import jobs as job_repo
-from core.repo import webhooks as webhook_repo
 from core.settings import Settings
 from core.tables import Job
 from tests.conftest import ROOT, load_example
@@ -276,21 +275,38 @@ def test_terminal_webhook_events_carry_the_final_diagnosis(fresh_database, recei
         db.engine.dispose()
 
 
+def _ended_job_sql(database_url: str, spec: dict, summary: dict) -> str:
+    """A job queued then marked succeeded with `summary`, in plain SQL: the schema is an older
+    revision's here, which the ORM's table (of the newest) does not match."""
+    import psycopg
+
+    job_id = str(uuid.uuid4())
+    with psycopg.connect(database_url) as conn:
+        conn.execute("INSERT INTO job (id, name, spec, max_attempts, progress, summary, "
+                     "model_summary) VALUES (%s, 'diagnosed', %s, 1, '{}', '{}', '{}')",
+                     (job_id, json.dumps(spec)))
+        conn.execute("UPDATE job SET state = 'succeeded', summary = %s, finished_at = now() "
+                     "WHERE id = %s", (json.dumps(summary), job_id))
+    return job_id
+
+
+def _payloads(database_url: str, job_id: str) -> list[dict]:
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        return [row[0] for row in conn.execute(
+            "SELECT payload FROM webhook_delivery WHERE job_id = %s", (job_id,))]
+
+
 def test_the_webhook_diagnosis_migration_reverts(fresh_database):
     url = Settings(database_url=fresh_database).sqlalchemy_url
-    settings = Settings(database_url=fresh_database)
-    downgrade(url, "0007_api_keys")
-    db = Database.connect(settings, pool_size=1)
+    downgrade(url, "0008_key_expiry")  # the revision before the trigger's change
     spec = load_example("digits-mlp") | {"notify": {"url": "http://127.0.0.1:9/h",
                                                     "events": ["succeeded"]}}
-    try:
-        before = put_job(db, "succeeded", {"diagnosis": diagnosis(VANISHING, final=True)}, spec)
-        upgrade(url)
-        after = put_job(db, "succeeded", {"diagnosis": diagnosis(VANISHING, final=True)}, spec)
-        with db.transaction() as session:
-            [old] = webhook_repo.list_for_job(session, uuid.UUID(before))
-            [new] = webhook_repo.list_for_job(session, uuid.UUID(after))
-        assert "diagnosis" not in old.payload["data"]
-        assert new.payload["data"]["diagnosis"]["findings"] == [VANISHING]
-    finally:
-        db.engine.dispose()
+    summary = {"diagnosis": diagnosis(VANISHING, final=True)}
+    before = _ended_job_sql(fresh_database, spec, summary)
+    upgrade(url)
+    after = _ended_job_sql(fresh_database, spec, summary)
+    [old], [new] = _payloads(fresh_database, before), _payloads(fresh_database, after)
+    assert "diagnosis" not in old["data"]
+    assert new["data"]["diagnosis"]["findings"] == [VANISHING]
