@@ -41,7 +41,7 @@ class DatabaseGone(RuntimeError):
     """The database stayed away longer than the buffer or the retry time allows."""
 
 
-def _unwritable(error: BaseException | None) -> bool:
+def unwritable(error: BaseException | None) -> bool:
     """Whether the loop ended because nothing more can be written: another attempt owns the
     job, or the database is away (waiting it out again would only delay the exit)."""
     return isinstance(error, (LeaseLost, DatabaseGone, OperationalError, InterfaceError))
@@ -152,7 +152,7 @@ class MetricSink:
     def on_exit(self, state: LoopState, error: BaseException | None) -> None:
         """Every way out of the loop: write the buffered points and the step the loop stopped
         at, so that a job that diverged or crashed keeps its curves up to that step."""
-        if _unwritable(error):
+        if unwritable(error):
             return
         with self.lock:
             self._note_progress(state)
@@ -261,7 +261,7 @@ class CheckpointSink:
     def on_exit(self, state: LoopState, error: BaseException | None) -> None:
         """A checkpoint still being written when the loop fails is finished and recorded, not
         cut off by the process's exit: it holds the last weights before the failure."""
-        if error is not None and not _unwritable(error):
+        if error is not None and not unwritable(error):
             self.behind.wait()
 
     def save(self, state: LoopState, metrics: dict[str, float]) -> None:

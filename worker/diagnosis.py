@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from core.diagnosis import Diagnosis, RunFacts, diverged_message
-from worker.callbacks import Summary, _unwritable
+from worker.callbacks import Summary, unwritable
 from worker.state import LoopState, Point
 from worker.train import Preempted, TrainingDiverged
 
@@ -76,7 +76,7 @@ class DiagnosisCallback:
         pass
 
     def on_exit(self, state: LoopState, error: BaseException | None) -> None:
-        if error is None or _unwritable(error):
+        if error is None or unwritable(error):
             return
         if isinstance(error, TrainingDiverged) and error.step is not None:
             self.engine.diverge(error.step, error.reason)
