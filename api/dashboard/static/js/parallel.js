@@ -1,6 +1,7 @@
 // A parallel-coordinates plot on a canvas, drawn here rather than by a library (the dashboard
 // vendors only uPlot, which has no such plot): one vertical axis per swept parameter and one
-// for the objective, one polyline per trial coloured from best (green) to worst (red).
+// for the objective, one polyline per trial coloured by the rank of its objective, from best
+// (green) to worst (red).
 
 const PAD = { top: 28, bottom: 34, left: 48, right: 64 };
 const BEST = [18, 183, 106];
@@ -69,14 +70,10 @@ export function drawParallel(canvas, axes, direction = "min") {
   const x = (i) => PAD.left + (i * (width - PAD.left - PAD.right)) / (axes.length - 1);
   const y = (share) => height - PAD.bottom - share * (height - PAD.top - PAD.bottom);
   const objective = axes[axes.length - 1].values;
-  const scored = objective.filter((v) => typeof v === "number");
-  const lo = Math.min(...scored);
-  const hi = Math.max(...scored);
-  const badness = (v) => {
-    if (hi === lo) return 0;
-    const share = (v - lo) / (hi - lo);
-    return direction === "max" ? 1 - share : share;
-  };
+  // Coloured by rank, not value: one diverged trial would otherwise paint all others green.
+  const ranked = [...new Set(objective.filter((v) => typeof v === "number"))]
+    .sort((a, b) => (direction === "max" ? b - a : a - b));
+  const badness = (v) => (ranked.length < 2 ? 0 : ranked.indexOf(v) / (ranked.length - 1));
   // Worst first, so that the best lines are drawn on top; trials with no value under all.
   const order = [...Array(count).keys()].sort((a, b) => {
     const [va, vb] = [objective[a], objective[b]];
