@@ -1,4 +1,5 @@
-"""The dashboard's pages: /, /jobs/{id}, /compare, /submit, /spec, and their files under /static.
+"""The dashboard's pages: /, /jobs/{id}, /compare, /sweeps, /sweeps/{id}, /submit, /spec, and
+their files under /static.
 With TRAINDOCK_AUTH on, a page asked for without a valid key (the cookie that /signin sets)
 is a redirect to /signin (api/routes/signin.py); the files under /static are open.
 
@@ -34,6 +35,8 @@ PAGES = {
     "index": ("Jobs", "list"),
     "job": ("Job", "job"),
     "compare": ("Compare", "compare"),
+    "sweeps": ("Sweeps", "sweeps"),
+    "sweep": ("Sweep", "sweep"),
     "submit": ("Submit a job", "submit"),
     "spec": ("Job spec reference", "spec"),
     "signin": ("Sign in", "signin"),
@@ -137,6 +140,18 @@ def compare_page(request: Request, session: SessionDep, who: ViewerDep
         query = urlencode({**request.query_params, "ids": full}, safe=",")
         return RedirectResponse(f"/compare?{query}", status_code=302)
     return page(request, "compare")
+
+
+@router.get("/sweeps", response_model=None)
+def sweep_list_page(request: Request, who: ViewerDep) -> HTMLResponse | RedirectResponse:
+    return page(request, "sweeps") if who else sign_in_first(request)
+
+
+@router.get("/sweeps/{sweep_id}", response_model=None)
+def sweep_page(request: Request, sweep_id: str, who: ViewerDep
+               ) -> HTMLResponse | RedirectResponse:
+    # As for a job, the page's own API call says "no sweep with id ..." on a 404.
+    return page(request, "sweep") if who else sign_in_first(request)
 
 
 @router.get("/submit", response_model=None)

@@ -226,9 +226,16 @@ function renderFacts() {
     ["duration", duration(job) || "–"],
     ["id", job.id],
   ];
-  document.getElementById("job-facts").replaceChildren(
-    ...facts.map(([term, value]) =>
-      el("span", {}, el("span", { class: "muted small" }, term), ` ${value}`)));
+  const items = facts.map(([term, value]) =>
+    el("span", {}, el("span", { class: "muted small" }, term), ` ${value}`));
+  if (job.sweep_id) items.unshift(sweepLink(job));
+  document.getElementById("job-facts").replaceChildren(...items);
+}
+
+// A trial job says which of its sweep's trials it is, with a link to the sweep's page.
+function sweepLink(trial) {
+  return el("span", { id: "job-sweep" }, `trial ${trial.trial_number} of sweep `,
+    el("a", { href: `/sweeps/${trial.sweep_id}` }, trial.sweep_id.slice(0, 8)));
 }
 
 function renderStats() {

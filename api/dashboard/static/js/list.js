@@ -11,6 +11,7 @@ const compareButton = document.getElementById("compare");
 const rows = document.getElementById("job-rows");
 const errorBox = document.getElementById("error");
 const selected = new Set();
+const sweepNames = new Map(); // sweep id -> name
 let jobs = [];
 let timer = null;
 
@@ -25,6 +26,7 @@ async function refresh() {
   try {
     const page = await getJSON(`/v1/jobs?${query}`);
     jobs = page.items;
+    await nameSweeps();
     document.getElementById("more").hidden = !page.next_cursor;
     showError(errorBox, "");
     render();
@@ -61,7 +63,7 @@ function jobRow(job) {
   },
   el("td", {}, el("label", { class: "pick" }, pick)),
   el("td", {}, badge(job.state)),
-  el("td", {}, el("a", { href: `/jobs/${job.id}` }, job.name), specTag(job)),
+  el("td", {}, el("a", { href: `/jobs/${job.id}` }, job.name), sweepTag(job), specTag(job)),
   el("td", { class: "progress-cell" },
     el("div", { class: "muted small" }, progressText(job.progress)), progressBar(job.progress)),
   el("td", { class: "num" }, best
@@ -70,6 +72,26 @@ function jobRow(job) {
   el("td", { class: "num" }, duration(job)),
   el("td", { title: job.created_at }, formatTime(job.created_at)),
   );
+}
+
+// A trial job names its sweep (a link to the sweep's page) and its trial number.
+function sweepTag(job) {
+  if (!job.sweep_id) return "";
+  const name = sweepNames.get(job.sweep_id) || job.sweep_id.slice(0, 8);
+  return el("div", { class: "small sweep-tag" }, `trial ${job.trial_number} of sweep `,
+    el("a", { href: `/sweeps/${job.sweep_id}` }, name));
+}
+
+// The names of the sweeps the listed trials belong to: read when a trial of an unnamed one
+// appears, not on every poll.
+async function nameSweeps() {
+  const unnamed = jobs.some((job) => job.sweep_id && !sweepNames.has(job.sweep_id));
+  if (!unnamed) return;
+  try {
+    for (const sweep of await getJSON("/v1/sweeps")) sweepNames.set(sweep.id, sweep.name);
+  } catch {
+    // the short ids stand in
+  }
 }
 
 // What tells this job apart from the listed jobs of its name: the spec's digest, and the
