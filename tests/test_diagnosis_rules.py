@@ -224,10 +224,16 @@ def test_dead_units_and_saturation() -> None:
                 "saturated_share/layers.1": 0.9}
     engine = Diagnosis(tanh)
     assert "saturation" in feed(engine, 8, lambda s: 1.9, saturated)
-    # Saturated but learning: a confident classifier, no finding.
+    # Saturated once it has learnt: a confident classifier, no finding.
     def confident(epoch: int, step: int) -> dict[str, float]:
-        return {**healthy_metrics()(epoch, step), "saturated_share/layers.1": 0.9}
+        return {**healthy_metrics()(epoch, step),
+                "saturated_share/layers.1": 0.9 if epoch >= 2 else 0.1}
     assert feed(Diagnosis(tanh), 20, healthy_loss, confident) == []
+    # Saturated from the first check, before it had learnt, though the loss falls: the
+    # initialisation or the inputs put it there (N(0, 1) weights under tanh).
+    def from_the_start(epoch: int, step: int) -> dict[str, float]:
+        return {**healthy_metrics()(epoch, step), "saturated_share/layers.1": 0.9}
+    assert feed(Diagnosis(tanh), 20, healthy_loss, from_the_start) == ["saturation"]
 
 
 def test_overfitting_needs_a_sustained_rise_not_one_bad_epoch() -> None:
