@@ -256,6 +256,24 @@ def test_overfitting_needs_a_sustained_rise_not_one_bad_epoch() -> None:
     assert feed(Diagnosis(facts()), 20, healthy_loss, one_bad) == []
 
 
+def test_overfitting_also_when_val_loss_levels_off_far_above_train_loss() -> None:
+    """The stalled form: a validation loss that creeps up 0.5% an epoch (no window of 3 rises
+    5%) while the training loss falls toward 0; not while the validation accuracy climbs."""
+    def creeping(epoch: int, step: int) -> dict[str, float]:
+        val = 0.5 + 0.0025 * max(0, epoch - 4) if epoch >= 4 else 0.5 + 0.1 * (4 - epoch)
+        return {"train_loss": 0.8 ** epoch, "val_loss": val, "train_accuracy": 0.99,
+                "val_accuracy": 0.85}
+    engine = Diagnosis(facts())
+    assert feed(engine, 24, healthy_loss, creeping) == ["overfitting"]
+    found = engine.current()[0]
+    assert found.data["best_step"] == 4 * STEPS_PER_EPOCH and found.data["rise"] < 0.05
+    assert "has not improved for" in found.evidence
+
+    def climbing(epoch: int, step: int) -> dict[str, float]:
+        return {**creeping(epoch, step), "val_accuracy": min(0.95, 0.6 + 0.02 * epoch)}
+    assert feed(Diagnosis(facts()), 24, healthy_loss, climbing) == []
+
+
 def test_underfitting() -> None:
     def flat(epoch: int, step: int) -> dict[str, float]:
         accuracy = min(0.35, 0.1 + 0.05 * epoch)
