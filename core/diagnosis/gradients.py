@@ -75,8 +75,14 @@ def vanishing_gradients(ctx: Context) -> Finding | None:
 
 
 def exploding_gradients(ctx: Context) -> Finding | None:
+    """The first/last ratio above EXPLODING_RATIO (as 3-check means), or the largest norm
+    doubling at EXPLODING_DOUBLINGS consecutive checks while learning stalls. The ratio is not
+    gated on stalling (ours): it sits 10x above every healthy run's (at most 6.2 over the
+    bench's 42), and a network whose first layer's gradient is 1,000x its last one's (deep
+    tanh in its chaotic regime) still lowers its loss a little from a bad start, which the
+    stall test would read as learning."""
     found = _first_last(ctx)
-    if found is None or not ctx.past_warmup() or not ctx.stalling():
+    if found is None or not ctx.past_warmup():
         return None
     first, last, first_norm, last_norm = found
     ratio = first_norm / last_norm if last_norm > 0 else float("inf")
@@ -86,10 +92,12 @@ def exploding_gradients(ctx: Context) -> Finding | None:
                                             strict=False)]
     doubling = len(recent) == window and all(
         b >= 2 * a_ for a_, b in zip(recent, recent[1:], strict=False))
+    doubling = doubling and ctx.stalling()
     if ratio <= t.EXPLODING_RATIO and not doubling:
         return None
     why = (f"first/last gradient-norm ratio {fmt(ratio)} ({first} {fmt(first_norm)}, {last} "
-           f"{fmt(last_norm)}), above {fmt(t.EXPLODING_RATIO)}" if ratio > t.EXPLODING_RATIO
+           f"{fmt(last_norm)}; geometric means over the last {t.GRADIENT_WINDOW} checks), above "
+           f"{fmt(t.EXPLODING_RATIO)}" if ratio > t.EXPLODING_RATIO
            else f"the largest layer gradient norm doubled at each of the last "
            f"{t.EXPLODING_DOUBLINGS} checks, to {fmt(recent[-1])}")
     facts = ctx.facts
