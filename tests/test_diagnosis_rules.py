@@ -224,10 +224,16 @@ def test_dead_units_and_saturation() -> None:
                 "saturated_share/layers.1": 0.9}
     engine = Diagnosis(tanh)
     assert "saturation" in feed(engine, 8, lambda s: 1.9, saturated)
-    # Saturated but learning: a confident classifier, no finding.
+    # Saturated once it has learnt: a confident classifier, no finding.
     def confident(epoch: int, step: int) -> dict[str, float]:
-        return {**healthy_metrics()(epoch, step), "saturated_share/layers.1": 0.9}
+        return {**healthy_metrics()(epoch, step),
+                "saturated_share/layers.1": 0.9 if epoch >= 2 else 0.1}
     assert feed(Diagnosis(tanh), 20, healthy_loss, confident) == []
+    # Saturated from the first check, before it had learnt, though the loss falls: the
+    # initialisation or the inputs put it there (N(0, 1) weights under tanh).
+    def from_the_start(epoch: int, step: int) -> dict[str, float]:
+        return {**healthy_metrics()(epoch, step), "saturated_share/layers.1": 0.9}
+    assert feed(Diagnosis(tanh), 20, healthy_loss, from_the_start) == ["saturation"]
 
 
 def test_overfitting_needs_a_sustained_rise_not_one_bad_epoch() -> None:
@@ -248,6 +254,24 @@ def test_overfitting_needs_a_sustained_rise_not_one_bad_epoch() -> None:
         values["val_loss"] = 0.9 if epoch == 15 else 0.5
         return values
     assert feed(Diagnosis(facts()), 20, healthy_loss, one_bad) == []
+
+
+def test_overfitting_also_when_val_loss_levels_off_far_above_train_loss() -> None:
+    """The stalled form: a validation loss that creeps up 0.5% an epoch (no window of 3 rises
+    5%) while the training loss falls toward 0; not while the validation accuracy climbs."""
+    def creeping(epoch: int, step: int) -> dict[str, float]:
+        val = 0.5 + 0.0025 * max(0, epoch - 4) if epoch >= 4 else 0.5 + 0.1 * (4 - epoch)
+        return {"train_loss": 0.8 ** epoch, "val_loss": val, "train_accuracy": 0.99,
+                "val_accuracy": 0.85}
+    engine = Diagnosis(facts())
+    assert feed(engine, 24, healthy_loss, creeping) == ["overfitting"]
+    found = engine.current()[0]
+    assert found.data["best_step"] == 4 * STEPS_PER_EPOCH and found.data["rise"] < 0.05
+    assert "has not improved for" in found.evidence
+
+    def climbing(epoch: int, step: int) -> dict[str, float]:
+        return {**creeping(epoch, step), "val_accuracy": min(0.95, 0.6 + 0.02 * epoch)}
+    assert feed(Diagnosis(facts()), 24, healthy_loss, climbing) == []
 
 
 def test_underfitting() -> None:

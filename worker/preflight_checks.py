@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.diagnosis.thresholds import INITIAL_LOSS_FLOOR
 from core.jobspec import JobSpec
 from models.gradcheck import DEFAULT_EPS, MAX_COORDINATES, GradcheckReport, check_gradients
 from worker.evaluate import ACCURACY_TASKS, batch_predictions, count_correct
@@ -124,6 +125,14 @@ def initial_loss(spec: JobSpec, model: nn.Module, loss_fn: nn.Module, x: torch.T
                            "(constant targets): nothing to compare with", data=data)
     ratio = allowed_ratio(spec, task)
     limit = ratio * expected
+    if task != "regression":
+        # The run's rule (core/diagnosis/thresholds.py): at least INITIAL_LOSS_FLOOR nats
+        # above L* too. Logits of standard deviation s add about s^2/2 to the loss whatever
+        # C is, and a healthy default-initialised network's start at s of 1-2, so a margin of
+        # ln 2 = 0.69 for a single logit or multi-label outputs fails healthy seeds (moons,
+        # seed 1: 1.8 with s = 2.0).
+        limit = max(limit, expected + INITIAL_LOSS_FLOOR)
+        ratio = limit / expected
     data |= {"allowed_loss": limit}
     evidence = (f"loss at initialisation {loss:.4g} on {n} training samples against "
                 f"{expected:.4g} for {what}")

@@ -10,32 +10,68 @@ from core.diagnosis.finding import Finding, fmt
 
 
 def overfitting(ctx: Context) -> Finding | None:
-    """The validation loss's last OVERFIT_WINDOW evaluations average more than OVERFIT_RISE
-    above the OVERFIT_WINDOW before, the training loss kept falling over the same window,
-    and (val - train) / train is above OVERFIT_GAP."""
+    """Either of two rules, after the warm-up, with (val - train) / train above OVERFIT_GAP:
+    rising: the validation loss's last OVERFIT_WINDOW evaluations average more than
+    OVERFIT_RISE above the OVERFIT_WINDOW before, while the training loss fell over the same
+    window (BTTackler's); or stalled: the best validation loss is at least
+    max(2 x OVERFIT_WINDOW, OVERFIT_STALE_SHARE of the evaluations) old, and the training
+    loss has fallen by more than OVERFIT_TRAIN_FALL since then (the network kept fitting its
+    training set and nothing of it reached the validation set). The second catches what a
+    window of 3 against 3 cannot: a validation loss that rises by 1% an epoch, or levels
+    off far above the training loss. Neither holds while the validation accuracy has risen by
+    more than OVERFIT_ACCURACY_GAIN since the best validation loss: the network generalises
+    better by the measure that counts, and the loss rises on its few confident errors."""
     val = ctx.series.finite("val_loss")
     train = ctx.epoch_losses()
     w = t.OVERFIT_WINDOW
     if len(val) < 2 * w or len(train) < 2 * w or not ctx.past_warmup():
         return None
-    before, recent = sum(val[-2 * w:-w]) / w, sum(val[-w:]) / w
-    train_before, train_recent = sum(train[-2 * w:-w]) / w, sum(train[-w:]) / w
-    if before <= 0 or train_recent <= 0:
+    if train[-1] <= 0:
         return None
-    rise = (recent - before) / before
     gap = (val[-1] - train[-1]) / train[-1]
-    if rise <= t.OVERFIT_RISE or train_recent >= train_before or gap <= t.OVERFIT_GAP:
+    if gap <= t.OVERFIT_GAP:
         return None
     best = min(val)
+    best_at = len(val) - 1 - val[::-1].index(best)
     best_step = next(step for step, v in ctx.series.get("val_loss") if v == best)
+    before, recent = sum(val[-2 * w:-w]) / w, sum(val[-w:]) / w
+    train_before, train_recent = sum(train[-2 * w:-w]) / w, sum(train[-w:]) / w
+    rise = (recent - before) / before if before > 0 else 0.0
+    rising = rise > t.OVERFIT_RISE and train_recent < train_before
+    stale = len(val) - 1 - best_at
+    # The training loss at the best validation loss's evaluation (the same epoch's value).
+    train_then = train[min(best_at, len(train) - 1)]
+    train_fall = (train_then - train[-1]) / train_then if train_then > 0 else 0.0
+    stalled = stale >= max(2 * w, t.OVERFIT_STALE_SHARE * len(val)) and \
+        train_fall > t.OVERFIT_TRAIN_FALL
+    if not rising and not stalled:
+        return None
+    gain = _accuracy_gain_since(ctx, best_step)
+    if gain is not None and gain > t.OVERFIT_ACCURACY_GAIN:
+        return None
+    how = (f"val_loss averaged {fmt(recent)} over the last {w} evaluations, {fmt(100 * rise)}% "
+           f"above the {w} before ({fmt(before)}), while train_loss fell from "
+           f"{fmt(train_before)} to {fmt(train_recent)}") if rising else (
+           f"val_loss has not improved for {stale} evaluations (its best {fmt(best)} at step "
+           f"{best_step}, now {fmt(val[-1])}) while train_loss fell a further "
+           f"{fmt(100 * train_fall)}% to {fmt(train[-1])}")
     return Finding(
         "overfitting",
-        f"val_loss averaged {fmt(recent)} over the last {w} evaluations, {fmt(100 * rise)}% "
-        f"above the {w} before ({fmt(before)}), while train_loss fell from {fmt(train_before)} "
-        f"to {fmt(train_recent)}; the gap (val - train) / train is {fmt(gap)} at step "
-        f"{ctx.step}; the best val_loss was {fmt(best)} at step {best_step}",
-        data={"rise": rise, "gap": gap, "best_val_loss": best, "best_step": best_step},
+        f"{how}; the gap (val - train) / train is {fmt(gap)} at step {ctx.step}"
+        + (f"; the best val_loss was {fmt(best)} at step {best_step}" if rising else ""),
+        data={"rise": rise, "gap": gap, "best_val_loss": best, "best_step": best_step,
+              "stale_evaluations": stale, "train_fall": train_fall},
         actions=a.regularize(ctx.facts))
+
+
+def _accuracy_gain_since(ctx: Context, step: int) -> float | None:
+    """How much the validation accuracy rose from the evaluation at `step` to the latest
+    (None without an accuracy: regression)."""
+    points = ctx.series.get("val_accuracy")
+    then = next((v for s, v in points if s == step), None)
+    if then is None or not points:
+        return None
+    return points[-1][1] - then
 
 
 def underfitting(ctx: Context) -> Finding | None:

@@ -47,6 +47,8 @@ LOW_LR_LOSS_SHARE = 0.5
 # --- gradients (AutoTrainer) -----------------------------------------------------------------
 VANISHING_RATIO = 1e-3  # first/last layer gradient norm below 1e-3 ...
 VANISHING_FIRST = 1e-4  # ... with the first layer's below 1e-4
+GRADIENT_WINDOW = 3  # (ours) both norms as geometric means over the last 3 checks: one step's
+# norm swings tenfold from batch to batch, so a rule on one step comes and goes
 EXPLODING_RATIO = 70.0  # first/last above 70
 EXPLODING_DOUBLINGS = 5  # or the largest layer norm doubling at 5 consecutive checks
 # Our gate (the issue's): gradient findings only while learning stalls: the training loss fell
@@ -64,6 +66,17 @@ SATURATED_SHARE = 0.5  # more than half of a sigmoid/tanh layer's outputs near t
 OVERFIT_GAP = 0.10  # (val - train) / train loss above 0.1 ...
 OVERFIT_WINDOW = 3  # ... and the mean of the last 3 validation losses above the 3 before ...
 OVERFIT_RISE = 0.05  # ... by more than 5% (ours: BTTackler's bare "rising" fired on noise)
+# Ours, the stalled form: the best validation loss is at least max(2 x OVERFIT_WINDOW, a third
+# of the evaluations) old and the training loss has fallen by more than a quarter since then.
+# A window of 3 against 3 misses a validation loss that rises 1% an epoch (blobs: 2.16 to 2.41
+# over 30 epochs) or levels off far above the training loss (digits on 150 samples: val 0.25
+# flat, train 0.0004).
+OVERFIT_STALE_SHARE = 1 / 3
+OVERFIT_TRAIN_FALL = 0.25
+# Ours, for both forms: not while the validation accuracy has risen more than 2 points since the
+# best validation loss (a high-rate run's loss can bounce up while its accuracy climbs from 88%
+# to 94%: its confident mistakes cost more, but it generalises better).
+OVERFIT_ACCURACY_GAIN = 0.02
 UNDERFIT_SHARE = 0.30  # judged from 30% of the run on
 UNDERFIT_REACH = 0.5  # training accuracy covers less than half the way from chance to 1 ...
 UNDERFIT_CLOSE = 0.05  # ... and validation accuracy is within 5 points of it ...
