@@ -7,17 +7,22 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from core.api_keys import NAME_PATTERN
 from models.strict import StrictModel
+
+# Anchored: pydantic searches a pattern anywhere in the value.
+NAME = f"^{NAME_PATTERN.pattern}$"
 
 
 class KeyCreate(StrictModel):
-    name: str = Field(min_length=1, max_length=100, description="unique across the server; "
-                      "letters, digits, '.', '_', '-', '@'")
+    name: str = Field(min_length=1, max_length=100, pattern=NAME, description="unique across "
+                      "the server; letters, digits, '.', '_', '-', '@', starting with a letter "
+                      "or digit")
     scopes: list[Literal["read", "submit", "admin"]] = Field(
         min_length=1, max_length=3, description="read: GET; submit: create, cancel, delete; "
         "admin: every owner's resources. A key that is not an admin's can only grant scopes "
         "it holds itself")
-    owner: str | None = Field(None, min_length=1, max_length=100, description="whose "
+    owner: str | None = Field(None, min_length=1, max_length=100, pattern=NAME, description="whose "
                               "resources the key makes and sees; default: the caller's owner "
                               "(only an admin key may name another)")
     expires_in_days: float | None = Field(None, gt=0, le=3650, description="refused after "
