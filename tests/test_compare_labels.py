@@ -10,7 +10,8 @@ from core.compare_labels import ComparedJob, architecture, compare
 from tests.conftest import load_example
 
 
-def job(job_id: str, name: str = "digits-mlp", summary: dict | None = None, **changes) -> ComparedJob:
+def job(job_id: str, name: str = "digits-mlp", summary: dict | None = None,
+        **changes) -> ComparedJob:
     spec = copy.deepcopy(load_example("digits-mlp"))
     spec["name"] = name
     for section, values in changes.items():
@@ -74,4 +75,4 @@ def test_the_best_leader_is_the_lowest_loss_and_the_highest_accuracy():
 def test_the_same_spec_twice_is_told_apart_by_the_short_id():
     found = compare([job("a"), job("b")])
     assert found.fields == [] and not found.architectures_differ
-    assert found.labels == [f"digits-mlp [{'a'.ljust(8, '0')}]", f"digits-mlp [{'b'.ljust(8, '0')}]"]
+    assert found.labels == ["digits-mlp [a0000000]", "digits-mlp [b0000000]"]
