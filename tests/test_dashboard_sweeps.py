@@ -49,10 +49,10 @@ def painted_pixels(tab, selector: str) -> int:
 
 @pytest.fixture(scope="module")
 def grid_sweep(client_module: httpx.Client, worker) -> dict:  # noqa: F811
-    """The shared sweep, created (not finished): {id, name}. Two epochs (20 steps): two
+    """The shared sweep, created (not finished): {id, name}. Two epochs (30 steps): two
     evaluations, so each trial's curve is a line."""
     body = {"name": f"dash-grid-{uuid.uuid4().hex[:6]}", "method": "grid", "parallelism": 1,
-            "repeats": REPEATS, "base": tiny_base(epochs=2, max_steps=20),
+            "repeats": REPEATS, "base": tiny_base(epochs=2, max_steps=30),
             "parameters": {"optimizer.lr": {"values": LRS}},
             "objective": {"metric": "val_loss", "at": "final"}}
     created = client_module.post("/v1/sweeps", json=body)
