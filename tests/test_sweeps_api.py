@@ -11,6 +11,7 @@ import httpx
 import psycopg
 
 from tests.test_sweeps import tiny_base
+from traindock import Client
 
 
 def sweep_body(name: str, lrs: tuple[float, ...] = (0.01, 0.1)) -> dict:
@@ -89,3 +90,17 @@ def test_the_sweep_list_pages_with_a_cursor_and_a_read_writes_nothing(client, da
     for _ in range(2):
         assert client.get(f"/v1/sweeps/{ids[0]}").status_code == 200
     assert row_version() == before
+
+
+def test_the_client_retries_a_sweep_safely_and_reads_every_page(api_url):
+    with Client(api_url, timeout=30) as td:
+        name = f"client-idem-{uuid.uuid4().hex[:6]}"
+        key = f"client-{uuid.uuid4()}"
+        first = td.submit_sweep(sweep_body(name), idempotency_key=key)
+        try:
+            assert td.submit_sweep(sweep_body(name), idempotency_key=key).id == first.id
+            listed = [s.id for s in td.sweeps(page_size=1)]  # a page per sweep
+            assert listed.count(first.id) == 1 and len(listed) == len(set(listed))
+            assert [s.id for s in td.sweeps(limit=1)] == [first.id]  # the newest
+        finally:
+            td.cancel_sweep(first.id)
