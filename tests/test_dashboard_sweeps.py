@@ -49,10 +49,10 @@ def painted_pixels(tab, selector: str) -> int:
 
 @pytest.fixture(scope="module")
 def grid_sweep(client_module: httpx.Client, worker) -> dict:  # noqa: F811
-    """The shared sweep, created (not finished): {id, name}. Two epochs (30 steps): two
+    """The shared sweep, created (not finished): {id, name}. Two whole epochs: two
     evaluations, so each trial's curve is a line."""
     body = {"name": f"dash-grid-{uuid.uuid4().hex[:6]}", "method": "grid", "parallelism": 1,
-            "repeats": REPEATS, "base": tiny_base(epochs=2, max_steps=30),
+            "repeats": REPEATS, "base": tiny_base(epochs=2, max_steps=60),
             "parameters": {"optimizer.lr": {"values": LRS}},
             "objective": {"metric": "val_loss", "at": "final"}}
     created = client_module.post("/v1/sweeps", json=body)
@@ -117,6 +117,7 @@ def test_the_sweep_page_marks_the_best_trial_sorts_and_draws(page, grid_sweep, c
     assert painted_pixels(page, "#parallel") > 2000
     expect(page.locator("#chart-objective")).to_have_attribute("data-series", "2")
     expect(page.locator("#chart-top")).to_have_attribute("data-series", "3")
+    assert int(page.locator("#chart-top").get_attribute("data-points")) >= 6  # lines: 2 each
     expect(page.locator("#best")).to_contain_text(f"trial {best}")
     expect(page.locator("#cancel-sweep")).to_be_hidden()  # it has ended
     screenshot(page, "sweep")

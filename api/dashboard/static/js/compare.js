@@ -132,7 +132,7 @@ function renderValues() {
     el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", {}, "job"), el("th", {}, "state"),
       names.map((name) => el("th", { class: "num", dataset: { metric: name },
         title: comparison.directions[name] === "max" ? "higher is better" : "lower is better" },
-      `${mode} ${name}`)))),
+      mode === "test" ? name : `${mode} ${name}`)))),
     el("tbody", {}, runs.map((run) => el("tr", { dataset: { jobId: run.job.id } },
       jobCells(run),
       names.map((name) => {
