@@ -61,7 +61,8 @@ function jobRow(job) {
     },
   });
   return el("tr", {
-    class: "clickable", dataset: { jobId: job.id, state: job.state },
+    class: job.sweep_id ? "clickable trial-row" : "clickable",
+    dataset: { jobId: job.id, state: job.state },
     onclick: (event) => {
       if (!event.target.closest("input, a, label")) location.href = `/jobs/${job.id}`;
     },
