@@ -19,7 +19,7 @@ from cli.jobref import resolve_job
 from traindock.errors import TraindockError
 from traindock.transport import Transport
 
-FINAL_STATES = {"succeeded", "failed", "cancelled"}
+FINAL_STATES = {"succeeded", "failed", "cancelled", "pruned"}  # core.tables.FINAL_STATES
 POLL_S = 1.0
 GIVE_UP_S = 60.0  # how long the API may stay away before watching stops
 RATE_WINDOW_S = 30.0
