@@ -5,6 +5,7 @@ and message on a small history read as a user would expect."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import uuid
@@ -17,10 +18,14 @@ from optuna.trial import TrialState
 from core.db import Database
 from core.migrate import upgrade
 from core.settings import Settings
+from core.sweeps import space
+from core.sweeps.check import check_sweep
 from core.sweeps.prune import build_pruner, should_prune
+from core.sweeps.results import Trial, TrialJob, best_trial
 from core.sweeps.spec import SweepSpec
+from core.sweeps.study import _study, next_params
 from core.tables import Job, Metric, MetricKey, Sweep
-from tests.conftest import create_database, drop_database, load_example
+from tests.conftest import ROOT, create_database, drop_database, load_example
 
 METRIC = "val_loss"
 
@@ -168,3 +173,27 @@ def test_asking_in_a_sweep_of_a_hundred_jobs_takes_milliseconds(db):
     took = time.perf_counter() - started
     print(f"should_prune over 100 jobs x 20 reports: {took * 1000:.0f} ms")
     assert took < 5.0
+
+
+def test_the_sampler_is_told_a_pruned_trial_as_optuna_records_one():
+    spec = SweepSpec.model_validate({
+        "base": load_example("digits-mlp"), "method": "tpe", "budget": {"trials": 20},
+        "parameters": {"optimizer.lr": {"low": 1e-4, "high": 0.1, "log": True}},
+        "pruner": {"type": "median"}})
+    done = Trial(0, {"optimizer.lr": 0.01}, [TrialJob("a", 0, "succeeded", 0.4, 0, 9.0)])
+    pruned = Trial(1, {"optimizer.lr": 0.0001}, [TrialJob(
+        "b", 0, "pruned", 2.3, 0, 2.0, {"step": 30, "value": 2.3, "reason": "..."})])
+    assert (pruned.state, pruned.value, pruned.values) == ("pruned", None, [2.3])
+    study = _study(spec, [done, pruned], None, space.distributions(spec), with_unfinished=True)
+    frozen = study.get_trials(deepcopy=False)
+    assert [t.state for t in frozen] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert frozen[1].intermediate_values == {30: 2.3}
+    assert 1e-4 <= next_params(spec, [done, pruned], 2)["optimizer.lr"] <= 0.1
+    assert best_trial([done, pruned], "min") is done
+
+
+def test_the_pruning_example_passes_the_sweep_check():
+    document = json.loads((ROOT / "examples" / "sweeps" / "lr-digits-pruned.json").read_text())
+    checked = check_sweep(SweepSpec.model_validate(document),
+                          Settings(database_url="postgresql://unused@127.0.0.1/x"))
+    assert checked.spec.pruner.knobs == {"n_startup_trials": 4, "n_warmup_steps": 26}

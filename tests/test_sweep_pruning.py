@@ -1,7 +1,8 @@
 """Pruning end to end over real HTTP, with real Optuna, PostgreSQL and a real worker: a random
 sweep with a median pruner stops the trial whose learning rate is hopeless at an evaluation,
-keeps what it wrote, says why, and goes on to its next trial and its end; a pruner the
-objective cannot feed is a 422 naming `pruner`."""
+keeps what it wrote, says why (over the API and on its dashboard page, in Chromium), and goes
+on to its next trial and its end; a pruner the objective cannot feed is a 422 naming
+`pruner`. (Browser and page fixtures: tests/test_dashboard.py.)"""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import uuid
 import psycopg
 import pytest
 
+from tests.test_dashboard import browser, expect, page  # noqa: F401 - fixtures
 from tests.test_sweeps import sweep_jobs, tiny_base, wait_for_sweep
 
 HOPELESS = 1e-7
 
 
-def test_a_hopeless_trial_is_pruned_keeps_its_curve_and_the_sweep_goes_on(client, worker,
-                                                                          database_url):
+def test_a_hopeless_trial_is_pruned_keeps_its_curve_and_the_sweep_goes_on(
+        client, worker, database_url, page):  # noqa: F811
     base = tiny_base(epochs=2, max_steps=12, eval_every_steps=3)
     # Seed 10 picks 0.003, then the hopeless rate, then 0.01 (RandomSampler, seeded per
     # trial): the hopeless trial has a completed one to be compared with, and a trial follows.
@@ -62,6 +64,17 @@ def test_a_hopeless_trial_is_pruned_keeps_its_curve_and_the_sweep_goes_on(client
     rows = sweep_jobs(database_url, sweep_id)
     assert [(n, attempt, state) for _, n, _, _, attempt, state in rows] == [
         (0, 1, "succeeded"), (1, 1, "pruned"), (2, 1, "succeeded")]
+
+    page.goto(f"/jobs/{job_id}")
+    expect(page.locator("#job-state .state-pruned")).to_have_text("pruned")
+    note = page.locator("#job-error")
+    expect(note).to_have_text(job["error"])
+    expect(note).to_have_class("alert pruned-note")
+    page.goto(f"/sweeps/{sweep_id}")
+    expect(page.locator("#sweep-facts")).to_contain_text("3 of 3 ended, 1 pruned")
+    expect(page.locator("#sweep-facts")).to_contain_text("pruner median")
+    page.goto("/?state=pruned")
+    expect(page.locator(f'tr[data-job-id="{job_id}"] .state-pruned')).to_have_text("pruned")
 
 
 @pytest.mark.parametrize(("change", "field", "words"), [
