@@ -245,7 +245,9 @@ def summary_block(job: dict[str, Any]) -> str:
     for note in summary.get("notes") or []:
         lines += ["", f"note      {note}"]
     if job.get("error"):
-        lines += ["", f"error     {job['error']}"]
+        # A pruned job's `error` is its sweep's pruner's reason: no failure.
+        label = "pruned   " if job["state"] == "pruned" else "error    "
+        lines += ["", f"{label} {job['error']}"]
     return "\n".join(lines)
 
 

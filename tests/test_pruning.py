@@ -15,6 +15,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from cli.sweeps import headline, trials_table
+from cli.watch import summary_block
 from core.db import Database
 from core.migrate import upgrade
 from core.settings import Settings
@@ -26,6 +28,7 @@ from core.sweeps.spec import SweepSpec
 from core.sweeps.study import _study, next_params
 from core.tables import Job, Metric, MetricKey, Sweep
 from tests.conftest import ROOT, create_database, drop_database, load_example
+from traindock.results import Sweep as SweepResult
 
 METRIC = "val_loss"
 
@@ -197,3 +200,20 @@ def test_the_pruning_example_passes_the_sweep_check():
     checked = check_sweep(SweepSpec.model_validate(document),
                           Settings(database_url="postgresql://unused@127.0.0.1/x"))
     assert checked.spec.pruner.knobs == {"n_startup_trials": 4, "n_warmup_steps": 26}
+
+
+def test_the_terminal_says_pruned_with_the_reason_and_the_value_it_stopped_at():
+    reason = "pruned at step 3: val_loss 2.303 was worse than the median 1.95 of ..."
+    job = {"id": "0" * 36, "name": "t1", "state": "pruned", "attempt": 1, "error": reason,
+           "progress": {"epoch": 1, "epochs": 2, "step": 3, "total_steps": 12},
+           "created_at": "2026-12-06T00:00:00+00:00", "started_at": "2026-12-06T00:00:01+00:00",
+           "finished_at": "2026-12-06T00:00:04+00:00", "summary": {}}
+    assert summary_block(job).endswith(f"pruned    {reason}")
+    trial = {"number": 1, "params": {"optimizer.lr": 1e-7}, "state": "pruned", "value": None,
+             "std": None, "values": [2.303], "jobs": [{"duration_s": 3.0}],
+             "pruned": {"step": 3, "value": 2.303}}
+    sweep = SweepResult(id="f" * 36, name="s", state="succeeded", trials_planned=3,
+                  objective={"metric": "val_loss", "mode": "min", "at": "best"},
+                  spec={"parameters": {"optimizer.lr": {}}}, trials=[trial])
+    assert "2.303 @3" in trials_table(sweep)
+    assert "1/3 trials ended (1 pruned);" in headline(sweep)

@@ -19,14 +19,16 @@ HOPELESS = 1e-7
 
 def test_a_hopeless_trial_is_pruned_keeps_its_curve_and_the_sweep_goes_on(
         client, worker, database_url, page):  # noqa: F811
-    base = tiny_base(epochs=2, max_steps=12, eval_every_steps=3)
+    # 192 samples: 3 steps an epoch, evaluated and checkpointed at each epoch's end.
+    base = tiny_base(epochs=4, max_steps=12, checkpoint_every_epochs=1)
+    base["dataset"]["n_train"] = 192
     # Seed 10 picks 0.003, then the hopeless rate, then 0.01 (RandomSampler, seeded per
     # trial): the hopeless trial has a completed one to be compared with, and a trial follows.
     body = {"name": f"prune-{uuid.uuid4().hex[:6]}", "base": base, "method": "random",
             "seed": 10, "budget": {"trials": 3}, "parallelism": 1,
             "parameters": {"optimizer.lr": {"values": [0.003, 0.01, HOPELESS]}},
             "objective": {"metric": "val_loss"},
-            "pruner": {"type": "median", "n_startup_trials": 1}}
+            "pruner": {"type": "median", "n_startup_trials": 1, "n_warmup_steps": 6}}
     created = client.post("/v1/sweeps", json=body)
     assert created.status_code == 201, created.text
     sweep_id = created.json()["id"]
@@ -40,24 +42,27 @@ def test_a_hopeless_trial_is_pruned_keeps_its_curve_and_the_sweep_goes_on(
     pruned_trial = trials[HOPELESS]
     assert pruned_trial["state"] == "pruned" and pruned_trial["value"] is None, pruned_trial
     stop = pruned_trial["pruned"]
-    assert stop["step"] == 3 and stop["metric"] == "val_loss", stop  # its first evaluation
+    assert stop["step"] == 6 and stop["metric"] == "val_loss", stop  # the first past warm-up
     assert sweep["best"]["trial_number"] != pruned_trial["number"]
 
     job_id = pruned_trial["jobs"][0]["id"]
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["state"] == "pruned" and job["finished_at"] is not None, job
-    assert job["error"].startswith("pruned at step 3: val_loss "), job["error"]
+    assert job["error"].startswith("pruned at step 6: val_loss "), job["error"]
     assert "worse than the median" in job["error"]
     assert job["summary"]["pruned"]["reason"] == job["error"]
     assert job["diagnosis"]["final"] is True
-    assert job["progress"]["step"] == 3
+    assert job["progress"]["step"] == 6
     assert pruned_trial["jobs"][0]["value"] == pytest.approx(job["summary"]["latest"]["val_loss"])
 
     series = client.get(f"/v1/jobs/{job_id}/metrics",
                         params={"names": "val_loss,train_loss_step"}).json()["series"]
-    assert series["val_loss"]["step"] == [3]
-    assert series["val_loss"]["value"][0] == pytest.approx(stop["value"])
-    assert series["train_loss_step"]["step"][-1] == 3  # the curve up to where it stopped
+    assert series["val_loss"]["step"] == [3, 6]
+    assert series["val_loss"]["value"][-1] == pytest.approx(stop["value"])
+    assert series["train_loss_step"]["step"][-1] == 6  # the curve up to where it stopped
+    # The checkpoint of its first epoch is kept; its second epoch's was never written.
+    checkpoints = client.get(f"/v1/jobs/{job_id}/checkpoints").json()
+    assert [c["step"] for c in checkpoints] == [3], checkpoints
 
     listed = client.get("/v1/jobs", params={"state": "pruned"}).json()
     assert job_id in {j["id"] for j in listed["items"]}, listed
