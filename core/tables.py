@@ -35,9 +35,11 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
-SWEEP_STATES = JOB_STATES  # a sweep's state reads as a job's: queued until its first trial
+# pruned: a sweep's pruner stopped the trial early (core/sweeps/prune.py); final, as the others.
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "pruned")
+FINAL_STATES = ("succeeded", "failed", "cancelled", "pruned")
+# A sweep's state reads as a job's (queued until its first trial), but a sweep is never pruned.
+SWEEP_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 class Base(DeclarativeBase):
@@ -48,7 +50,8 @@ class Job(Base):
     __tablename__ = "job"
     __table_args__ = (
         CheckConstraint(
-            "state IN ('queued','running','succeeded','failed','cancelled')", name="state"
+            "state IN ('queued','running','succeeded','failed','cancelled','pruned')",
+            name="state",
         ),
         # Newest-first listing with keyset pagination, optionally per state.
         Index("ix_job_created_at_id", "created_at", "id"),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "pruned"})
 
 T = TypeVar("T")
 
@@ -86,7 +86,8 @@ class Job:
 
     @property
     def final(self) -> bool:
-        """Whether the job has ended: succeeded, failed or cancelled."""
+        """Whether the job has ended: succeeded, failed, cancelled or pruned (a sweep's
+        pruner stopped it)."""
         return self.state in FINAL_STATES
 
     @property
@@ -252,7 +253,8 @@ class LogStream:
 class Sweep:
     """A sweep as `GET /v1/sweeps/{id}` (every field) or `GET /v1/sweeps` (no `spec`,
     `trials`, `best_spec`, `importances`) answers it. Each trial is a dict: number, params,
-    state, value (the mean over its repeats), std, values, jobs."""
+    state, value (the mean over its repeats; null for a pruned trial), std, values, pruned
+    (where and why the pruner stopped it), jobs."""
 
     id: str
     name: str

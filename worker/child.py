@@ -50,11 +50,13 @@ from worker.exit_codes import (
     EXIT_LEASE_LOST,
     EXIT_OK,
     EXIT_PREEMPTED,
+    EXIT_PRUNED,
     EXIT_TRAINING_ERROR,
 )
 from worker.lr_find import find_learning_rate
 from worker.optim import build_optimizer
 from worker.preflight import PreflightFailed, failure_message, run_preflight
+from worker.pruning import TrialPruned, trial_pruning
 from worker.startup import Startup, after_first_step, queue_seconds, store_startup
 from worker.train import (
     LoopState,
@@ -196,6 +198,11 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
             ),
             diagnosis,  # after the metric sink: a divergence it stops on is in the points stored
         ]
+        pruning = retry_database(
+            lambda: trial_pruning(db, job, metric_sink.summary, metric_sink.flush_all),
+            "reading the sweep's pruner", settings.db_retry_s)
+        if pruning is not None:
+            callbacks.append(pruning)  # last: every other callback has the points it stops on
         phases.log_ready()
         after_first_step(phases, optimizer,
                          lambda breakdown: store_startup(db, job_id, attempt, breakdown))
@@ -216,6 +223,10 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
     except LeaseLost as exc:
         log.warning("%s", exc)
         return EXIT_LEASE_LOST
+    except TrialPruned as exc:
+        log.info("stopped by the sweep's pruner")
+        _record(db, job_id, attempt, str(exc))
+        return EXIT_PRUNED
     except (DatabaseGone, OperationalError, InterfaceError) as exc:
         log.error("giving up on the database: %s", str(exc).splitlines()[0])
         return EXIT_DATABASE_GONE

@@ -112,8 +112,8 @@ def _step(session: Session, sweep: Sweep, settings: Settings) -> list[uuid.UUID]
         sweep.state = "succeeded" if sweep.best else "failed"
         sweep.finished_at = func.now()
         if sweep.best is None:
-            sweep.error = (f"no trial produced {spec.objective.metric}: every trial failed or "
-                           "was cancelled (see their jobs' errors)")
+            sweep.error = (f"no trial produced {spec.objective.metric}: every trial failed, "
+                           "was cancelled or was pruned (see their jobs' errors)")
     elif sweep.state == "queued":
         sweep.state = "running"
     return new_jobs

@@ -198,6 +198,8 @@ function renderJob() {
   const errorText = document.getElementById("job-error");
   errorText.hidden = !job.error;
   errorText.textContent = job.error || "";
+  // A pruned job's `error` is its pruner's reason: an account, not a failure.
+  errorText.classList.toggle("pruned-note", job.state === "pruned");
   renderStats();
   renderNotes();
   renderStartup(document.getElementById("job-startup"), job.startup);

@@ -131,11 +131,14 @@ function render() {
   document.getElementById("sweep-state").replaceChildren(badge(sweep.state));
   document.getElementById("sweep-head").dataset.state = sweep.state;
   const ended = sweep.trials.filter((t) => FINAL_STATES.has(t.state)).length;
+  const pruned = sweep.trials.filter((t) => t.state === "pruned").length;
+  const pruner = sweep.spec?.pruner?.type;
   const objective = sweep.objective;
   const facts = [
     ["method", sweep.method],
     ["objective", `${objective.mode} ${objective.metric}${objective.at ? ` at ${objective.at}` : ""}`],
-    ["trials", `${ended} of ${sweep.trials_planned} ended`],
+    ["trials", `${ended} of ${sweep.trials_planned} ended${pruned ? `, ${pruned} pruned` : ""}`],
+    ...(pruner && pruner !== "none" ? [["pruner", pruner.replace("_", " ")]] : []),
     ["repeats", sweep.repeats],
     ["parallelism", sweep.parallelism],
     ["created", formatTime(sweep.created_at)],
