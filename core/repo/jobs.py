@@ -312,6 +312,12 @@ def record_progress(
     return _update_running(session, job_id, attempt, values)
 
 
+def record_evaluation(session: Session, job_id: uuid.UUID, attempt: int,
+                      evaluation: dict[str, Any]) -> bool:
+    """The test split's evaluation at the run's end (worker/evaluation_report.py)."""
+    return _update_running(session, job_id, attempt, {"evaluation": evaluation})
+
+
 def record_startup(session: Session, job_id: uuid.UUID, attempt: int,
                    startup: dict[str, Any]) -> bool:
     """The attempt's start-up breakdown (worker/startup.py); it replaces an earlier attempt's."""
