@@ -39,9 +39,10 @@ class DatasetInfo:
     # own validation and test splits (None: cut from its training split).
     id: str | None = None
     sha256: str | None = None
-    # Each class's name in label order (a multi-label set's: each label's); each input
-    # feature's name in column order, for (n, d) features. None where unknown (an upload
-    # stored before names were kept, integer labels or unnamed npz arrays; images' features).
+    # Each class's name in label order (a multi-label set's: each label's; integer labels
+    # without names: "0".."k-1"); each input feature's name in column order. None where
+    # unknown: regression classes, images' features, an upload's unnamed arrays or one stored
+    # before names were kept.
     class_names: tuple[str, ...] | None = None
     val_samples: int | None = None
     test_samples: int | None = None
@@ -248,12 +249,22 @@ def describe_stored(stored: Mapping[str, Any]) -> DatasetInfo:
         description=f"uploaded {stored['task']} dataset ({sizes})",
         id=str(stored["id"]) if stored.get("id") is not None else None,
         sha256=sha256,
-        class_names=tuple(stored["class_names"]) if stored.get("class_names") else None,
+        class_names=_stored_class_names(stored),
         val_samples=own["val"],
         test_samples=own["test"],
         feature_names=(tuple(stored["feature_names"]) if stored.get("feature_names")
                        else None),
     )
+
+
+def _stored_class_names(stored: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The upload's class names; for integer labels given without names, the labels' numbers
+    ("0".."k-1", as the built-in sets), so that every classification job has names."""
+    if stored.get("class_names"):
+        return tuple(stored["class_names"])
+    if stored["task"] == "classification" and stored.get("num_classes"):
+        return tuple(str(c) for c in range(stored["num_classes"]))
+    return None
 
 
 def load(name: str, opts: Options | None = None) -> Arrays:

@@ -163,3 +163,6 @@ def test_a_row_stored_before_names_were_kept_reads_as_none():
            "num_classes": None, "class_names": None, "splits": {"train": 10}}
     info = datasets.describe_stored(old)
     assert info.feature_names is None and info.class_names is None
+    labelled = datasets.describe_stored(old | {"task": "classification", "num_classes": 3,
+                                               "target_shape": []})
+    assert labelled.class_names == ("0", "1", "2")  # integer labels name themselves
