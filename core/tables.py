@@ -89,6 +89,9 @@ class Job(Base):
     # The latest attempt's start-up, phase by phase, written once after its first training
     # step (worker/startup.py): read whole, never queried into, and its phases may grow.
     startup: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The test split's evaluation at the end of training (worker/evaluation_report.py): read
+    # whole, bounded in size, null until a run ends with a test split.
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # Whose job it is (core/api_keys.py); an Idempotency-Key is one owner's, not global.
     owner: Mapped[str] = mapped_column(String(100), server_default="local")
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
@@ -240,6 +243,7 @@ class Dataset(Base):
     target_shape: Mapped[list[int]] = mapped_column(JSONB)
     num_classes: Mapped[int | None] = mapped_column(Integer)
     class_names: Mapped[list[str] | None] = mapped_column(JSONB)
+    feature_names: Mapped[list[str] | None] = mapped_column(JSONB)
     class_counts: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # {"train": n, "val": n | None, "test": n | None}
     splits: Mapped[dict[str, Any]] = mapped_column(JSONB)

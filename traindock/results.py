@@ -50,7 +50,7 @@ class Progress:
 @dataclass(frozen=True)
 class Job:
     """A job as `GET /v1/jobs/{id}` (every field) or `GET /v1/jobs` (no `spec`, `model`,
-    `max_attempts`, `cancel_requested`, `diagnosis`; with `spec_digest`, `differs` and
+    `max_attempts`, `cancel_requested`, `diagnosis`, `evaluation`; with `spec_digest`, `differs` and
     `findings`) answers it."""
 
     id: str
@@ -78,6 +78,11 @@ class Job:
     findings: int | None = None
     sweep_id: str | None = None  # a sweep's trial: which sweep, which of its trials
     trial_number: int | None = None
+    # `GET /v1/jobs/{id}` once training has ended: the test split's evaluation, by `task`:
+    # classification {class_names, matrix (rows true, columns predicted), per_class: [{name,
+    # precision, recall, f1, support}], macro, top_confusions}; multilabel {label_names,
+    # per_label}; regression {outputs: [{name, residual, true, predicted}]} (docs/api.md)
+    evaluation: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod

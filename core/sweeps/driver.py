@@ -53,6 +53,7 @@ def stored_dataset_lookup(session: Session, owner: str) -> DatasetLookup:
         return {"id": str(row.id), "name": row.name, "sha256": row.sha256, "task": row.task,
                 "input_shape": row.input_shape, "target_shape": row.target_shape,
                 "num_classes": row.num_classes, "class_names": row.class_names,
+                "feature_names": row.feature_names,
                 "splits": row.splits}
 
     return lookup
