@@ -5,8 +5,8 @@ An uploaded dataset keeps the name of each input feature (csv header columns, an
 per-class metrics, or a sample of predicted against true values). Rows from before have
 neither (null).
 
-Revision ID: 0011_names_and_evaluation
-Revises: 0010_sweeps
+Revision ID: 0012_names_and_evaluation
+Revises: 0011_pruned_state
 Create Date: 2026-12-06
 """
 
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0011_names_and_evaluation"
-down_revision = "0010_sweeps"
+revision = "0012_names_and_evaluation"
+down_revision = "0011_pruned_state"
 branch_labels = None
 depends_on = None
 
