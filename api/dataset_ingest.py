@@ -96,7 +96,8 @@ def record(session: Session, settings: Settings, parsed: dict[str, Any], tmp_dir
                     session, owner=owner, name=options.name, sha256=sha256, format=parsed["format"],
                     task=meta["task"], input_shape=meta["input_shape"],
                     target_shape=meta["target_shape"], num_classes=meta["num_classes"],
-                    class_names=meta["class_names"], class_counts=parsed["class_counts"],
+                    class_names=meta["class_names"],
+                    feature_names=meta.get("feature_names"), class_counts=parsed["class_counts"],
                     splits=meta["splits"], feature_stats=parsed["feature_stats"],
                     bytes=parsed["bytes"], source=source,
                 )

@@ -100,8 +100,12 @@ class UploadedDatasetOut(BaseModel):
                                     "targets")
     num_classes: int | None = Field(description="classification only")
     class_names: list[str] | None = Field(
-        description="the name of each class in label order (csv categories, image folders); "
-        "null when the labels were integers already")
+        description="the name of each class in label order (csv categories, image folders, "
+        "an npz's class_names); null when the labels were integers and no names were given")
+    feature_names: list[str] | None = Field(
+        None, description="the name of each input feature in column order (a csv's header "
+        "without the target, an npz's feature_names); null for images, unnamed arrays and "
+        "datasets uploaded before names were kept")
     class_counts: dict[str, list[int]] | None = Field(
         description="samples per class, per split present; null for regression")
     splits: Splits
@@ -121,6 +125,12 @@ class BuiltinDatasetOut(BaseModel):
     task: str
     input_shape: list[int]
     num_classes: int | None
+    class_names: list[str] | None = Field(
+        description="each class's name in label order (\"0\"..\"k-1\" for digits and the "
+        "generated sets; each label's for a multi-label set); null for regression")
+    feature_names: list[str] | None = Field(
+        description="each input feature's name (\"x\", or \"x0\", \"x1\", ...); null for "
+        "images")
     target_shape: list[int]
     n_samples: int = Field(description="default number of samples")
     description: str
@@ -132,6 +142,11 @@ def builtin_out(name: str) -> BuiltinDatasetOut:
     return BuiltinDatasetOut(
         name=info.name, task=info.task, input_shape=list(info.input_shape),
         num_classes=info.num_classes, target_shape=list(info.target_shape),
+        class_names=_listed(info.class_names), feature_names=_listed(info.feature_names),
         n_samples=info.n_samples, description=info.description,
         options=sorted(datasets.BUILTINS[name].tunable),
     )
+
+
+def _listed(names: tuple[str, ...] | None) -> list[str] | None:
+    return None if names is None else list(names)

@@ -77,6 +77,7 @@ def get_dataset_lookup(session: SessionDep, principal: PrincipalDep) -> DatasetL
         return {"id": str(row.id), "name": row.name, "sha256": row.sha256, "task": row.task,
                 "input_shape": row.input_shape, "target_shape": row.target_shape,
                 "num_classes": row.num_classes, "class_names": row.class_names,
+                "feature_names": row.feature_names,
                 "splits": row.splits, "feature_stats": row.feature_stats}
 
     return lookup

@@ -139,13 +139,21 @@ class JobOut(JobBrief):
     diagnosis: DiagnosisOut = Field(
         default_factory=DiagnosisOut, description="what is wrong with the training and what "
         "to change, updated while it trains, final once it has ended (docs/api.md, Diagnosis)")
+    evaluation: dict[str, Any] | None = Field(
+        None, description="the test split's evaluation once training has ended: for "
+        "classification the confusion matrix (rows: true class, columns: predicted) and "
+        "per-class precision, recall, F1 and support with class names; for multi-label "
+        "per-label metrics; for regression residual statistics and a sample of (true, "
+        "predicted) pairs (docs/api.md, Evaluation). Null before, and for jobs without a "
+        "test split")
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
         return cls(**JobBrief.of(job).model_dump(), max_attempts=job.max_attempts,
                    preemptions=job.preemptions,
                    cancel_requested=job.cancel_requested, spec=job.spec, model=job.model_summary,
-                   startup=job.startup, diagnosis=diagnosis_of(job.summary))
+                   startup=job.startup, diagnosis=diagnosis_of(job.summary),
+                   evaluation=job.evaluation)
 
 
 class JobListItem(JobBrief):

@@ -16,25 +16,35 @@ class TrialJobOut(BaseModel):
     id: str
     repeat: int = Field(description="which seed: training.seed = the base's seed + repeat")
     state: str
-    value: float | None = Field(description="the objective, once the job succeeded")
+    value: float | None = Field(description="the objective, once the job succeeded; for a "
+                                "pruned job, as it stood when it stopped")
     seed: int | None
     duration_s: float | None = Field(description="from its first start to its end")
     best: float | None = Field(None, description="the objective's metric: its best value over "
                                "the run so far (min or max as the metric improves)")
     final: float | None = Field(None, description="the objective's metric: its last value so "
                                 "far (a test_ metric has one value: best and final alike)")
+    pruned: dict[str, Any] | None = Field(
+        None, description="a pruned job's step, metric, value, pruner and reason "
+        "(its summary.pruned)")
 
 
 class TrialOut(BaseModel):
     number: int
     params: dict[str, Any] = Field(description="the value of each swept path")
-    state: str = Field(description="queued or running while a repeat is; succeeded when a "
-                       "repeat produced the objective; else failed or cancelled")
+    state: str = Field(description="queued or running while a repeat is; pruned when the "
+                       "sweep's pruner stopped a repeat; succeeded when a repeat produced the "
+                       "objective; else failed or cancelled")
     value: float | None = Field(description="the mean objective over the repeats that produced "
-                                "it, once every repeat ended")
+                                "it, once every repeat ended; null for a pruned trial, which "
+                                "does not rank")
     std: float | None = Field(description="their sample standard deviation (n - 1); null "
                               "under two values")
-    values: list[float] = Field(description="each repeat's objective, by repeat")
+    values: list[float] = Field(description="each repeat's objective, by repeat (a pruned "
+                                "one's as it stood when it stopped)")
+    pruned: dict[str, Any] | None = Field(
+        None, description="where and why the pruner stopped it: the first pruned repeat's "
+        "step, metric, value, pruner and reason")
     jobs: list[TrialJobOut]
 
     @classmethod

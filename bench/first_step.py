@@ -59,7 +59,7 @@ def run_job(client: httpx.Client, spec: dict) -> dict:
     job_id = response.json()["id"]
     while True:
         job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
+        if job["state"] in ("succeeded", "failed", "cancelled", "pruned"):
             break
         time.sleep(POLL_S)
     if job["state"] != "succeeded":

@@ -85,7 +85,7 @@ def train_child(client: httpx.Client, worker_pid: int, spec: dict) -> tuple[floa
     job_id = response.json()["id"]
     rss, peak = sample_until_exit(find_child(worker_pid))
     while (state := client.get(f"/v1/jobs/{job_id}").json()["state"]) not in (
-            "succeeded", "failed", "cancelled"):
+            "succeeded", "failed", "cancelled", "pruned"):
         time.sleep(0.05)
     if state != "succeeded":
         raise RuntimeError(f"job {job_id} {state}")

@@ -170,7 +170,7 @@ def submit_and_wait(client: httpx.Client, spec: dict) -> dict[str, float]:
     job_id = response.json()["id"]
     while True:
         job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
+        if job["state"] in ("succeeded", "failed", "cancelled", "pruned"):
             break
         time.sleep(POLL_S)
     total = time.perf_counter() - started

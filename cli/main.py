@@ -18,7 +18,7 @@ CLIENT_VERBS = {"validate": "client", "gradcheck": "client", "submit": "client",
                 "rm": "rm", "lr-find": "lr_find", "sweep": "sweeps", "sweeps": "sweeps",
                 "best": "sweeps"}
 # core.tables.JOB_STATES, repeated: the client does not import the server's code
-JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
+JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled", "pruned"]
 JOB_HELP = "a job id, or at least its first 6 characters"
 
 

@@ -25,6 +25,16 @@ def _param(value: Any) -> str:
     return value if isinstance(value, str) else format_value(value)
 
 
+def _objective(trial: dict[str, Any]) -> str:
+    """The trial's mean objective; a pruned trial's value where it stopped, `@` its step."""
+    if trial["value"] is not None:
+        return format_value(trial["value"])
+    pruned = trial.get("pruned") or {}
+    if isinstance(pruned.get("value"), int | float):
+        return f"{format_value(pruned['value'])} @{pruned.get('step')}"
+    return "-"
+
+
 def trials_table(sweep: Sweep) -> str:
     """One row per configuration: its values, state, objective (mean ± std over repeats),
     how many repeats produced it, and the longest of their durations. The best is marked."""
@@ -37,7 +47,7 @@ def trials_table(sweep: Sweep) -> str:
         ran = [j["duration_s"] for j in trial["jobs"] if j["duration_s"] is not None]
         rows.append(["*" if trial["number"] == best else "", str(trial["number"]),
                      *(_param(trial["params"].get(p)) for p in paths), trial["state"],
-                     format_value(trial["value"]) if trial["value"] is not None else "-",
+                     _objective(trial),
                      format_value(trial["std"]) if trial["std"] is not None else "",
                      f"{len(trial['values'])}/{len(trial['jobs'])}",
                      format_duration(max(ran)) if ran else ""])
@@ -47,10 +57,11 @@ def trials_table(sweep: Sweep) -> str:
 
 def headline(sweep: Sweep) -> str:
     ended = sum(t["state"] not in ("queued", "running") for t in sweep.trials)
+    pruned = sum(t["state"] == "pruned" for t in sweep.trials)
     objective = sweep.objective
     text = (f"sweep {sweep.id[:8]} {sweep.name}: {sweep.state}, {ended}/{sweep.trials_planned} "
-            f"trials ended; {objective.get('mode')} {objective.get('metric')} "
-            f"({objective.get('at')})")
+            f"trials ended{f' ({pruned} pruned)' if pruned else ''}; {objective.get('mode')} "
+            f"{objective.get('metric')} ({objective.get('at')})")
     if sweep.best:
         text += f"; best: trial {sweep.best['trial_number']} = {format_value(sweep.best['value'])}"
     return text

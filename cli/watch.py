@@ -19,7 +19,7 @@ from cli.jobref import resolve_job
 from traindock.errors import TraindockError
 from traindock.transport import Transport
 
-FINAL_STATES = {"succeeded", "failed", "cancelled"}
+FINAL_STATES = {"succeeded", "failed", "cancelled", "pruned"}  # core.tables.FINAL_STATES
 POLL_S = 1.0
 GIVE_UP_S = 60.0  # how long the API may stay away before watching stops
 RATE_WINDOW_S = 30.0
@@ -245,7 +245,9 @@ def summary_block(job: dict[str, Any]) -> str:
     for note in summary.get("notes") or []:
         lines += ["", f"note      {note}"]
     if job.get("error"):
-        lines += ["", f"error     {job['error']}"]
+        # A pruned job's `error` is its sweep's pruner's reason: no failure.
+        label = "pruned   " if job["state"] == "pruned" else "error    "
+        lines += ["", f"{label} {job['error']}"]
     return "\n".join(lines)
 
 

@@ -52,6 +52,7 @@ def describe_parsed(parsed: Parsed) -> dict[str, Any]:
         "target_shape": list(parsed.y_train.shape[1:]),
         "num_classes": parsed.num_classes,
         "class_names": parsed.class_names,
+        "feature_names": parsed.feature_names,
         "splits": sizes,
     }
 

@@ -35,13 +35,18 @@ class DatasetInfo:
     target_shape: tuple[int, ...]  # () for class labels, (L,) for multilabel
     n_samples: int  # every split together
     description: str
-    # Uploaded datasets only: the row's id, the stored version, the class names, and the sizes
-    # of the dataset's own validation and test splits (None: cut from its training split).
+    # Uploaded datasets only: the row's id, the stored version, and the sizes of the dataset's
+    # own validation and test splits (None: cut from its training split).
     id: str | None = None
     sha256: str | None = None
+    # Each class's name in label order (a multi-label set's: each label's; integer labels
+    # without names: "0".."k-1"); each input feature's name in column order. None where
+    # unknown: regression classes, images' features, an upload's unnamed arrays or one stored
+    # before names were kept.
     class_names: tuple[str, ...] | None = None
     val_samples: int | None = None
     test_samples: int | None = None
+    feature_names: tuple[str, ...] | None = None
 
     @property
     def builtin(self) -> bool:
@@ -128,7 +133,8 @@ def _sine(opts: Options) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y.astype(np.float32)
 
 
-ZONE_LABELS = 4
+ZONE_LABEL_NAMES = ("right", "above_line", "ring", "disc")
+ZONE_LABELS = len(ZONE_LABEL_NAMES)
 
 
 def _zones(opts: Options) -> tuple[np.ndarray, np.ndarray]:
@@ -191,21 +197,42 @@ BUILTINS: dict[str, Builtin] = {
 def describe(name: str, opts: Options | None = None) -> DatasetInfo:
     opts = opts or Options()
     builtin = BUILTINS[name]
+    input_shape = builtin.input_shape(opts)
+    num_classes = builtin.num_classes(opts)
     return DatasetInfo(
         name=name,
         task=builtin.task,
-        input_shape=builtin.input_shape(opts),
-        num_classes=builtin.num_classes(opts),
+        input_shape=input_shape,
+        num_classes=num_classes,
         target_shape=builtin.target_shape,
         n_samples=builtin.n_samples(opts),
         description=builtin.description,
+        class_names=_builtin_class_names(name, num_classes),
+        feature_names=_builtin_feature_names(input_shape),
     )
+
+
+def _builtin_class_names(name: str, num_classes: int | None) -> tuple[str, ...] | None:
+    """Digits and the generated classes are named by their label ("0".."k-1"); the zones'
+    labels by what each one marks."""
+    if name == "zones":
+        return ZONE_LABEL_NAMES
+    return None if num_classes is None else tuple(str(c) for c in range(num_classes))
+
+
+def _builtin_feature_names(input_shape: tuple[int, ...]) -> tuple[str, ...] | None:
+    """"x" for one input, "x0", "x1", ... for a few coordinates; None for images."""
+    if len(input_shape) != 1:
+        return None
+    if input_shape[0] == 1:
+        return ("x",)
+    return tuple(f"x{i}" for i in range(input_shape[0]))
 
 
 def describe_stored(stored: Mapping[str, Any]) -> DatasetInfo:
     """An uploaded dataset's description from its meta.json (core/dataset_store.py) or its
-    database row: task, input_shape, target_shape, num_classes, class_names, splits, and the
-    row's id, name and sha256 where known."""
+    database row: task, input_shape, target_shape, num_classes, class_names, feature_names,
+    splits, and the row's id, name and sha256 where known."""
     splits = stored["splits"]
     own = {name: splits.get(name) or None for name in ("val", "test")}  # 0 rows: none of its own
     sha256 = stored["sha256"]
@@ -222,10 +249,22 @@ def describe_stored(stored: Mapping[str, Any]) -> DatasetInfo:
         description=f"uploaded {stored['task']} dataset ({sizes})",
         id=str(stored["id"]) if stored.get("id") is not None else None,
         sha256=sha256,
-        class_names=tuple(stored["class_names"]) if stored.get("class_names") else None,
+        class_names=_stored_class_names(stored),
         val_samples=own["val"],
         test_samples=own["test"],
+        feature_names=(tuple(stored["feature_names"]) if stored.get("feature_names")
+                       else None),
     )
+
+
+def _stored_class_names(stored: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The upload's class names; for integer labels given without names, the labels' numbers
+    ("0".."k-1", as the built-in sets), so that every classification job has names."""
+    if stored.get("class_names"):
+        return tuple(stored["class_names"])
+    if stored["task"] == "classification" and stored.get("num_classes"):
+        return tuple(str(c) for c in range(stored["num_classes"]))
+    return None
 
 
 def load(name: str, opts: Options | None = None) -> Arrays:

@@ -71,9 +71,9 @@ class Settings(BaseSettings):
     keep_checkpoints: int = Field(3, ge=1, le=100)
     keep_checkpoints_finished: int = Field(
         0, ge=0, le=100,
-        description="once a job has ended (succeeded, failed or cancelled), keep its last N "
-        "checkpoints and its best, and delete the rest (0: keep what training kept, the last "
-        "TRAINDOCK_KEEP_CHECKPOINTS and the best)",
+        description="once a job has ended (succeeded, failed, cancelled or pruned), keep its "
+        "last N checkpoints and its best, and delete the rest (0: keep what training kept, the "
+        "last TRAINDOCK_KEEP_CHECKPOINTS and the best)",
     )
     warm_child: bool = Field(
         True,

@@ -35,9 +35,11 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
-SWEEP_STATES = JOB_STATES  # a sweep's state reads as a job's: queued until its first trial
+# pruned: a sweep's pruner stopped the trial early (core/sweeps/prune.py); final, as the others.
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "pruned")
+FINAL_STATES = ("succeeded", "failed", "cancelled", "pruned")
+# A sweep's state reads as a job's (queued until its first trial), but a sweep is never pruned.
+SWEEP_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 class Base(DeclarativeBase):
@@ -48,7 +50,8 @@ class Job(Base):
     __tablename__ = "job"
     __table_args__ = (
         CheckConstraint(
-            "state IN ('queued','running','succeeded','failed','cancelled')", name="state"
+            "state IN ('queued','running','succeeded','failed','cancelled','pruned')",
+            name="state",
         ),
         # Newest-first listing with keyset pagination, optionally per state.
         Index("ix_job_created_at_id", "created_at", "id"),
@@ -86,6 +89,9 @@ class Job(Base):
     # The latest attempt's start-up, phase by phase, written once after its first training
     # step (worker/startup.py): read whole, never queried into, and its phases may grow.
     startup: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The test split's evaluation at the end of training (worker/evaluation_report.py): read
+    # whole, bounded in size, null until a run ends with a test split.
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # Whose job it is (core/api_keys.py); an Idempotency-Key is one owner's, not global.
     owner: Mapped[str] = mapped_column(String(100), server_default="local")
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
@@ -237,6 +243,7 @@ class Dataset(Base):
     target_shape: Mapped[list[int]] = mapped_column(JSONB)
     num_classes: Mapped[int | None] = mapped_column(Integer)
     class_names: Mapped[list[str] | None] = mapped_column(JSONB)
+    feature_names: Mapped[list[str] | None] = mapped_column(JSONB)
     class_counts: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # {"train": n, "val": n | None, "test": n | None}
     splits: Mapped[dict[str, Any]] = mapped_column(JSONB)

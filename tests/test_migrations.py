@@ -7,7 +7,7 @@ import uuid
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from core.migrate import downgrade, upgrade
 from core.settings import Settings
@@ -19,6 +19,7 @@ TABLES = {"job", "metric", "metric_key", "metric_rollup", "checkpoint", "worker"
 SWEEPS = {"sweep"}
 WEBHOOKS = {"webhook_delivery", "webhook_secret"}
 KEYS = {"api_key"}
+JOB = uuid.UUID("00000000-0000-0000-0000-000000000011")
 
 
 @pytest.fixture
@@ -75,3 +76,31 @@ def test_migrations_match_the_table_definitions(fresh_url):
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_pruned_is_a_final_state_with_its_own_webhook_and_reverts_to_failed(fresh_url):
+    upgrade(fresh_url)
+    engine = create_engine(fresh_url)
+    notify = '{"notify": {"url": "https://hooks.example.com/x"}}'
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO job (id, name, spec, state, summary) VALUES (:id, 'j', "
+                "CAST(:spec AS jsonb), 'running', CAST(:summary AS jsonb))"),
+                {"id": JOB, "spec": notify, "summary": '{"diagnosis": {"final": true, '
+                 '"step": 3, "findings": []}}'})
+            conn.execute(text("UPDATE job SET state = 'pruned', error = 'pruned at step 3' "
+                              "WHERE id = :id"), {"id": JOB})
+            payload = conn.execute(text(
+                "SELECT payload FROM webhook_delivery WHERE job_id = :id AND event = 'pruned'"),
+                {"id": JOB}).scalar_one()
+        assert payload["type"] == "job.pruned"
+        assert payload["data"]["error"] == "pruned at step 3"
+        assert payload["data"]["diagnosis"] == {"final": True, "step": 3, "findings": []}
+        downgrade(fresh_url, "0010_sweeps")
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT state FROM job WHERE id = :id"),
+                                {"id": JOB}).scalar_one() == "failed"
+        upgrade(fresh_url)
+    finally:
+        engine.dispose()

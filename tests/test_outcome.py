@@ -19,6 +19,7 @@ from worker.exit_codes import (
     EXIT_LEASE_LOST,
     EXIT_OK,
     EXIT_PREEMPTED,
+    EXIT_PRUNED,
     EXIT_TRAINING_ERROR,
 )
 from worker.outcome import (
@@ -31,6 +32,7 @@ from worker.outcome import (
     LeaseLost,
     Nothing,
     Preempted,
+    Prune,
     Requeue,
     Succeed,
     decide,
@@ -45,6 +47,7 @@ MEMORY = "the training process used 900 MB of memory, over the 512 MB limit"
 STALL = "no progress for 60 s at step 7"
 DISK = "no space left on device writing checkpoint step 40 (OSError: [Errno 28])"
 SHUTDOWN = "attempt 1: stopped by a worker shutdown"
+PRUNED = "pruned at step 40: val_loss 2.3 was worse than the median 0.41 of the 2 completed ..."
 
 
 def running(attempt: int = 1, *, max_attempts: int = 3, preemptions: int = 0,
@@ -84,6 +87,11 @@ TABLE = [
     ("exit 7 database gone, none left", Exited(EXIT_DATABASE_GONE), LAST,
      Fail("the training process gave up on an unreachable database; last output:\n"
           "epoch 1 step 5 (attempt 3 of 3; no attempts left)")),
+    ("exit 9 pruned", Exited(EXIT_PRUNED), running(error=PRUNED), Prune(PRUNED)),
+    ("exit 9 pruned with attempts left is still final", Exited(EXIT_PRUNED),
+     running(1, max_attempts=3, error=PRUNED), Prune(PRUNED)),
+    ("exit 9 without a recorded reason", Exited(EXIT_PRUNED), running(),
+     Prune("pruned by the sweep's pruner")),
     ("exit 8 disk full", Exited(EXIT_DISK_FULL), running(error=DISK),
      Requeue(f"attempt 1: {DISK}; retried in about 30 s from its last checkpoint",
              preempted=False, publish_now=False)),
@@ -134,7 +142,8 @@ NOT_OURS = [
     ("back in the queue", running(state="queued")),
 ]
 ENDINGS = [Exited(EXIT_TRAINING_ERROR), Exited(EXIT_CRASH), Exited(EXIT_PREEMPTED),
-           Exited(EXIT_DISK_FULL), Exited(EXIT_DATABASE_GONE), Exited(SIGKILL),
+           Exited(EXIT_DISK_FULL), Exited(EXIT_DATABASE_GONE), Exited(EXIT_PRUNED),
+           Exited(SIGKILL),
            Preempted(EXIT_PREEMPTED), Preempted(SIGINT), Killed(MEMORY), Killed(STALL)]
 
 
@@ -159,7 +168,8 @@ def test_a_cancel_requested_meanwhile_wins_over_any_failure(outcome) -> None:
 @pytest.mark.parametrize(("outcome", "reads_log"), [
     (Exited(SIGKILL), True), (Exited(42), True), (Exited(EXIT_DATABASE_GONE), True),
     (Exited(EXIT_OK), False), (Exited(EXIT_TRAINING_ERROR), False), (Exited(EXIT_CRASH), False),
-    (Exited(EXIT_DISK_FULL), False), (Preempted(SIGINT), False), (Killed(MEMORY), False),
+    (Exited(EXIT_DISK_FULL), False), (Exited(EXIT_PRUNED), False), (Preempted(SIGINT), False),
+    (Killed(MEMORY), False),
 ], ids=repr)
 def test_the_log_is_read_only_for_a_death_the_child_could_not_explain(outcome,
                                                                       reads_log) -> None:
@@ -174,10 +184,10 @@ def test_the_log_is_read_only_for_a_death_the_child_could_not_explain(outcome,
 
 
 def test_labels_are_what_supervise_job_returns() -> None:
-    assert [d.label for d in (Succeed(), Fail("x"), Cancel(), Nothing(),
+    assert [d.label for d in (Succeed(), Fail("x"), Cancel(), Prune("p"), Nothing(),
                               Requeue("n", preempted=True),
                               Requeue("n", preempted=False, publish_now=False))] == [
-        "succeeded", "failed", "cancelled", "lease_lost", "requeued", "requeued later"]
+        "succeeded", "failed", "cancelled", "pruned", "lease_lost", "requeued", "requeued later"]
 
 
 def test_describe_exit_names_the_signal() -> None:

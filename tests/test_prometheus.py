@@ -122,7 +122,7 @@ def test_queue_depth_counts_queued_jobs(fresh_database: str, service_env: dict[s
     assert value(after, "traindock_queue_oldest_seconds") > 0
     assert value(after, "traindock_job_start_latency_seconds_count") == 0
     states = {labels[0][1] for name, labels in after if name == "traindock_jobs"}
-    assert states == {"queued", "running", "succeeded", "failed", "cancelled"}
+    assert states == {"queued", "running", "succeeded", "failed", "cancelled", "pruned"}
 
 
 def test_request_id_is_echoed_or_made(client: httpx.Client) -> None:

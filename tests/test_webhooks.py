@@ -84,7 +84,7 @@ def test_a_job_s_events_arrive_signed_and_a_500_is_retried(client, worker, recei
     hook = receiver([500])  # the first delivery fails
     job = client.post("/v1/jobs", json=_spec(hook.url)).json()
     assert job["spec"]["notify"]["events"] == ["queued", "running", "succeeded", "failed",
-                                               "cancelled"]
+                                               "cancelled", "pruned"]
     wait_for_state(client, job["id"], {"succeeded"})
     _wait_for(lambda: len(hook.seen) >= 4)  # three events, the first one sent twice
 

@@ -139,8 +139,9 @@ class Client:
                 return
 
     def wait(self, job: JobRef, timeout: float | None = None, poll_s: float = 1.0) -> Job:
-        """Poll until the job is succeeded, failed or cancelled, and return it. A 503 (the
-        database is away for a moment) is waited out; past `timeout` seconds, `WaitTimeout`."""
+        """Poll until the job has ended (succeeded, failed, cancelled or pruned), and return
+        it. A 503 (the database is away for a moment) is waited out; past `timeout` seconds,
+        `WaitTimeout`."""
         job_id = self.resolve(job)
         deadline = None if timeout is None else time.monotonic() + timeout
         last: Job | None = None

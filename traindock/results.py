@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "pruned"})
 
 T = TypeVar("T")
 
@@ -50,7 +50,7 @@ class Progress:
 @dataclass(frozen=True)
 class Job:
     """A job as `GET /v1/jobs/{id}` (every field) or `GET /v1/jobs` (no `spec`, `model`,
-    `max_attempts`, `cancel_requested`, `diagnosis`; with `spec_digest`, `differs` and
+    `max_attempts`, `cancel_requested`, `diagnosis`, `evaluation`; with `spec_digest`, `differs` and
     `findings`) answers it."""
 
     id: str
@@ -78,6 +78,11 @@ class Job:
     findings: int | None = None
     sweep_id: str | None = None  # a sweep's trial: which sweep, which of its trials
     trial_number: int | None = None
+    # `GET /v1/jobs/{id}` once training has ended: the test split's evaluation, by `task`:
+    # classification {class_names, matrix (rows true, columns predicted), per_class: [{name,
+    # precision, recall, f1, support}], macro, top_confusions}; multilabel {label_names,
+    # per_label}; regression {outputs: [{name, residual, true, predicted}]} (docs/api.md)
+    evaluation: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -86,7 +91,8 @@ class Job:
 
     @property
     def final(self) -> bool:
-        """Whether the job has ended: succeeded, failed or cancelled."""
+        """Whether the job has ended: succeeded, failed, cancelled or pruned (a sweep's
+        pruner stopped it)."""
         return self.state in FINAL_STATES
 
     @property
@@ -252,7 +258,8 @@ class LogStream:
 class Sweep:
     """A sweep as `GET /v1/sweeps/{id}` (every field) or `GET /v1/sweeps` (no `spec`,
     `trials`, `best_spec`, `importances`) answers it. Each trial is a dict: number, params,
-    state, value (the mean over its repeats), std, values, jobs."""
+    state, value (the mean over its repeats; null for a pruned trial), std, values, pruned
+    (where and why the pruner stopped it), jobs."""
 
     id: str
     name: str

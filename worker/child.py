@@ -43,6 +43,7 @@ from worker.child_logs import log_attempt, start_logging
 from worker.data import prepare_data
 from worker.diagnosis import DiagnosisCallback
 from worker.disk_full import DiskFull
+from worker.evaluation_report import evaluation_report
 from worker.exit_codes import (
     EXIT_CRASH,
     EXIT_DATABASE_GONE,
@@ -50,11 +51,13 @@ from worker.exit_codes import (
     EXIT_LEASE_LOST,
     EXIT_OK,
     EXIT_PREEMPTED,
+    EXIT_PRUNED,
     EXIT_TRAINING_ERROR,
 )
 from worker.lr_find import find_learning_rate
 from worker.optim import build_optimizer
 from worker.preflight import PreflightFailed, failure_message, run_preflight
+from worker.pruning import TrialPruned, trial_pruning
 from worker.startup import Startup, after_first_step, queue_seconds, store_startup
 from worker.train import (
     LoopState,
@@ -196,6 +199,11 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
             ),
             diagnosis,  # after the metric sink: a divergence it stops on is in the points stored
         ]
+        pruning = retry_database(
+            lambda: trial_pruning(db, job, metric_sink.summary, metric_sink.flush_all),
+            "reading the sweep's pruner", settings.db_retry_s)
+        if pruning is not None:
+            callbacks.append(pruning)  # last: every other callback has the points it stops on
         phases.log_ready()
         after_first_step(phases, optimizer,
                          lambda breakdown: store_startup(db, job_id, attempt, breakdown))
@@ -204,10 +212,11 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
             _find_learning_rate(spec, model, optimizer, data, metric_sink, stop)
             log.info("range test done in %.2f s", time.monotonic() - started)
             return EXIT_OK
+        eval_batch = estimate_memory(summary, spec.training.batch_size).eval_batch
         train(spec, model, optimizer, build_loss(spec.loss), data, callbacks, scheduler=scheduler,
-              resume=start.state, should_stop=stop,
-              eval_batch=estimate_memory(summary, spec.training.batch_size).eval_batch)
+              resume=start.state, should_stop=stop, eval_batch=eval_batch)
         log.info("trained in %.2f s", time.monotonic() - started)
+        _store_evaluation(db, settings, job_id, attempt, model, data, eval_batch)
         return EXIT_OK
     except Preempted:
         log.info("stopped on cancel, without a checkpoint" if stop.cancelled
@@ -216,6 +225,10 @@ def run(job_id: uuid.UUID, attempt: int, handed_at: float | None = None,
     except LeaseLost as exc:
         log.warning("%s", exc)
         return EXIT_LEASE_LOST
+    except TrialPruned as exc:
+        log.info("stopped by the sweep's pruner")
+        _record(db, job_id, attempt, str(exc))
+        return EXIT_PRUNED
     except (DatabaseGone, OperationalError, InterfaceError) as exc:
         log.error("giving up on the database: %s", str(exc).splitlines()[0])
         return EXIT_DATABASE_GONE
@@ -358,6 +371,30 @@ def _find_learning_rate(spec: JobSpec, model: torch.nn.Module, optimizer, data,
                                 [metric_sink], should_stop=stop)
     metric_sink.summary.add_report("lr_find", report.as_dict())
     metric_sink.flush_all()
+
+
+def _store_evaluation(db: Database, settings: Settings, job_id: uuid.UUID, attempt: int,
+                      model: torch.nn.Module, data, eval_batch: int | None) -> None:
+    """The test split's confusion matrix and per-class metrics (or predicted against true
+    values), from the weights the run ended with (the best ones, restored by early
+    stopping), stored in job.evaluation before the job is marked finished."""
+    if data.x_test is None:
+        return
+    started = time.monotonic()
+    try:
+        report = evaluation_report(model, data.x_test, data.y_test, data.task,
+                                   data.class_names, data.num_classes, eval_batch)
+    except Exception:  # the training succeeded: a report that fails must not fail the job
+        log.exception("the test evaluation failed; job.evaluation stays empty")
+        return
+
+    def store():
+        with db.transaction() as session:
+            return job_repo.record_evaluation(session, job_id, attempt, report)
+
+    if not retry_database(store, "storing the evaluation", settings.db_retry_s):
+        raise LeaseLost(f"attempt {attempt} no longer owns job {job_id}")
+    log.info("test evaluation stored in %.2f s", time.monotonic() - started)
 
 
 def _record(db: Database, job_id: uuid.UUID, attempt: int, message: str) -> None:

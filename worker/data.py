@@ -36,6 +36,7 @@ class TrainData:
     normalization: dict[str, torch.Tensor]
     num_classes: int | None = None  # classification only
     streamed: bool = False
+    class_names: tuple[str, ...] | None = None  # the dataset's, for the test report
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -175,4 +176,5 @@ def prepare_data(spec: JobSpec, device: torch.device, datasets_root: Path | None
         normalization=normalization,
         num_classes=info.num_classes,
         streamed=streamed,
+        class_names=info.class_names,
     )

@@ -9,3 +9,4 @@ EXIT_CRASH = 5  # an unexpected exception: traceback recorded
 EXIT_PREEMPTED = 6  # stopped on SIGTERM after writing a checkpoint: the job goes back to the queue
 EXIT_DATABASE_GONE = 7  # the database stayed unreachable: retried like a killed attempt
 EXIT_DISK_FULL = 8  # no space left writing a checkpoint: error recorded; retried after a delay
+EXIT_PRUNED = 9  # a sweep's pruner stopped the trial: points flushed, reason recorded

@@ -19,6 +19,7 @@ from worker.exit_codes import (
     EXIT_LEASE_LOST,
     EXIT_OK,
     EXIT_PREEMPTED,
+    EXIT_PRUNED,
     EXIT_TRAINING_ERROR,
 )
 
@@ -105,6 +106,14 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class Prune:
+    """A sweep's pruner stopped the trial; `reason` is the child's account of why."""
+
+    reason: str
+    label = "pruned"
+
+
+@dataclass(frozen=True)
 class Requeue:
     """Back to the queue. `preempted` spends no attempt; `publish_now` false leaves the message
     to the reaper, after TRAINDOCK_REPUBLISH_AFTER_S (time for a full disk to be freed)."""
@@ -125,7 +134,7 @@ class Nothing:
     label = "lease_lost"
 
 
-Decision = Succeed | Fail | Cancel | Requeue | Nothing
+Decision = Succeed | Fail | Cancel | Prune | Requeue | Nothing
 
 
 def describe_exit(code: int) -> str:
@@ -162,6 +171,9 @@ def decide(outcome: Outcome, attempt: int, job: JobFacts | None, republish_after
         return Requeue(note=f"attempt {attempt}: stopped by a worker shutdown", preempted=True)
     if code == EXIT_DISK_FULL:
         return _disk_full(attempt, job, republish_after_s)
+    if code == EXIT_PRUNED:
+        # Final: another attempt would be asked the same question and get the same answer.
+        return Prune(job.error or "pruned by the sweep's pruner")
     if code in (EXIT_TRAINING_ERROR, EXIT_CRASH):
         # A deterministic failure of the spec or the data: another attempt would fail too.
         # The child recorded why (the claim cleared any earlier note).

@@ -36,6 +36,7 @@ from worker.outcome import (
     Nothing,
     Outcome,
     Preempted,
+    Prune,
     Requeue,
     Succeed,
     decide,
@@ -271,7 +272,7 @@ def _finish(db: Database, job_id: uuid.UUID, attempt: int, outcome: Outcome, log
     if isinstance(decision, Requeue) and decision.publish_now and publisher.publish(str(job_id)):
         with db.transaction() as session:
             job_repo.mark_published(session, [job_id])
-    if isinstance(decision, Succeed | Fail | Cancel):
+    if isinstance(decision, Succeed | Fail | Cancel | Prune):
         tidy_ended_job(db, job_id, settings)
         advance_sweep_of(db, job_id, settings, publisher.publish)  # a trial: its next ones
     log.info("job %s attempt %d: %s (%s)", job_id, attempt, decision.label, outcome)
@@ -286,6 +287,8 @@ def _write(session: Session, job_id: uuid.UUID, attempt: int, decision: Decision
             job_repo.finish_job(session, job_id, attempt, "failed", reason)
         case Cancel():
             job_repo.finish_job(session, job_id, attempt, "cancelled")
+        case Prune(reason):
+            job_repo.finish_job(session, job_id, attempt, "pruned", reason)
         case Requeue(note, preempted, publish_now):
             job_repo.requeue_job(session, job_id, attempt, preempted=preempted, note=note)
             if not publish_now:  # as if just published: the reaper publishes it later

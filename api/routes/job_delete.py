@@ -37,9 +37,9 @@ class DeleteRefusedOut(BaseModel):
 )
 def delete_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep,
                principal: PrincipalDep) -> Response:
-    """Delete a job that has ended (succeeded, failed or cancelled): its row, metric points,
-    rollups and checkpoint rows, then its checkpoint files and logs. 409 while it is queued or
-    running: `POST /v1/jobs/{id}/cancel` first."""
+    """Delete a job that has ended (succeeded, failed, cancelled or pruned): its row, metric
+    points, rollups and checkpoint rows, then its checkpoint files and logs. 409 while it is
+    queued or running: `POST /v1/jobs/{id}/cancel` first."""
     job = get_job(session, job_id)
     if job is None or not principal.may_see(job.owner):  # another owner's: as if none
         raise HTTPException(404, f"no job with id {job_id}")

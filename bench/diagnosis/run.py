@@ -35,7 +35,7 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-TERMINAL = {"succeeded", "failed", "cancelled"}
+TERMINAL = {"succeeded", "failed", "cancelled", "pruned"}
 ALARM_SEVERITIES = {"warning", "error"}
 PUBLISHED = [
     ("Humbatova et al. EMSE'25, average of the tools", "recall 0.33, precision 0.21"),

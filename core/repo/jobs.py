@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from core.api_keys import LOCAL_OWNER
 from core.progress import Progress
@@ -104,8 +104,10 @@ def list_jobs(
 ) -> tuple[list[Job], Cursor | None]:
     """Newest first; keyset pagination on (created_at, id). `id_prefix`: only ids that start
     with it (a range of the primary key; an impossible prefix matches nothing). `owner`: only
-    that owner's jobs (None: every owner's)."""
-    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    that owner's jobs (None: every owner's). A list never shows a job's evaluation (tens
+    of kB each): it is left in the table, raising if touched."""
+    query = (select(Job).options(defer(Job.evaluation, raiseload=True))
+             .order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))
     if owner is not None:
         query = query.where(Job.owner == owner)
     if state:
@@ -310,6 +312,12 @@ def record_progress(
     if summary is not None:
         values["summary"] = summary
     return _update_running(session, job_id, attempt, values)
+
+
+def record_evaluation(session: Session, job_id: uuid.UUID, attempt: int,
+                      evaluation: dict[str, Any]) -> bool:
+    """The test split's evaluation at the run's end (worker/evaluation_report.py)."""
+    return _update_running(session, job_id, attempt, {"evaluation": evaluation})
 
 
 def record_startup(session: Session, job_id: uuid.UUID, attempt: int,

@@ -9,8 +9,8 @@ from pydantic import Field, field_validator
 
 from models.strict import StrictModel
 
-WebhookEvent = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-EVENTS: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
+WebhookEvent = Literal["queued", "running", "succeeded", "failed", "cancelled", "pruned"]
+EVENTS: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "pruned")
 
 
 class NotifySpec(StrictModel):
@@ -22,7 +22,8 @@ class NotifySpec(StrictModel):
     events: list[WebhookEvent] = Field(
         default_factory=lambda: list(EVENTS), min_length=1,
         description="which state changes to send: queued, running, succeeded, failed, "
-        "cancelled (a retried job is queued and running again)",
+        "cancelled, pruned (a sweep's pruner stopped the trial); a retried job is queued and "
+        "running again",
     )
 
     @field_validator("url")

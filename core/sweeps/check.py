@@ -46,6 +46,7 @@ def check_sweep(spec: SweepSpec, settings: Settings,
         if param.listed is None:
             space.check_range(path, param)
     _check_objective(spec, base)
+    _check_pruner(spec, base)
     trials = _trials(spec, settings)
     for params in _points_to_check(spec, trials):
         check_trial(spec, document, params, settings, lookup)
@@ -66,6 +67,35 @@ def _check_objective(spec: SweepSpec, base: ValidatedJob) -> None:
     if not metric.startswith(("val_", "train_", "test_")):
         raise SpecError("objective.metric", f"{metric!r} is not a metric a job records for "
                         "each evaluation; use e.g. val_loss, val_accuracy or test_accuracy")
+
+
+def _check_pruner(spec: SweepSpec, base: ValidatedJob) -> None:
+    """A pruner needs the objective measured before the run's end: a test_ metric is measured
+    once, at the end; a val_ metric at each evaluation; a train_ one at each epoch's end.
+    Checked on the base spec: a parameter that changes the epochs or the evaluation steps
+    changes what the trials report, not this check."""
+    if spec.pruner.type == "none":
+        return
+    metric, training, plan = spec.objective.metric, base.spec.training, base.plan
+    if metric.startswith("test_"):
+        raise SpecError("pruner", f"{metric!r} is measured once, at the run's end: there is "
+                        "nothing to prune on; use a val_ or train_ objective, or pruner "
+                        "type none")
+    if metric.startswith("val_"):
+        if training.eval_every_steps:
+            midway = training.eval_every_steps < plan.total_steps
+        else:
+            midway = training.eval_every_epochs < plan.epochs
+        if not midway:
+            raise SpecError("pruner", f"{metric!r} is evaluated only at the run's end "
+                            f"({plan.epochs} epoch(s), {plan.total_steps} steps): set "
+                            "base.training.eval_every_steps below the steps, or train more "
+                            "epochs than eval_every_epochs, so that the trials can be "
+                            "compared before they end")
+    elif plan.epochs < 2:
+        raise SpecError("pruner", f"{metric!r} is logged at each epoch's end, and the base "
+                        "trains one epoch: train more epochs, or use a val_ objective with "
+                        "base.training.eval_every_steps")
 
 
 def _trials(spec: SweepSpec, settings: Settings) -> int:

@@ -53,6 +53,7 @@ def stored_dataset_lookup(session: Session, owner: str) -> DatasetLookup:
         return {"id": str(row.id), "name": row.name, "sha256": row.sha256, "task": row.task,
                 "input_shape": row.input_shape, "target_shape": row.target_shape,
                 "num_classes": row.num_classes, "class_names": row.class_names,
+                "feature_names": row.feature_names,
                 "splits": row.splits}
 
     return lookup
@@ -112,8 +113,8 @@ def _step(session: Session, sweep: Sweep, settings: Settings) -> list[uuid.UUID]
         sweep.state = "succeeded" if sweep.best else "failed"
         sweep.finished_at = func.now()
         if sweep.best is None:
-            sweep.error = (f"no trial produced {spec.objective.metric}: every trial failed or "
-                           "was cancelled (see their jobs' errors)")
+            sweep.error = (f"no trial produced {spec.objective.metric}: every trial failed, "
+                           "was cancelled or was pruned (see their jobs' errors)")
     elif sweep.state == "queued":
         sweep.state = "running"
     return new_jobs

@@ -23,6 +23,9 @@ class TrialJob:
     duration_s: float | None
     best: float | None = None  # the objective's metric: its best value over the run
     final: float | None = None  # and its last one (a test_ metric has one value: both)
+    # A pruned job: the step it stopped at, the objective it reported there, and why
+    # (summary.pruned, written by the training process).
+    pruned: dict[str, Any] | None = None
 
 
 @dataclass
@@ -40,16 +43,25 @@ class Trial:
         return [job.value for job in self.jobs if job.value is not None]
 
     @property
+    def pruned(self) -> dict[str, Any] | None:
+        """The first pruned repeat's summary.pruned (step, value, reason); None if none was."""
+        return next((job.pruned for job in sorted(self.jobs, key=lambda j: j.repeat)
+                     if job.state == "pruned" and job.pruned), None)
+
+    @property
     def value(self) -> float | None:
-        """The mean over the repeats that produced a value; None until every repeat ended."""
+        """The mean over the repeats that produced a value; None until every repeat ended, and
+        for a pruned trial (its values stop short of the others': they do not rank)."""
         values = self.values
-        return statistics.fmean(values) if values and self.ended else None
+        if not values or not self.ended or any(j.state == "pruned" for j in self.jobs):
+            return None
+        return statistics.fmean(values)
 
     @property
     def std(self) -> float | None:
         """The sample standard deviation over the repeats (n - 1); None under two values."""
         values = self.values
-        return statistics.stdev(values) if len(values) > 1 and self.ended else None
+        return statistics.stdev(values) if len(values) > 1 and self.value is not None else None
 
     @property
     def state(self) -> str:
@@ -58,6 +70,8 @@ class Trial:
             return "running"
         if "queued" in states:
             return "queued"
+        if "pruned" in states:
+            return "pruned"
         if self.value is not None:
             return "succeeded"
         return "cancelled" if states == {"cancelled"} else "failed"
@@ -65,6 +79,7 @@ class Trial:
     def as_dict(self) -> dict[str, Any]:
         return {"number": self.number, "params": self.params, "state": self.state,
                 "value": self.value, "std": self.std, "values": self.values,
+                "pruned": self.pruned,
                 "jobs": [vars(job) for job in sorted(self.jobs, key=lambda j: j.repeat)]}
 
 
@@ -98,15 +113,19 @@ def _duration(started: datetime | None, finished: datetime | None) -> float | No
 
 def trials_of(jobs: list[Any], objective: ObjectiveSpec) -> list[Trial]:
     """Trials from job rows (with sweep_id, trial_number, trial_repeat, trial_params, state,
-    summary, spec, started_at, finished_at), by number. Only a succeeded job has a value."""
+    summary, spec, started_at, finished_at), by number. A succeeded job has a value, and a
+    pruned one the value it had when it stopped."""
     trials: dict[int, Trial] = {}
     for job in jobs:
         trial = trials.setdefault(job.trial_number, Trial(job.trial_number, job.trial_params))
-        value = objective_value(job.summary, objective) if job.state == "succeeded" else None
+        value = (objective_value(job.summary, objective)
+                 if job.state in ("succeeded", "pruned") else None)
         seed = ((job.spec or {}).get("training") or {}).get("seed")
         best, final = best_and_final(job.summary, objective.metric)
+        pruned = (job.summary or {}).get("pruned") if job.state == "pruned" else None
         trial.jobs.append(TrialJob(str(job.id), job.trial_repeat, job.state, value, seed,
-                                   _duration(job.started_at, job.finished_at), best, final))
+                                   _duration(job.started_at, job.finished_at), best, final,
+                                   pruned if isinstance(pruned, dict) else None))
     return [trials[n] for n in sorted(trials)]
 
 

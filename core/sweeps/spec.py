@@ -76,6 +76,63 @@ class BudgetSpec(StrictModel):
         description="start no trial this long after the sweep was created; running ones end")
 
 
+PRUNERS = ("none", "median", "successive_halving", "hyperband")
+# The knobs each pruner takes; one given to a pruner that has no use for it is refused.
+PRUNER_KNOBS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "median": ("n_startup_trials", "n_warmup_steps"),
+    "successive_halving": ("min_resource", "reduction_factor"),
+    "hyperband": ("min_resource", "max_resource", "reduction_factor"),
+}
+
+
+class PrunerSpec(StrictModel):
+    """Stopping a trial whose objective, at an evaluation, is already worse than the other
+    trials' were at that step (core/sweeps/prune.py, with Optuna's own pruners). A knob left
+    out takes Optuna's default."""
+
+    type: Literal["none", "median", "successive_halving", "hyperband"] = Field(
+        "none", description="none: every trial runs to its end; median: Optuna's "
+        "MedianPruner; successive_halving: SuccessiveHalvingPruner; hyperband: HyperbandPruner")
+    n_startup_trials: int | None = Field(
+        None, ge=0, le=10_000, description="median: prune nothing until this many trials "
+        "completed (Optuna's default 5)")
+    n_warmup_steps: int | None = Field(
+        None, ge=0, description="median: prune no trial before this training step (default 0)")
+    min_resource: int | None = Field(
+        None, ge=1, description="successive_halving, hyperband: the training step of the first "
+        "rung (default: successive_halving estimates it from the first completed trial, "
+        "hyperband takes 1)")
+    max_resource: int | None = Field(
+        None, ge=1, description="hyperband: the steps a full trial trains (default: estimated "
+        "from the completed trials)")
+    reduction_factor: int | None = Field(
+        None, ge=2, le=100, description="successive_halving, hyperband: keep the best "
+        "1/reduction_factor of the trials at each rung (defaults 4 and 3)")
+
+    @model_validator(mode="after")
+    def _knobs_of_its_type(self) -> PrunerSpec:
+        allowed = PRUNER_KNOBS[self.type]
+        # Given and not null: a stored spec lists every knob, null where not given.
+        foreign = sorted(name for name in self.model_fields_set - {"type"}
+                         if name not in allowed and getattr(self, name) is not None)
+        if foreign:
+            takes = ", ".join(allowed) if allowed else "no knobs"
+            raise ValueError(f"{', '.join(foreign)} is not a knob of the {self.type} pruner "
+                             f"(it takes {takes})")
+        if (self.type == "hyperband" and self.min_resource is not None
+                and self.max_resource is not None and self.max_resource < self.min_resource):
+            raise ValueError(f"max_resource {self.max_resource} is below min_resource "
+                             f"{self.min_resource}")
+        return self
+
+    @property
+    def knobs(self) -> dict[str, int]:
+        """The knobs given, as Optuna's pruner takes them."""
+        return {name: getattr(self, name) for name in PRUNER_KNOBS[self.type]
+                if getattr(self, name) is not None}
+
+
 class SweepSpec(StrictModel):
     name: str = Field("", max_length=150, description="a label; defaults to the base's name")
     base: JobSpec = Field(description="the job every trial starts from")
@@ -93,6 +150,10 @@ class SweepSpec(StrictModel):
                          description="jobs per configuration, with training.seed = the base's "
                          "seed + 0, 1, ...; the objective is their mean")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="the sampler's seed")
+    pruner: PrunerSpec = Field(
+        default_factory=PrunerSpec,
+        description="stop trials early whose objective is worse than the others' at the same "
+        "step (docs/sweeps.md, \"Stopping bad trials early\"); default: none")
 
     @property
     def display_name(self) -> str:

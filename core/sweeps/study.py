@@ -40,6 +40,12 @@ def _study(spec: SweepSpec, trials: list[Trial], sampler: optuna.samplers.BaseSa
             study.add_trial(create_trial(params=params, distributions=dists, value=trial.value))
         elif not with_unfinished:
             continue
+        elif trial.state == "pruned":
+            # As Optuna records a pruned trial: its last report, which TPE ranks below every
+            # completed trial, the shorter-lived ones lowest.
+            study.add_trial(create_trial(state=TrialState.PRUNED, params=params,
+                                         distributions=dists,
+                                         intermediate_values=_last_report(trial)))
         elif trial.ended:
             study.add_trial(create_trial(state=TrialState.FAIL, params=params,
                                          distributions=dists))
@@ -47,6 +53,14 @@ def _study(spec: SweepSpec, trials: list[Trial], sampler: optuna.samplers.BaseSa
             study.add_trial(create_trial(state=TrialState.RUNNING, params=params,
                                          distributions=dists))
     return study
+
+
+def _last_report(trial: Trial) -> dict[int, float]:
+    pruned = trial.pruned or {}
+    step, value = pruned.get("step"), pruned.get("value")
+    if isinstance(step, int) and isinstance(value, int | float):
+        return {step: float(value)}
+    return {}
 
 
 def next_params(spec: SweepSpec, trials: list[Trial], number: int) -> dict[str, Any]:

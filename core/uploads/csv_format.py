@@ -1,6 +1,7 @@
 """`.csv` and `.csv.gz` uploads: a header row, numeric feature columns, and a target
 column (the last one unless `target` names another) that is numeric or categorical.
-Categories become labels in sorted order, and their names become `class_names`.
+Categories become labels in sorted order, and their names become `class_names`; the other
+columns' header names become `feature_names`.
 
 All-numeric files are read by numpy's C parser (np.loadtxt). Any other file, or one numpy
 refuses, is read with the csv module in blocks of ROWS_PER_BLOCK rows, converted with numpy;
@@ -67,7 +68,9 @@ def _finish(header: list[str], target_index: int, x: np.ndarray, target: np.ndar
         raise UploadError("file", "has fewer than 2 data rows; a dataset needs more examples")
     notes: list[str] = []
     task, y, class_names = _target(target, lines, header[target_index], options, notes)
-    parsed = Parsed(task=task, x_train=x, y_train=y, class_names=class_names, notes=notes)
+    features = [name for i, name in enumerate(header) if i != target_index]
+    parsed = Parsed(task=task, x_train=x, y_train=y, class_names=class_names,
+                    feature_names=features, notes=notes)
     return check_splits(parsed, {"train": "target"})
 
 

@@ -1,9 +1,10 @@
 """`.npz` uploads (numpy.savez): x_train, y_train and optionally x_val, y_val, x_test,
-y_test. Each member's .npy header is read and checked against the member's size before any
-data is read; then the data is read in chunks straight into float32 (features) so that a
-large file needs little more memory than its result. Nothing is ever unpickled: an object
-array is refused from its header alone (stricter than np.load(allow_pickle=False), and the
-same answer)."""
+y_test, and the names of the classes and of the features as arrays of strings
+(`class_names`, `feature_names`). Each member's .npy header is read and checked against the
+member's size before any data is read; then the data is read in chunks straight into
+float32 (features) so that a large file needs little more memory than its result. Nothing
+is ever unpickled: an object array is refused from its header alone (stricter than
+np.load(allow_pickle=False), and the same answer)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from core.uploads.parsed import SPLITS, Parsed, UploadError
 from core.uploads.validate import check_splits, classification_labels, regression_targets
 
 MEMBERS = tuple(f"{kind}_{split}" for split in SPLITS for kind in ("x", "y"))
+NAME_MEMBERS = ("class_names", "feature_names")
+MAX_NAMES = 65_536  # as many as a csv may have columns
+MAX_NAME_CHARS = 256
 CHUNK_BYTES = 16 << 20
 _NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float
 
@@ -48,7 +52,9 @@ def parse_npz(path, options: ParseOptions) -> Parsed:
             if f"x_{split}" in members:
                 arrays[f"x_{split}"] = x_train if split == "train" else _read_array(
                     archive, members[f"x_{split}"], "x", options)
-    parsed = Parsed(task=task, notes=notes, **arrays)
+        names = {name: _read_names(archive, members[name]) for name in NAME_MEMBERS
+                 if name in members}
+    parsed = Parsed(task=task, notes=notes, **arrays, **names)
     return check_splits(parsed)
 
 
@@ -56,9 +62,10 @@ def _members_by_array(members: list[Member]) -> dict[str, Member]:
     found = {}
     for member in members:
         stem = member.name.removesuffix(".npy")
-        if member.is_dir or stem not in MEMBERS:
+        if member.is_dir or stem not in MEMBERS + NAME_MEMBERS:
             raise UploadError(f"file: {member.name}", "is not an array an npz may hold; give "
-                              "x_train, y_train and optionally x_val, y_val, x_test, y_test")
+                              "x_train, y_train and optionally x_val, y_val, x_test, y_test, "
+                              "class_names, feature_names")
         found[stem] = member
     for required in ("x_train", "y_train"):
         if required not in found:
@@ -117,6 +124,28 @@ def _read_array(archive: Archive, member: Member, kind: str,
     if fortran_order:
         return np.ascontiguousarray(flat.reshape(shape[::-1]).T)
     return flat.reshape(shape)
+
+
+def _read_names(archive: Archive, member: Member) -> list[str]:
+    """A 1-D array of strings (numpy's "U" dtype, as np.array(["cat", "dog"]) makes), read
+    whole: its header says how large, and it is at most MAX_NAMES names of MAX_NAME_CHARS."""
+    name = member.name.removesuffix(".npy")
+    field = f"file: {name}"
+    with archive.open(member) as stream:
+        shape, fortran_order, dtype = _read_header(stream, field)
+        if dtype.kind != "U" or len(shape) != 1:
+            raise UploadError(field, f"is {dtype} of shape {shape}; give a 1-D array of "
+                              "strings, e.g. numpy.array(['cat', 'dog'])")
+        if shape[0] > MAX_NAMES or dtype.itemsize > 4 * MAX_NAME_CHARS:
+            raise UploadError(field, f"holds {shape[0]:,} names of up to "
+                              f"{dtype.itemsize // 4:,} characters; at most {MAX_NAMES:,} "
+                              f"names of {MAX_NAME_CHARS} characters are accepted")
+        needed = shape[0] * dtype.itemsize
+        data = read_exactly(stream, needed)
+    if len(data) != needed:
+        raise UploadError(field, "ends before the data its header declares; the file is "
+                          "truncated")
+    return [str(value) for value in np.frombuffer(data, dtype=dtype)]
 
 
 def _read_header(stream: CappedReader, field: str) -> tuple[tuple[int, ...], bool, np.dtype]:

@@ -39,6 +39,9 @@ class Parsed:
     # classification: the name of each class (csv categories, image folders), in label order;
     # None when the labels were integers already.
     class_names: list[str] | None = None
+    # the name of each input feature (csv header columns, an npz's `feature_names`), in
+    # column order; None for images and for arrays given without names.
+    feature_names: list[str] | None = None
     notes: list[str] = field(default_factory=list)  # what parsing decided, for the user
 
     def split(self, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -84,6 +84,7 @@ def check_splits(parsed: Parsed, field_of: dict[str, str] | None = None) -> Pars
         if parsed.task == "regression" and y.shape[1:] != parsed.y_train.shape[1:]:
             raise UploadError(field, f"y_{name} targets have shape {tuple(y.shape[1:])} but "
                               f"y_train's are {tuple(parsed.y_train.shape[1:])}")
+    check_names(parsed)
     if parsed.task == "classification":
         count = parsed.num_classes or 0
         if count < 2:
@@ -99,3 +100,24 @@ def check_splits(parsed: Parsed, field_of: dict[str, str] | None = None) -> Pars
             parsed.notes.append(f"{len(absent)} class(es) have no training examples: "
                                 f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''}")
     return parsed
+
+
+def check_names(parsed: Parsed) -> None:
+    """Names, where given, as many as what they name: one class name per class label (every
+    label below their count) and one feature name per input feature."""
+    if parsed.class_names is not None:
+        if parsed.task != "classification":
+            raise UploadError("file: class_names", "are given for a regression dataset; leave "
+                              "them out, or upload class labels (task=classification)")
+        top = max(int(y.max()) for _, y in map(parsed.split, SPLITS) if y is not None and len(y))
+        if top >= len(parsed.class_names):
+            raise UploadError("file: class_names", f"names {len(parsed.class_names)} classes "
+                              f"but the labels go up to {top}; give one name per class, "
+                              f"{top + 1} in label order")
+    if parsed.feature_names is not None:
+        features = int(np.prod(parsed.input_shape))
+        if len(parsed.feature_names) != features:
+            raise UploadError("file: feature_names", f"has {len(parsed.feature_names)} names "
+                              f"but each example has {features} features "
+                              f"(x_train {tuple(parsed.input_shape)}); give one name per "
+                              "feature, in column order")

@@ -1,7 +1,7 @@
 // Talking to the v1 API, and the small DOM and formatting helpers every page shares.
 
-export const FINAL_STATES = new Set(["succeeded", "failed", "cancelled"]);
-export const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
+export const FINAL_STATES = new Set(["succeeded", "failed", "cancelled", "pruned"]);
+export const STATES = ["queued", "running", "succeeded", "failed", "cancelled", "pruned"];
 
 export class ApiError extends Error {
   constructor(status, detail) {

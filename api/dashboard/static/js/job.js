@@ -5,6 +5,7 @@ import {
   mergeSeries, prettyJSON, progressBar, progressText, request, showError,
 } from "./api.js";
 import { LineChart, PALETTE } from "./charts.js";
+import { renderEvaluation } from "./evaluation.js";
 import { renderFindings } from "./findings.js";
 import { RangeTestChart } from "./lr_find.js";
 import { renderStartup } from "./startup.js";
@@ -48,6 +49,7 @@ const cancelButton = document.getElementById("cancel");
 let job = null;
 let drawPending = false;
 let checkpointsLoadedAt = 0;
+let evaluationShown = null;
 
 // For tests and for poking around in the console.
 window.traindock = { series, charts, rangeTest, transport: "none", get job() { return job; } };
@@ -198,9 +200,17 @@ function renderJob() {
   const errorText = document.getElementById("job-error");
   errorText.hidden = !job.error;
   errorText.textContent = job.error || "";
+  // A pruned job's `error` is its pruner's reason: an account, not a failure.
+  errorText.classList.toggle("pruned-note", job.state === "pruned");
   renderStats();
   renderNotes();
   renderStartup(document.getElementById("job-startup"), job.startup);
+  // Stored once, at the run's end: drawn when it first arrives, not on every poll.
+  const evaluation = JSON.stringify(job.evaluation ?? null);
+  if (evaluation !== evaluationShown) {
+    evaluationShown = evaluation;
+    renderEvaluation(document.getElementById("evaluation"), job.evaluation);
+  }
   cancelButton.hidden = FINAL_STATES.has(job.state);
   cancelButton.disabled = Boolean(job.cancel_requested);
   cancelButton.textContent = job.cancel_requested ? "Cancelling…" : "Cancel";

@@ -77,7 +77,7 @@ function columns() {
     ...(sweep.repeats > 1 ? [{ key: "mean", label: `mean ± std ${name}`, num: true,
       get: (r) => r.value, text: (r) => (r.value == null ? "–" : `${formatValue(name, r.value)}`
         + (r.std == null ? "" : ` ± ${formatValue(name, r.std)}`)) }] : []),
-    // Any state string is a badge: a state this page does not know yet (pruned) shows as is.
+    // Any state string is a badge, so a state added to the API later still shows.
     { key: "state", label: "state", get: (r) => r.state, node: (r) => badge(r.state) },
     { key: "best", label: `best ${name}`, num: true, get: (r) => r.best,
       text: (r) => formatValue(name, r.best) },
@@ -113,11 +113,14 @@ function render() {
   document.getElementById("sweep-state").replaceChildren(badge(sweep.state));
   document.getElementById("sweep-head").dataset.state = sweep.state;
   const ended = sweep.trials_ended;
+  const pruned = sweep.trials.filter((t) => t.state === "pruned").length;
+  const pruner = sweep.spec?.pruner?.type;
   const objective = sweep.objective;
   const facts = [
     ["method", sweep.method],
     ["objective", `${objective.mode} ${objective.metric}${objective.at ? ` at ${objective.at}` : ""}`],
-    ["trials", `${ended} of ${sweep.trials_planned} ended`],
+    ["trials", `${ended} of ${sweep.trials_planned} ended${pruned ? `, ${pruned} pruned` : ""}`],
+    ...(pruner && pruner !== "none" ? [["pruner", pruner.replace("_", " ")]] : []),
     ["repeats", sweep.repeats],
     ["parallelism", sweep.parallelism],
     ["created", formatTime(sweep.created_at)],

@@ -2,8 +2,8 @@
 sweep the first one created); the importances cache column goes, because GET /v1/sweeps/{id}
 no longer writes (the API computes importances on read and keeps them in process memory).
 
-Revision ID: 0011_sweep_idempotency
-Revises: 0010_sweeps
+Revision ID: 0013_sweep_idempotency
+Revises: 0012_names_and_evaluation
 Create Date: 2026-12-06
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0011_sweep_idempotency"
-down_revision = "0010_sweeps"
+revision = "0013_sweep_idempotency"
+down_revision = "0012_names_and_evaluation"
 branch_labels = None
 depends_on = None
 
