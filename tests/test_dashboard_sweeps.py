@@ -162,6 +162,9 @@ def test_the_job_list_folds_a_sweeps_trials_into_one_row(page, grid_sweep, finis
     screenshot(page, "list-sweep")
     group.locator("button.toggle").click()
     expect(trial_row).to_have_count(0)
+    page.select_option("#state-filter", "succeeded")  # filtered: trials one by one
+    expect(trial_row).to_have_count(1)
+    expect(group).to_have_count(0)
 
 
 def test_promote_submits_the_best_and_cancel_stops_a_sweep(page, client, finished):  # noqa: F811

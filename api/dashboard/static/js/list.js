@@ -44,7 +44,9 @@ function render() {
   const needle = nameFilter.value.trim().toLowerCase();
   const shown = jobs.filter((job) => job.name.toLowerCase().includes(needle)
     || (job.sweep_id && sweeps.get(job.sweep_id)?.name.toLowerCase().includes(needle)));
-  rows.replaceChildren(...grouped(shown));
+  // Filtered by state, the trials are listed as they are: "which jobs were pruned" asks for
+  // jobs, and the sweep's row would count trials the filter left out.
+  rows.replaceChildren(...(stateFilter.value ? shown.map(jobRow) : grouped(shown)));
   document.getElementById("empty").hidden = shown.length > 0;
   compareButton.disabled = selected.size < 2;
   compareButton.textContent = selected.size ? `Compare (${selected.size})` : "Compare";
