@@ -23,6 +23,7 @@ from api.openapi_doc import install_openapi
 from api.rate_limit import RateLimiter
 from api.routes import (
     checkpoints,
+    compare,
     dashboard,
     datasets,
     events,
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Every /v1 route needs an API key (api/auth.py); /healthz, /metrics, /docs and the
     # dashboard's pages and files do not (the pages ask for a key themselves).
     for module in (jobs, gradcheck, metrics, events, checkpoints, datasets, workers, logs,
-                   job_delete, webhooks, keys, usage, sweeps):
+                   job_delete, webhooks, keys, usage, sweeps, compare):
         app.include_router(module.router, dependencies=[Depends(authenticate)],
                            responses=AUTH_RESPONSES)
     for module in (health, dashboard, signin):

@@ -20,6 +20,10 @@ class TrialJobOut(BaseModel):
                                 "pruned job, as it stood when it stopped")
     seed: int | None
     duration_s: float | None = Field(description="from its first start to its end")
+    best: float | None = Field(None, description="the objective's metric: its best value over "
+                               "the run so far (min or max as the metric improves)")
+    final: float | None = Field(None, description="the objective's metric: its last value so "
+                                "far (a test_ metric has one value: best and final alike)")
     pruned: dict[str, Any] | None = Field(
         None, description="a pruned job's step, metric, value, pruner and reason "
         "(its summary.pruned)")
@@ -56,6 +60,7 @@ class SweepOut(BaseModel):
     method: str
     objective: dict[str, Any] = Field(description="metric, mode (resolved) and at")
     trials_planned: int = Field(description="configurations the budget allows")
+    trials_ended: int = Field(description="configurations whose every repeat has ended")
     repeats: int
     parallelism: int
     best: dict[str, Any] | None = Field(description="trial_number, params, value (mean), std "
@@ -65,13 +70,20 @@ class SweepOut(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, sweep: Sweep) -> SweepOut:
+    def of(cls, sweep: Sweep, trials_ended: int) -> SweepOut:
         spec = sweep.spec
         objective = dict(spec.get("objective") or {})
         return cls(id=str(sweep.id), name=sweep.name, owner=sweep.owner, state=sweep.state,
                    method=spec["method"], objective=objective, trials_planned=sweep.trials,
+                   trials_ended=trials_ended,
                    repeats=spec["repeats"], parallelism=spec["parallelism"], best=sweep.best,
                    error=sweep.error, created_at=sweep.created_at, finished_at=sweep.finished_at)
+
+
+class SweepPage(BaseModel):
+    items: list[SweepOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on "
+                                    "the last")
 
 
 class SweepDetail(SweepOut):
@@ -81,7 +93,8 @@ class SweepDetail(SweepOut):
                                              "(its first repeat's): what promote submits")
     importances: dict[str, float] | None = Field(
         description="Optuna's parameter importances (sum to 1); null with one parameter or "
-        "under 4 completed trials")
+        "under 4 completed trials. Computed when read (kept in the API process's memory per "
+        "set of completed trials), never written")
 
 
 class PromoteBody(StrictModel):

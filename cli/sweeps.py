@@ -97,7 +97,7 @@ def run_sweeps(api: Transport, args: argparse.Namespace) -> int:
         best = sweep.best or {}
         rows.append([sweep.id[:8], sweep.name, sweep.state, sweep.method,
                      f"{sweep.objective.get('mode')} {sweep.objective.get('metric')}",
-                     str(sweep.trials_planned), str(sweep.repeats),
+                     f"{sweep.trials_ended}/{sweep.trials_planned}", str(sweep.repeats),
                      format_value(best["value"]) if best else "-"])
     print(render_table(["id", "name", "state", "method", "objective", "trials", "repeats",
                         "best"], rows, right={5, 6, 7}))

@@ -22,7 +22,8 @@ def spec_digest(spec: dict[str, Any]) -> str:
 
 def flatten(value: Any, path: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
     """{"optimizer": {"lr": 0.1}, "model": {"layers": [{...}]}} -> {"optimizer.lr": 0.1,
-    "model.layers[0].type": ...}: the same paths the dashboard's compare page labels with."""
+    "model.layers[0].type": ...}: the paths a job list's `differs` names (the compare page
+    names layers by type and rank instead: core/compare_labels.py)."""
     out = {} if out is None else out
     if isinstance(value, list):
         if not value:

@@ -121,6 +121,7 @@ class Sweep(Base):
         ),
         Index("ix_sweep_owner_created_at_id", "owner", "created_at", "id"),
         Index("ix_sweep_active", "state", postgresql_where=text("state IN ('queued','running')")),
+        UniqueConstraint("owner", "idempotency_key", name="uq_sweep_owner_idempotency_key"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -134,9 +135,8 @@ class Sweep(Base):
     state: Mapped[str] = mapped_column(String(16), server_default="queued")
     # {"trial_number", "params", "value"} of the best configuration so far
     best: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    # Optuna's parameter importances as of `completed` trials, {"completed", "values"}: a cache
-    # (fANOVA takes about a second), refreshed by the first read after a trial completes.
-    importances: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # A retried POST /v1/sweeps with this key returns this sweep; one owner's, as a job's is.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -234,7 +234,7 @@ def test_lists_show_only_ones_own_and_an_admin_sees_all(owners):
         bob_jobs = {j["id"] for j in bob.get("/v1/jobs", params={"limit": 500}).json()["items"]}
         bob_sets = {d.get("id") for d in bob.get("/v1/datasets").json()}
         by_name = bob.get(f"/v1/datasets/{owners.dataset_name}").json()
-        bob_sweeps = {s["id"] for s in bob.get("/v1/sweeps").json()}
+        bob_sweeps = {s["id"] for s in bob.get("/v1/sweeps").json()["items"]}
         bob.post(f"/v1/jobs/{bob_job}/cancel")
     assert bob_job in bob_jobs and owners.job_id not in bob_jobs
     assert same_name.json()["id"] in bob_sets and owners.dataset_id not in bob_sets
@@ -244,7 +244,7 @@ def test_lists_show_only_ones_own_and_an_admin_sees_all(owners):
         every = {j["id"] for j in admin.get("/v1/jobs", params={"limit": 500}).json()["items"]}
         assert {bob_job, owners.job_id} <= every
         sets = {d.get("id") for d in admin.get("/v1/datasets").json()}
-        assert owners.sweep_id in {s["id"] for s in admin.get("/v1/sweeps").json()}
+        assert owners.sweep_id in {s["id"] for s in admin.get("/v1/sweeps").json()["items"]}
         assert {owners.dataset_id, same_name.json()["id"]} <= sets
         job = admin.get(f"/v1/jobs/{owners.job_id}")
         assert job.status_code == 200 and job.json()["owner"] == owners.alice_owner

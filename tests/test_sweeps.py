@@ -91,7 +91,7 @@ def test_a_grid_runs_every_point_once_and_repeats_aggregate(client, api_url, wor
     assert sweep["best"]["trial_number"] == best["number"]
     assert sweep["best_spec"]["optimizer"]["lr"] == best["params"]["optimizer.lr"]
     assert sweep["importances"] is None  # one parameter
-    assert sweep_id in {s["id"] for s in client.get("/v1/sweeps").json()}
+    assert sweep_id in {s["id"] for s in client.get("/v1/sweeps").json()["items"]}
 
     listed = cli(api_url, "sweeps")
     assert sweep_id[:8] in listed.stdout and body["name"] in listed.stdout, listed.stdout

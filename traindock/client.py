@@ -253,19 +253,34 @@ class Client:
 
     # --- sweeps -------------------------------------------------------------------------
 
-    def submit_sweep(self, spec: Mapping[str, Any] | os.PathLike[str]) -> Sweep:
+    def submit_sweep(self, spec: Mapping[str, Any] | os.PathLike[str],
+                     idempotency_key: str | None = None) -> Sweep:
         """Create a sweep (docs/sweeps.md); `Invalid` names each field to fix, before any
-        trial starts."""
-        return Sweep.from_json(self.transport.post("/v1/sweeps", _spec(spec)))
+        trial starts. With `idempotency_key`, a retry of the same spec returns the sweep the
+        first call created instead of a second one (another spec under that key: `Conflict`)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return Sweep.from_json(self.transport.post("/v1/sweeps", _spec(spec), headers=headers))
 
     def sweep(self, sweep: str | Sweep) -> Sweep:
         """The whole sweep, its trials included. `sweep` may be its id, a unique start of
         it, or its name (the newest sweep of that name)."""
         return Sweep.from_json(self.transport.get(f"/v1/sweeps/{self.resolve_sweep(sweep)}"))
 
-    def sweeps(self) -> list[Sweep]:
-        """The caller's sweeps, newest first."""
-        return [Sweep.from_json(item) for item in self.transport.get("/v1/sweeps")]
+    def sweeps(self, limit: int | None = None, page_size: int = PAGE_SIZE) -> Iterator[Sweep]:
+        """The caller's sweeps newest first, page after page (keyset cursor, as `jobs`), up to
+        `limit` of them."""
+        cursor: str | None = None
+        given = 0
+        while limit is None or given < limit:
+            page = self.transport.get("/v1/sweeps", limit=page_size, cursor=cursor)
+            for item in page["items"]:
+                yield Sweep.from_json(item)
+                given += 1
+                if limit is not None and given >= limit:
+                    return
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
 
     def resolve_sweep(self, sweep: str | Sweep) -> str:
         if isinstance(sweep, Sweep):
@@ -275,7 +290,7 @@ class Client:
             return str(uuid.UUID(ref))
         except ValueError:
             pass
-        found = self.sweeps()
+        found = list(self.sweeps())
         ids = [s.id for s in found if s.id.startswith(ref.lower())] if set(ref) <= HEX else []
         if not ids:
             ids = [s.id for s in found if s.name == ref][:1]  # newest first

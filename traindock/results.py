@@ -267,6 +267,7 @@ class Sweep:
     method: str = ""
     objective: dict[str, Any] = field(default_factory=dict)
     trials_planned: int = 0
+    trials_ended: int = 0
     repeats: int = 1
     parallelism: int = 1
     best: dict[str, Any] | None = None

@@ -7,26 +7,28 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
-from sqlalchemy import func, select, update
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.auth import PrincipalDep
 from api.deps import DatasetLookupDep, PublisherDep, SessionDep, SettingsDep
 from api.schemas import NOT_JSON, JobOut, ValidationErrorOut
-from api.sweep_schemas import PromoteBody, SweepDetail, SweepOut, TrialOut
+from api.sweep_schemas import PromoteBody, SweepDetail, SweepOut, SweepPage, TrialOut
 from core.checkpoint_files import remove_job_files
 from core.db import Database
 from core.jobspec import JobSpec, validate_job
 from core.repo import jobs as job_repo
+from core.repo import sweeps as sweep_repo
 from core.repo.job_delete import delete_ended_job
 from core.repo.usage import stored_bytes
 from core.storage_quota import over_limit
 from core.sweeps.check import check_sweep
 from core.sweeps.driver import advance, trial_jobs
+from core.sweeps.importance_cache import cached_importances
 from core.sweeps.results import best_trial, trials_of
 from core.sweeps.spec import SweepSpec
-from core.sweeps.study import importances
 from core.tables import FINAL_STATES, Sweep
 
 router = APIRouter(
@@ -50,41 +52,85 @@ def _database(request: Request) -> Database:
 
 
 @router.post("", status_code=201, response_model=SweepDetail, responses={
-    **NOT_JSON, 409: {"description": "the owner stores TRAINDOCK_MAX_STORED_BYTES_PER_OWNER "
-                      "already"}})
-def create_sweep(spec: Annotated[SweepSpec, Body()], request: Request, session: SessionDep,
-                 settings: SettingsDep, lookup: DatasetLookupDep, publisher: PublisherDep,
-                 principal: PrincipalDep) -> SweepDetail:
+    **NOT_JSON, 200: {"model": SweepDetail, "description": "this Idempotency-Key created this "
+                      "sweep already, from the same spec"},
+    409: {"description": "this Idempotency-Key came with another sweep spec, or the owner "
+          "stores TRAINDOCK_MAX_STORED_BYTES_PER_OWNER already"}})
+def create_sweep(spec: Annotated[SweepSpec, Body()], request: Request, response: Response,
+                 session: SessionDep, settings: SettingsDep, lookup: DatasetLookupDep,
+                 publisher: PublisherDep, principal: PrincipalDep,
+                 idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+                 ) -> SweepDetail:
     """Check the sweep (every trial spec it can produce; 422 naming the parameter), store it
-    and queue its first trials."""
+    and queue its first trials. With an `Idempotency-Key` header, as POST /v1/jobs: the same
+    key and spec return the sweep the first call created (200, no second sweep); the same key
+    with another spec is a 409; each owner's keys are their own."""
     checked = check_sweep(spec, settings, lookup)
+    document = checked.spec.model_dump(mode="json")
+    if idempotency_key:
+        existing = sweep_repo.sweep_by_idempotency_key(session, principal.owner, idempotency_key)
+        if existing is not None:
+            return _replay(session, existing, document, response)
     problem = over_limit(principal.owner, stored_bytes(session, principal.owner), 0,
                          settings.max_stored_bytes_per_owner)
     if problem:
         raise HTTPException(409, problem)
     sweep = Sweep(id=uuid.uuid4(), owner=principal.owner, name=checked.spec.display_name,
-                  spec=checked.spec.model_dump(mode="json"), trials=checked.trials)
+                  spec=document, trials=checked.trials, idempotency_key=idempotency_key)
     session.add(sweep)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:  # lost a race on the same key: the winner's sweep is the answer
+        session.rollback()
+        existing = sweep_repo.sweep_by_idempotency_key(session, principal.owner,
+                                                       idempotency_key or "")
+        if existing is None:
+            raise
+        return _replay(session, existing, document, response)
     advance(_database(request), sweep.id, settings, publisher.publish)
     session.refresh(sweep)
     return _detail(session, sweep)
 
 
-@router.get("", response_model=list[SweepOut])
-def list_sweeps(session: SessionDep, principal: PrincipalDep) -> list[SweepOut]:
-    """The caller's sweeps (an admin's: everyone's), newest first."""
-    query = select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(500)
-    if principal.owner_filter is not None:
-        query = query.where(Sweep.owner == principal.owner_filter)
-    return [SweepOut.of(s) for s in session.scalars(query)]
+def _replay(session: Session, existing: Sweep, document: dict, response: Response
+            ) -> SweepDetail:
+    if existing.spec != document:
+        raise HTTPException(409, "this Idempotency-Key was used with a different sweep spec; "
+                            "use a new key")
+    response.status_code = 200
+    return _detail(session, existing)
+
+
+@router.get("", response_model=SweepPage)
+def list_sweeps(
+    session: SessionDep, principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> SweepPage:
+    """The caller's sweeps (an admin's: everyone's), newest first, as GET /v1/jobs pages:
+    pass `next_cursor` back as `cursor` for the next page. Each carries what a list shows
+    (state, best so far, trials ended of planned), so a list costs one request."""
+    after = None
+    if cursor:
+        try:
+            after = job_repo.Cursor.decode(cursor)
+        except ValueError:
+            raise HTTPException(422, [{
+                "field": "cursor", "type": "value_error",
+                "message": "cursor: not a cursor returned by this API; pass next_cursor as is",
+            }]) from None
+    rows, following = sweep_repo.list_sweeps(session, limit=limit, after=after,
+                                             owner=principal.owner_filter)
+    ended = sweep_repo.trials_ended(session, [s.id for s in rows])
+    return SweepPage(items=[SweepOut.of(s, ended[s.id]) for s in rows],
+                     next_cursor=following.encode() if following else None)
 
 
 @router.get("/{sweep_id}", response_model=SweepDetail)
 def get_sweep(sweep: SweepDep, session: SessionDep) -> SweepDetail:
     """The sweep, its trials (each repeat's job, objective and duration; mean and standard
     deviation over repeats), the best configuration and, with enough trials, Optuna's
-    parameter importances."""
+    parameter importances. A read: it writes nothing."""
     return _detail(session, sweep)
 
 
@@ -97,25 +143,12 @@ def _detail(session: Session, sweep: Sweep) -> SweepDetail:
     if best is not None:
         first = min(best.jobs, key=lambda j: j.repeat)
         best_spec = next(j.spec for j in jobs if str(j.id) == first.id)
-    out = SweepOut.of(sweep).model_dump()
+    ended = sum(t.ended for t in trials)
+    out = SweepOut.of(sweep, ended).model_dump()
     out["objective"] = {**out["objective"], "mode": spec.objective.direction}
     return SweepDetail(**out, spec=sweep.spec, trials=[TrialOut.of(t) for t in trials],
-                       best_spec=best_spec, importances=_importances(session, sweep, trials))
-
-
-def _importances(session: Session, sweep: Sweep, trials: list) -> dict[str, float] | None:
-    """From the sweep's cache while no trial has completed since it was computed; else
-    computed (about a second for fANOVA) and kept, so that a client polling the sweep pays
-    for it once per completed trial."""
-    completed = sum(t.value is not None for t in trials)
-    cached = sweep.importances or {}
-    if cached.get("completed") == completed:
-        return cached.get("values")
-    values = importances(SweepSpec.model_validate(sweep.spec), trials)
-    session.execute(update(Sweep).where(Sweep.id == sweep.id).values(
-        importances={"completed": completed, "values": values}))
-    session.commit()
-    return values
+                       best_spec=best_spec,
+                       importances=cached_importances(sweep.id, spec, trials))
 
 
 @router.post("/{sweep_id}/cancel", status_code=202, response_model=SweepOut,
@@ -132,7 +165,8 @@ def cancel_sweep(sweep: SweepDep, session: SessionDep) -> SweepOut:
         if job.state not in FINAL_STATES:
             job_repo.request_cancel(session, job.id)
     session.commit()
-    return SweepOut.of(locked)
+    ended = sweep_repo.trials_ended(session, [locked.id])[locked.id]
+    return SweepOut.of(locked, ended)
 
 
 def _now(session: Session) -> datetime:

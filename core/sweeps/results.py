@@ -21,6 +21,8 @@ class TrialJob:
     value: float | None
     seed: int | None
     duration_s: float | None
+    best: float | None = None  # the objective's metric: its best value over the run
+    final: float | None = None  # and its last one (a test_ metric has one value: both)
     # A pruned job: the step it stopped at, the objective it reported there, and why
     # (summary.pruned, written by the training process).
     pruned: dict[str, Any] | None = None
@@ -84,14 +86,24 @@ class Trial:
 def objective_value(summary: dict[str, Any] | None, objective: ObjectiveSpec) -> float | None:
     """The job's objective from its summary: a test_ metric from `test`; otherwise the best
     value over the run (`best`) or the last one (`latest`), as `objective.at` says."""
+    best, final = best_and_final(summary, objective.metric)
+    return best if objective.at == "best" else final
+
+
+def best_and_final(summary: dict[str, Any] | None, metric: str
+                   ) -> tuple[float | None, float | None]:
+    """The metric's best value over the run and its last one, from a job's summary; a test_
+    metric is measured once, so it is both."""
     summary = summary or {}
-    metric = objective.metric
     if metric.startswith("test_"):
-        value = (summary.get("test") or {}).get(metric)
-    elif objective.at == "best":
-        value = ((summary.get("best") or {}).get(metric) or {}).get("value")
+        best = final = (summary.get("test") or {}).get(metric)
     else:
-        value = (summary.get("latest") or {}).get(metric)
+        best = ((summary.get("best") or {}).get(metric) or {}).get("value")
+        final = (summary.get("latest") or {}).get(metric)
+    return _number(best), _number(final)
+
+
+def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
@@ -109,9 +121,10 @@ def trials_of(jobs: list[Any], objective: ObjectiveSpec) -> list[Trial]:
         value = (objective_value(job.summary, objective)
                  if job.state in ("succeeded", "pruned") else None)
         seed = ((job.spec or {}).get("training") or {}).get("seed")
+        best, final = best_and_final(job.summary, objective.metric)
         pruned = (job.summary or {}).get("pruned") if job.state == "pruned" else None
         trial.jobs.append(TrialJob(str(job.id), job.trial_repeat, job.state, value, seed,
-                                   _duration(job.started_at, job.finished_at),
+                                   _duration(job.started_at, job.finished_at), best, final,
                                    pruned if isinstance(pruned, dict) else None))
     return [trials[n] for n in sorted(trials)]
 

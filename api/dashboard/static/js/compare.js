@@ -1,57 +1,31 @@
 // Several jobs' curves of one metric on one chart, labelled by what differs in their specs.
+// The labels, the differing fields, the architectures and the values side by side come from
+// GET /v1/compare (core/compare_labels.py): this page only draws them.
 import {
   FINAL_STATES, badge, el, fetchMetrics, formatValue, getJSON, showError,
 } from "./api.js";
 import { LineChart, PALETTE } from "./charts.js";
 
 const REFRESH_MS = 5000;
-const MAX_LABEL_PATHS = 4;
+const MAX_FIELD_COLUMNS = 6; // more differing fields: one wrapped cell per job instead
+const MODES = ["best", "final", "test"];
 const params = new URLSearchParams(location.search);
 const ids = (params.get("ids") || "").split(",").map((id) => id.trim()).filter(Boolean);
 const metricSelect = document.getElementById("metric");
 const xSelect = document.getElementById("x-axis");
 const logBox = document.getElementById("log-y");
+const modeButtons = [...document.querySelectorAll("#value-mode button")];
 const errorBox = document.getElementById("error");
 const chart = new LineChart(document.getElementById("chart-compare"));
+let comparison = null; // GET /v1/compare
 let runs = []; // [{job, series, label, color}]
-let paths = [];
+let mode = MODES.includes(params.get("values")) ? params.get("values") : "best";
 
-window.traindock = { get runs() { return runs; }, chart };
-
-// {"optimizer": {"lr": 0.1}, "model": {"layers": [{...}]}} -> {"optimizer.lr": 0.1,
-// "model.layers[0].type": ...}
-export function flatten(value, path = "", out = {}) {
-  if (Array.isArray(value)) {
-    if (!value.length) out[path] = [];
-    value.forEach((item, i) => flatten(item, `${path}[${i}]`, out));
-  } else if (value !== null && typeof value === "object") {
-    const keys = Object.keys(value);
-    if (!keys.length && path) out[path] = {};
-    for (const key of keys) flatten(value[key], path ? `${path}.${key}` : key, out);
-  } else {
-    out[path] = value;
-  }
-  return out;
-}
-
-// The dotted paths whose values are not the same in every spec (the name excluded: it is the
-// fallback label), in the order they first appear.
-export function differingPaths(flatSpecs) {
-  const all = [...new Set(flatSpecs.flatMap((flat) => Object.keys(flat)))];
-  return all.filter((path) => path !== "name"
-    && new Set(flatSpecs.map((flat) => JSON.stringify(flat[path]))).size > 1);
-}
+window.traindock = { get runs() { return runs; }, get comparison() { return comparison; }, chart };
 
 function show(value) {
-  if (value === undefined) return "(unset)";
+  if (value === undefined || value === null) return "unset";
   return typeof value === "string" ? value : JSON.stringify(value);
-}
-
-function labelFor(job, flat) {
-  if (!paths.length) return job.name;
-  const shown = paths.slice(0, MAX_LABEL_PATHS).map((path) => `${path}=${show(flat[path])}`);
-  const more = paths.length > MAX_LABEL_PATHS ? ` (+${paths.length - MAX_LABEL_PATHS} more)` : "";
-  return shown.join(", ") + more;
 }
 
 async function load() {
@@ -59,27 +33,25 @@ async function load() {
     showError(errorBox, "No jobs to compare: tick two or more on the job list, then Compare.");
     return;
   }
-  const loaded = await Promise.all(ids.map(async (id) => {
+  try {
+    comparison = await getJSON(`/v1/compare?ids=${ids.join(",")}`);
+  } catch (error) {
+    showError(errorBox, `Cannot compare these jobs: ${error.message}`);
+    return;
+  }
+  const loaded = await Promise.all(comparison.jobs.map(async (job) => {
     try {
-      return { job: await getJSON(`/v1/jobs/${id}`), series: await fetchMetrics(id) };
+      return { job, series: await fetchMetrics(job.id) };
     } catch (error) {
-      return { id, error };
+      return { job, series: {}, error };
     }
   }));
-  const missing = loaded.filter((run) => run.error);
-  showError(errorBox, missing.length
-    ? `Could not load ${missing.map((run) => `${run.id} (${run.error.message})`).join(", ")}`
-    : "");
-  runs = loaded.filter((run) => !run.error);
-  const flats = runs.map((run) => flatten(run.job.spec));
-  paths = differingPaths(flats);
-  const labels = runs.map((run, i) => labelFor(run.job, flats[i]));
-  runs.forEach((run, i) => {
-    const twin = labels.filter((label) => label === labels[i]).length > 1;
-    run.flat = flats[i];
-    run.label = twin ? `${labels[i]} [${run.job.id.slice(0, 8)}]` : labels[i];
-    run.color = PALETTE[i % PALETTE.length];
-  });
+  const problems = [
+    ...comparison.missing.map((id) => `${id} (no job with this id)`),
+    ...loaded.filter((run) => run.error).map((run) => `${run.job.id} (${run.error.message})`),
+  ];
+  showError(errorBox, problems.length ? `Could not load ${problems.join(", ")}` : "");
+  runs = loaded.map((run, i) => ({ ...run, label: run.job.label, color: PALETTE[i % PALETTE.length] }));
   fillMetricChoices();
   draw();
   if (runs.some((run) => !FINAL_STATES.has(run.job.state))) setTimeout(load, REFRESH_MS);
@@ -112,31 +84,67 @@ function draw() {
   chart.draw(runs.map((run) => ({
     label: run.label, stroke: run.color, ...pointsOf(run, metric, xAxis),
   })));
-  renderDifferences(metric);
+  renderDifferences();
+  renderValues();
 }
 
-function renderDifferences(metric) {
+function jobCells(run) {
+  const swatch = el("span", { class: "swatch" });
+  swatch.style.background = run.color;
+  return [el("td", {}, swatch),
+    el("td", {}, el("a", { href: `/jobs/${run.job.id}` }, run.label)),
+    el("td", {}, badge(run.job.state))];
+}
+
+// A column per differing field while they are few; else one cell per job listing them, and
+// the architecture in one line when the architectures differ.
+function renderDifferences() {
   const table = document.getElementById("differences");
-  const last = (run) => {
-    const values = run.series[metric]?.value || [];
-    return values.length ? formatValue(metric, values[values.length - 1]) : "–";
-  };
+  const { fields, architectures_differ: archDiffer } = comparison;
+  const columns = fields.length <= MAX_FIELD_COLUMNS;
+  document.getElementById("architecture-note").hidden = !archDiffer;
   table.replaceChildren(
     el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", {}, "job"), el("th", {}, "state"),
-      paths.map((path) => el("th", {}, path)), el("th", { class: "num" }, `last ${metric}`))),
-    el("tbody", {}, runs.map((run) => {
-      const swatch = el("span", { class: "swatch" });
-      swatch.style.background = run.color;
-      return el("tr", {},
-        el("td", {}, swatch),
-        el("td", {}, el("a", { href: `/jobs/${run.job.id}` }, run.job.name)),
-        el("td", {}, badge(run.job.state)),
-        paths.map((path) => el("td", {}, show(run.flat[path]))),
-        el("td", { class: "num" }, last(run)));
-    })),
+      columns ? fields.map((name) => el("th", { dataset: { field: name } }, name))
+        : el("th", {}, `differs (${fields.length} fields)`),
+      archDiffer ? el("th", {}, "architecture") : null)),
+    el("tbody", {}, runs.map((run) => el("tr", { dataset: { jobId: run.job.id } },
+      jobCells(run),
+      columns ? fields.map((name) => el("td", {}, show(run.job.differs[name])))
+        : el("td", { class: "small" }, fields.map((name) =>
+          `${name}=${show(run.job.differs[name])}`).join(" · ")),
+      archDiffer ? el("td", { class: "arch" }, run.job.architecture) : null))),
   );
-  if (!paths.length && runs.length > 1) {
+  if (!fields.length && !archDiffer && runs.length > 1) {
     table.append(el("caption", { class: "muted" }, "The specs are the same apart from the name."));
+  }
+}
+
+// Each metric's best, final or test value per job; ★ on the column's leader (the lowest loss,
+// the highest accuracy: the API says which way each metric is better).
+function renderValues() {
+  for (const button of modeButtons) button.setAttribute("aria-pressed", String(button.dataset.mode === mode));
+  const table = document.getElementById("values");
+  const names = comparison.metrics[mode] || [];
+  const leaders = comparison.leaders[mode] || {};
+  table.dataset.mode = mode;
+  table.replaceChildren(
+    el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", {}, "job"), el("th", {}, "state"),
+      names.map((name) => el("th", { class: "num", dataset: { metric: name },
+        title: comparison.directions[name] === "max" ? "higher is better" : "lower is better" },
+      mode === "test" ? name : `${mode} ${name}`)))),
+    el("tbody", {}, runs.map((run) => el("tr", { dataset: { jobId: run.job.id } },
+      jobCells(run),
+      names.map((name) => {
+        const lead = (leaders[name] || []).includes(run.job.id);
+        return el("td", { class: lead ? "num leader" : "num", dataset: { metric: name } },
+          formatValue(name, run.job.values[mode]?.[name]), lead ? " ★" : "");
+      })))),
+  );
+  if (!names.length) {
+    table.append(el("caption", { class: "muted" }, mode === "test"
+      ? "No test values: a job measures them on its test split once it ends."
+      : "No values yet."));
   }
 }
 
@@ -144,6 +152,7 @@ function saveChoicesInAddress() {
   const query = new URLSearchParams({ ids: ids.join(","), metric: metricSelect.value });
   if (xSelect.value !== "epoch") query.set("x", xSelect.value);
   if (logBox.checked) query.set("log", "1");
+  if (mode !== "best") query.set("values", mode);
   history.replaceState(null, "", `/compare?${query}`.replaceAll("%2C", ","));
 }
 
@@ -153,6 +162,13 @@ for (const select of [metricSelect, xSelect, logBox]) {
   select.addEventListener("change", () => {
     saveChoicesInAddress();
     draw();
+  });
+}
+for (const button of modeButtons) {
+  button.addEventListener("click", () => {
+    mode = button.dataset.mode;
+    saveChoicesInAddress();
+    if (comparison) renderValues();
   });
 }
 

@@ -1,9 +1,11 @@
-// One sweep: its trials as a sortable table (a row per trial job), the best configuration,
-// Optuna's parameter importances, the objective against trial number, a parallel-coordinates
-// plot and the top 3 trials' curves. Polled while the sweep runs.
+// One sweep: its trials as a sortable table (a row per trial job: each seed of a repeated
+// configuration, with the configuration's mean ± std), the best configuration, Optuna's
+// parameter importances, the objective against trial number, a parallel-coordinates plot and
+// the top 3 trials' curves; Cancel and Promote buttons. Polled while the sweep runs: one
+// request per poll (GET /v1/sweeps/{id} carries each trial job's best and final objective).
 import {
-  FINAL_STATES, badge, el, fetchMetrics, formatTime, formatValue, getJSON, prettyJSON,
-  showError,
+  FINAL_STATES, badge, describeDetail, el, fetchMetrics, formatTime, formatValue, getJSON,
+  prettyJSON, request, showError,
 } from "./api.js";
 import { LineChart, PALETTE } from "./charts.js";
 import { drawParallel } from "./parallel.js";
@@ -16,7 +18,9 @@ const objectiveChart = new LineChart(document.getElementById("chart-objective"),
   { xLabel: "trial" });
 const topChart = new LineChart(document.getElementById("chart-top"), { xLabel: "step" });
 const canvas = document.getElementById("parallel");
-const jobs = new Map(); // job id -> the job (GET /v1/jobs/{id}); an ended one is read once
+const cancelButton = document.getElementById("cancel-sweep");
+const promoteButton = document.getElementById("promote");
+const actionResult = document.getElementById("action-result");
 let sweep = null;
 let rows = [];
 let sort = { key: "trial", descending: false };
@@ -33,7 +37,6 @@ async function refresh() {
     document.getElementById("sweep-name").textContent = "Sweep not found";
     return;
   }
-  await readJobs();
   showError(errorBox, "");
   rows = tableRows();
   render();
@@ -41,41 +44,16 @@ async function refresh() {
   if (!FINAL_STATES.has(sweep.state)) setTimeout(refresh, POLL_MS);
 }
 
-// Each trial job's summary gives the objective's best and final values; an ended job cannot
-// change, so it is read once.
-async function readJobs() {
-  const wanted = sweep.trials.flatMap((trial) => trial.jobs)
-    .filter((job) => !FINAL_STATES.has(jobs.get(job.id)?.state));
-  await Promise.all(wanted.map(async (job) => {
-    try {
-      jobs.set(job.id, await getJSON(`/v1/jobs/${job.id}`));
-    } catch {
-      // deleted under us: its row shows what the sweep says
-    }
-  }));
-}
-
 const metric = () => sweep.objective.metric;
 const isBest = (trial) => sweep.best?.trial_number === trial.number;
 
-// The objective's best and final value in a job's summary (a test_ metric has one value).
-function bestAndFinal(summary) {
-  const name = metric();
-  if (name.startsWith("test_")) {
-    const value = summary?.test?.[name];
-    return [value ?? null, value ?? null];
-  }
-  return [summary?.best?.[name]?.value ?? null, summary?.latest?.[name] ?? null];
-}
-
 function tableRows() {
-  return sweep.trials.flatMap((trial) => trial.jobs.map((job) => {
-    const full = jobs.get(job.id);
-    const [best, final] = bestAndFinal(full?.summary);
-    return { trial: trial.number, params: trial.params, repeat: job.repeat, seed: job.seed,
-      state: job.state, best, final, duration: job.duration_s, id: job.id,
-      value: trial.value, isBest: isBest(trial) };
-  }));
+  return sweep.trials.flatMap((trial) => trial.jobs.map((job) => ({
+    trial: trial.number, params: trial.params, repeat: job.repeat, seed: job.seed,
+    state: job.state, best: job.best ?? null, final: job.final ?? null,
+    duration: job.duration_s, id: job.id, value: trial.value, std: trial.std,
+    isBest: isBest(trial),
+  })));
 }
 
 function paramNames() {
@@ -96,6 +74,10 @@ function columns() {
       get: (r) => r.params[path], text: (r) => show(r.params[path]) })),
     { key: "repeat", label: "repeat (seed)", num: true, get: (r) => r.repeat,
       text: (r) => `${r.repeat} (${r.seed ?? "–"})` },
+    ...(sweep.repeats > 1 ? [{ key: "mean", label: `mean ± std ${name}`, num: true,
+      get: (r) => r.value, text: (r) => (r.value == null ? "–" : `${formatValue(name, r.value)}`
+        + (r.std == null ? "" : ` ± ${formatValue(name, r.std)}`)) }] : []),
+    // Any state string is a badge, so a state added to the API later still shows.
     { key: "state", label: "state", get: (r) => r.state, node: (r) => badge(r.state) },
     { key: "best", label: `best ${name}`, num: true, get: (r) => r.best,
       text: (r) => formatValue(name, r.best) },
@@ -130,7 +112,7 @@ function render() {
   document.getElementById("sweep-name").textContent = sweep.name;
   document.getElementById("sweep-state").replaceChildren(badge(sweep.state));
   document.getElementById("sweep-head").dataset.state = sweep.state;
-  const ended = sweep.trials.filter((t) => FINAL_STATES.has(t.state)).length;
+  const ended = sweep.trials_ended;
   const pruned = sweep.trials.filter((t) => t.state === "pruned").length;
   const pruner = sweep.spec?.pruner?.type;
   const objective = sweep.objective;
@@ -146,6 +128,8 @@ function render() {
   ];
   document.getElementById("sweep-facts").replaceChildren(...facts.map(([term, value]) =>
     el("span", {}, el("span", { class: "muted small" }, term), ` ${value}`)));
+  cancelButton.hidden = FINAL_STATES.has(sweep.state);
+  promoteButton.disabled = !sweep.best;
   const errorText = document.getElementById("sweep-error");
   errorText.hidden = !sweep.error;
   errorText.textContent = sweep.error || "";
@@ -262,5 +246,35 @@ async function drawTop() {
   topKey = key;
 }
 
+// POST an action; its answer (or the API's reason for refusing, e.g. a read-only key's 403)
+// is shown under the title.
+async function act(button, path, body, done) {
+  button.disabled = true;
+  actionResult.replaceChildren();
+  try {
+    const { ok, status, data } = await request("POST", path, body);
+    if (ok) {
+      done(data);
+    } else {
+      actionResult.replaceChildren(el("div", { class: "alert", dataset: { status } },
+        describeDetail(data?.detail) || `HTTP ${status}`));
+    }
+  } catch (error) {
+    actionResult.replaceChildren(el("div", { class: "alert" }, error.message));
+  }
+  button.disabled = false;
+}
+
+cancelButton.addEventListener("click", () => act(cancelButton, `/v1/sweeps/${sweepId}/cancel`,
+  undefined, () => {
+    actionResult.replaceChildren(el("span", { class: "muted" },
+      "Cancelled: no more trials start; running ones stop within about a second."));
+    refresh();
+  }));
+promoteButton.addEventListener("click", () => act(promoteButton, `/v1/sweeps/${sweepId}/promote`,
+  {}, (job) => {
+    actionResult.replaceChildren(el("span", { class: "muted" }, "Promoted: the best configuration "
+      + "trains as job "), el("a", { id: "promoted-job", href: `/jobs/${job.id}` }, job.name));
+  }));
 window.addEventListener("resize", () => sweep && drawParallelPlot());
 refresh();
