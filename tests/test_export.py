@@ -195,3 +195,42 @@ def test_export_errors_name_what_to_change(trained, api_url: str) -> None:
     missing = httpx.get(f"{api_url}/v1/jobs/00000000-0000-0000-0000-000000000000/export",
                         params={"format": "onnx"})
     assert missing.status_code == 404
+
+
+def test_python_client_and_cli_save_checked_files(trained, api_url: str,
+                                                  tmp_path: Path) -> None:
+    from traindock import Client
+
+    job = trained["cnn"]
+    with Client(api_url) as td:
+        path = td.export(job["id"][:8], "onnx", path=f"{tmp_path}/models/")
+    assert path.parent == tmp_path / "models" and path.name.endswith(".onnx")
+    session = onnxruntime.InferenceSession(str(path))
+    (out,) = session.run(None, {"input": job["x_test"][:5]})
+    _assert_same(out, _reference(job)[:5], "cnn (client)")
+
+    target = tmp_path / "cnn.safetensors.zip"
+    cli = [sys.executable, "-m", "cli.main", "export", job["id"], "--format", "safetensors",
+           "--checkpoint", str(job["bundle"].step), "-o", str(target), "--url", api_url]
+    run = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == str(target) and zipfile.is_zipfile(target)
+    again = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert again.returncode != 0 and "--force" in again.stderr
+
+
+def test_a_job_without_a_checkpoint_is_a_409_saying_what_to_wait_for(trained, api_url: str
+                                                                     ) -> None:
+    spec = {"name": "export-early", "dataset": {"name": "digits"},
+            "model": {"layers": JOBS["mlp"][1]},
+            "training": {"epochs": 500, "checkpoint_every_epochs": 0}}
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        job_id = client.post("/v1/jobs", json=spec).json()["id"]
+        try:
+            response = client.get(f"/v1/jobs/{job_id}/export", params={"format": "onnx"})
+            assert response.status_code == 409, response.text
+            (problem,) = response.json()["detail"]
+            assert problem["field"] == "checkpoint" and "wait for" in problem["message"]
+        finally:
+            client.post(f"/v1/jobs/{job_id}/cancel")
+            wait_for_state(client, job_id, {"cancelled", "succeeded", "failed"}, 60)
