@@ -1,0 +1,181 @@
+"""/v1/jobs/{id}/predict: run a job's checkpoint on inputs sent as JSON arrays, rows of named
+features, or a file (CSV, .npz, PNG/JPEG images).
+
+The API picks the checkpoint (one query) and hands the body, unparsed, to the prediction
+server (inference/server.py), a child process that parses, checks and runs it: the event
+loop only forwards bytes, from a worker thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from api.deps import JobDep, SessionDep, SettingsDep
+from api.predict_schemas import PREDICT_BODY, PredictInputsOut, PredictOut
+from core import datasets
+from core.best_checkpoint import best_checkpoint
+from core.repo import checkpoints as checkpoint_repo
+from core.repo import datasets as dataset_repo
+from core.settings import Settings
+from core.specs.dataset import DatasetSpec
+from core.tables import Checkpoint, Job
+from inference.client import PredictionServer, ServerError
+from inference.inputs import DEFAULT_IMAGE_VALUE_MAX, IMAGE_VALUE_MAX
+
+router = APIRouter(prefix="/v1/jobs", tags=["predict"])
+
+FILE_KINDS = {".csv": "csv", ".npz": "npz", ".png": "image", ".jpg": "image",
+              ".jpeg": "image"}
+IMAGE_BUILTINS = frozenset({"digits"})
+CheckpointQuery = Annotated[str, Query(
+    pattern=r"^(best|last|[0-9]{1,18})$",
+    description="best (the monitored metric's best; the last one when none recorded it), "
+    "last, or a step number")]
+
+
+def prediction_server(request: Request) -> PredictionServer:
+    """This API process's prediction server, made on first use (its process starts then)."""
+    state = request.app.state
+    server = getattr(state, "prediction_server", None)
+    if server is None:
+        settings: Settings = state.settings
+        server = PredictionServer(settings.dataset_dir, int(settings.predict_cache_mb * 2**20),
+                                  settings.predict_max_rows, settings.predict_threads,
+                                  settings.predict_timeout_s)
+        state.prediction_server = server
+    return server
+
+
+def choose_checkpoint(session: Session, job: Job, which: str) -> tuple[Checkpoint, bool]:
+    """(the checkpoint row, whether it is the best); 409 when the job has none yet."""
+    rows = checkpoint_repo.list_checkpoints(session, job.id)
+    session.rollback()
+    if not rows:
+        raise HTTPException(409, f"job {job.id} has no checkpoint yet (it is {job.state}); "
+                            "predict once it has saved one (GET /v1/jobs/{id}/checkpoints "
+                            "lists them)")
+    best = best_checkpoint(rows, job.spec)
+    if which == "best":
+        chosen = best or rows[-1]
+    elif which == "last":
+        chosen = rows[-1]
+    else:
+        chosen = next((r for r in rows if r.step == int(which)), None)
+        if chosen is None:
+            steps = ", ".join(str(r.step) for r in rows)
+            raise HTTPException(422, f"checkpoint: job {job.id} has no checkpoint at step "
+                                f"{which}; its checkpoints are at steps {steps} (or use best "
+                                "or last)")
+    return chosen, chosen is best
+
+
+async def read_inputs(request: Request, max_files: int) -> tuple[str, bytes,
+                                                                 list[dict[str, Any]] | None]:
+    """(kind, payload, files): the JSON body as sent, or the files' bytes one after another
+    with their names and sizes."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind in ("", "application/json"):
+        return "json", await request.body(), None
+    if kind != "multipart/form-data":
+        raise HTTPException(415, f"content-type {kind!r} is not taken; send application/json "
+                            "({\"inputs\": ...} or {\"rows\": ...}) or multipart/form-data "
+                            "with a file field")
+    form = await request.form(max_files=max_files, max_fields=16)
+    uploads = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
+    if not uploads:
+        raise HTTPException(422, "file: the form has no file field; send the inputs as a "
+                            "file named file (.csv, .npz, .png or .jpg)")
+    kinds = set()
+    for upload in uploads:
+        suffix = Path(upload.filename or "").suffix.lower()
+        if suffix not in FILE_KINDS:
+            raise HTTPException(422, f"file: cannot tell what {upload.filename!r} holds from "
+                                "its name; send a .csv, .npz, .png, .jpg or .jpeg file")
+        kinds.add(FILE_KINDS[suffix])
+    if len(kinds) > 1 or (len(uploads) > 1 and kinds != {"image"}):
+        raise HTTPException(422, "file: send one .csv or .npz file, or one or more images, "
+                            "not a mix")
+    parts = [await upload.read() for upload in uploads]
+    files = [{"name": u.filename, "size": len(p)} for u, p in zip(uploads, parts, strict=True)]
+    return kinds.pop(), b"".join(parts), files
+
+
+def run_prediction(request: Request, job: Job, which: str, kind: str, payload: bytes,
+                   files: list[dict[str, Any]] | None) -> dict[str, Any]:
+    settings: Settings = request.app.state.settings
+    with request.app.state.sessionmaker() as session:
+        row, is_best = choose_checkpoint(session, job, which)
+    path = Path(row.path).resolve()
+    if not path.is_relative_to(settings.checkpoint_dir):
+        raise HTTPException(410, f"checkpoint {row.id}'s file is no longer on disk")
+    header = {"checkpoint": {"path": str(path), "sha256": row.sha256, "step": row.step,
+                             "metrics": row.metrics or {}},
+              "kind": kind, "files": files}
+    try:
+        reply = prediction_server(request).request(header, payload)
+    except ServerError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+    if "error" in reply:
+        error = reply["error"]
+        raise HTTPException(int(error["status"]), f"{error['field']}: {error['message']}")
+    answer = reply["ok"]
+    return {"predictions": answer["predictions"], "task": answer["task"],
+            "checkpoint": {"id": row.id, "step": row.step, "epoch": row.epoch,
+                           "sha256": row.sha256, "best": is_best, "cached": answer["cached"]}}
+
+
+@router.post(
+    "/{job_id}/predict", response_model=PredictOut, openapi_extra=PREDICT_BODY,
+    responses={409: {"description": "the job has no checkpoint yet"},
+               413: {"description": "too many rows, or too large a body"},
+               415: {"description": "neither JSON nor a multipart form"},
+               422: {"description": "inputs the model cannot take; detail names the field"}},
+)
+async def predict(job: JobDep, request: Request, settings: SettingsDep,
+                  checkpoint: CheckpointQuery = "best") -> JSONResponse:
+    """Predictions of the job's checkpoint for the rows sent. JSON: `{"inputs": [[...],
+    ...]}` (each row flat or in the input shape) or `{"rows": [{"feature": value, ...}]}`
+    (tabular datasets with feature names). Or multipart/form-data with `file`: a CSV whose
+    header names the features, an .npz holding `x`, or PNG/JPEG images (image datasets;
+    resized and made grayscale or RGB as an image upload is). Needs only the read scope."""
+    kind, payload, files = await read_inputs(request, settings.predict_max_rows)
+    answer = await run_in_threadpool(run_prediction, request, job, checkpoint, kind, payload,
+                                     files)
+    return JSONResponse(answer)
+
+
+@router.get("/{job_id}/predict", response_model=PredictInputsOut)
+def predict_inputs(job: JobDep, session: SessionDep) -> PredictInputsOut:
+    """What POST /v1/jobs/{id}/predict takes for this job: the input shape, feature and class
+    names, and whether inputs are images (the dashboard's "Try it" panel asks this)."""
+    ds = DatasetSpec.model_validate(job.spec["dataset"])
+    image = ds.is_builtin and ds.name in IMAGE_BUILTINS
+    if ds.is_builtin:
+        info = datasets.describe(ds.name, ds.options())
+    else:
+        row = dataset_repo.get(session, ds.id) if ds.id is not None else None
+        if row is None:
+            raise HTTPException(410, f"job {job.id}'s dataset is no longer stored")
+        image = row.format == "images"
+        info = datasets.describe_stored({
+            "id": row.id, "name": row.name, "sha256": ds.sha256 or row.sha256, "task": row.task,
+            "input_shape": row.input_shape, "target_shape": row.target_shape,
+            "num_classes": row.num_classes, "class_names": row.class_names,
+            "splits": row.splits, "feature_names": getattr(row, "feature_names", None),
+        })
+    has_checkpoint = bool(checkpoint_repo.latest_checkpoint(session, job.id))
+    feature_names = getattr(info, "feature_names", None)
+    class_names = list(info.class_names) if info.class_names else (
+        [str(i) for i in range(info.num_classes)] if info.num_classes else None)
+    value_max = IMAGE_VALUE_MAX.get(ds.name or "", DEFAULT_IMAGE_VALUE_MAX) if image else None
+    return PredictInputsOut(
+        task=info.task, input="image" if image else "table" if feature_names else "array",
+        input_shape=list(info.input_shape),
+        feature_names=list(feature_names) if feature_names else None,
+        class_names=class_names, image_value_max=value_max, has_checkpoint=has_checkpoint)
