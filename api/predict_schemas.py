@@ -28,7 +28,6 @@ class PredictCheckpointOut(BaseModel):
     step: int
     epoch: int
     sha256: str
-    best: bool
     cached: bool
 
 

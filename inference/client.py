@@ -62,10 +62,8 @@ class _Starter(threading.Thread):
 
 
 class PredictionServer:
-    def __init__(self, datasets_root: Path, cache_bytes: int, max_rows: int, threads: int,
-                 timeout_s: float) -> None:
-        self.config = {"datasets_root": str(datasets_root), "cache_bytes": cache_bytes,
-                       "max_rows": max_rows, "threads": threads}
+    def __init__(self, cache_bytes: int, max_rows: int, threads: int, timeout_s: float) -> None:
+        self.config = {"cache_bytes": cache_bytes, "max_rows": max_rows, "threads": threads}
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None

@@ -2,8 +2,8 @@
 it) that loads checkpoints as bundles, keeps them in a memory-bounded LRU cache, and answers
 one request at a time over its stdin and stdout (inference/protocol.py).
 
-A request names the checkpoint file (path, sha256, step) and the job's spec; the API chose
-the checkpoint with one query, so this process never touches the database. It parses and
+A request carries the checkpoint the API located (inference/job_bundle.py: its file, sha256,
+step and the dataset's description); this process never touches the database. It parses and
 checks the inputs itself (inference/inputs.py), so that whatever a client sends costs this
 process's CPU and memory, not the API's. Run as `python -m inference.server CONFIG_JSON`.
 """
@@ -14,31 +14,17 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from core import datasets
-from core.dataset_store import read_meta
-from core.specs.dataset import DatasetSpec
 from inference.answers import predictions
-from inference.bundle import Bundle, load_bundle
+from inference.bundle import Bundle
 from inference.inputs import InputError, input_spec, parse_body
+from inference.job_bundle import Located, load_located
 from inference.model_cache import ModelCache
 from inference.protocol import read_message, write_message
-
-
-def dataset_info(spec: dict[str, Any], datasets_root: Path) -> datasets.DatasetInfo:
-    """The job's dataset as the worker described it: a built-in by name and options, an
-    upload by the version (sha256) the job was validated against, from its meta.json."""
-    ds = DatasetSpec.model_validate(spec["dataset"])
-    if ds.is_builtin:
-        return datasets.describe(ds.name, ds.options())
-    assert ds.sha256 is not None
-    return datasets.describe_stored({**read_meta(datasets_root, ds.sha256),
-                                     "sha256": ds.sha256, "name": ds.name})
 
 
 def module_bytes(module: torch.nn.Module) -> int:
@@ -48,20 +34,17 @@ def module_bytes(module: torch.nn.Module) -> int:
 
 class Server:
     def __init__(self, config: dict[str, Any]) -> None:
-        self.datasets_root = Path(config["datasets_root"])
         self.max_rows = int(config["max_rows"])
         self.cache: ModelCache[Bundle] = ModelCache(int(config["cache_bytes"]))
 
     def bundle(self, request: dict[str, Any]) -> tuple[Bundle, bool]:
-        checkpoint = request["checkpoint"]
+        located = Located.from_dict(request["located"])
 
         def load() -> tuple[Bundle, int]:
-            payload = torch.load(checkpoint["path"], map_location="cpu", weights_only=True)
-            info = dataset_info(payload["spec"], self.datasets_root)
-            bundle = load_bundle(payload, info, checkpoint.get("metrics") or {})
+            bundle = load_located(located)
             return bundle, module_bytes(bundle.module)
 
-        return self.cache.get(checkpoint["sha256"], load)
+        return self.cache.get(located.sha256, load)
 
     def answer(self, request: dict[str, Any], payload: bytes) -> dict[str, Any]:
         if request.get("op") == "stats":
@@ -77,8 +60,7 @@ class Server:
             x = parse_body(request["kind"], payload, spec, request.get("files"))
         except InputError as exc:
             return {"error": exc.as_dict()}
-        with torch.inference_mode():
-            out = bundle.module(torch.from_numpy(x)).numpy()
+        out = bundle(torch.from_numpy(x)).numpy()
         return {"ok": {"predictions": predictions(out, bundle.task, bundle.class_names),
                        "task": bundle.task, "cached": cached,
                        "seconds": round(time.perf_counter() - started, 6)}}

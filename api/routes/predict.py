@@ -7,6 +7,7 @@ loop only forwards bytes, from a worker thread."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,12 +20,12 @@ from starlette.datastructures import UploadFile
 from api.deps import JobDep, SessionDep, SettingsDep
 from api.predict_schemas import PREDICT_BODY, PredictInputsOut, PredictOut
 from core import datasets
-from core.best_checkpoint import best_checkpoint
 from core.repo import checkpoints as checkpoint_repo
 from core.repo import datasets as dataset_repo
 from core.settings import Settings
 from core.specs.dataset import DatasetSpec
-from core.tables import Checkpoint, Job
+from core.tables import Job
+from inference import job_bundle
 from inference.client import PredictionServer, ServerError
 from inference.inputs import DEFAULT_IMAGE_VALUE_MAX, IMAGE_VALUE_MAX
 
@@ -33,6 +34,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["predict"])
 FILE_KINDS = {".csv": "csv", ".npz": "npz", ".png": "image", ".jpg": "image",
               ".jpeg": "image"}
 IMAGE_BUILTINS = frozenset({"digits"})
+DATASET_INFO_CACHE = 256
 CheckpointQuery = Annotated[str, Query(
     pattern=r"^(best|last|[0-9]{1,18})$",
     description="best (the monitored metric's best; the last one when none recorded it), "
@@ -45,34 +47,28 @@ def prediction_server(request: Request) -> PredictionServer:
     server = getattr(state, "prediction_server", None)
     if server is None:
         settings: Settings = state.settings
-        server = PredictionServer(settings.dataset_dir, int(settings.predict_cache_mb * 2**20),
+        server = PredictionServer(int(settings.predict_cache_mb * 2**20),
                                   settings.predict_max_rows, settings.predict_threads,
                                   settings.predict_timeout_s)
         state.prediction_server = server
     return server
 
 
-def choose_checkpoint(session: Session, job: Job, which: str) -> tuple[Checkpoint, bool]:
-    """(the checkpoint row, whether it is the best); 409 when the job has none yet."""
-    rows = checkpoint_repo.list_checkpoints(session, job.id)
-    session.rollback()
-    if not rows:
-        raise HTTPException(409, f"job {job.id} has no checkpoint yet (it is {job.state}); "
-                            "predict once it has saved one (GET /v1/jobs/{id}/checkpoints "
-                            "lists them)")
-    best = best_checkpoint(rows, job.spec)
-    if which == "best":
-        chosen = best or rows[-1]
-    elif which == "last":
-        chosen = rows[-1]
-    else:
-        chosen = next((r for r in rows if r.step == int(which)), None)
-        if chosen is None:
-            steps = ", ".join(str(r.step) for r in rows)
-            raise HTTPException(422, f"checkpoint: job {job.id} has no checkpoint at step "
-                                f"{which}; its checkpoints are at steps {steps} (or use best "
-                                "or last)")
-    return chosen, chosen is best
+def job_dataset(request: Request, session: Session, job: Job) -> datasets.DatasetInfo:
+    """The description of the dataset a job trained on, kept per API process: a job's dataset
+    is a fixed version (built-in options, or an upload's sha256), so after the first request
+    a prediction costs one query (the checkpoint rows), not two."""
+    state = request.app.state
+    if getattr(state, "predict_datasets", None) is None:
+        state.predict_datasets = {}
+    known: dict[str, datasets.DatasetInfo] = state.predict_datasets
+    key = json.dumps(job.spec["dataset"], sort_keys=True)
+    if key not in known:
+        if len(known) >= DATASET_INFO_CACHE:
+            known.pop(next(iter(known)))
+        known[key] = job_bundle.dataset_info(session, job.spec,
+                                             request.app.state.settings.dataset_dir)
+    return known[key]
 
 
 async def read_inputs(request: Request, max_files: int) -> tuple[str, bytes,
@@ -109,14 +105,22 @@ async def read_inputs(request: Request, max_files: int) -> tuple[str, bytes,
 def run_prediction(request: Request, job: Job, which: str, kind: str, payload: bytes,
                    files: list[dict[str, Any]] | None) -> dict[str, Any]:
     settings: Settings = request.app.state.settings
-    with request.app.state.sessionmaker() as session:
-        row, is_best = choose_checkpoint(session, job, which)
-    path = Path(row.path).resolve()
-    if not path.is_relative_to(settings.checkpoint_dir):
-        raise HTTPException(410, f"checkpoint {row.id}'s file is no longer on disk")
-    header = {"checkpoint": {"path": str(path), "sha256": row.sha256, "step": row.step,
-                             "metrics": row.metrics or {}},
-              "kind": kind, "files": files}
+    try:
+        with request.app.state.sessionmaker() as session:
+            row = job_bundle.pick_checkpoint(session, job, job_bundle.parse_choice(which))
+            info = job_dataset(request, session, job)
+            session.expunge(row)  # read; closing the session ends its transaction
+        path = Path(row.path).resolve()
+        if not path.is_relative_to(settings.checkpoint_dir.resolve()):
+            raise job_bundle.FileGone(f"checkpoint at step {row.step}'s file is no longer on "
+                                      "disk; ask for another checkpoint")
+    except job_bundle.BundleError as exc:
+        raise HTTPException(exc.status, f"{exc.field}: {exc.message}" if exc.field
+                            else exc.message) from None
+    located = job_bundle.Located(job_id=str(job.id), checkpoint_id=row.id, path=str(path),
+                                 sha256=row.sha256, step=row.step,
+                                 metrics=dict(row.metrics or {}), info=info)
+    header = {"located": located.as_dict(), "kind": kind, "files": files}
     try:
         reply = prediction_server(request).request(header, payload)
     except ServerError as exc:
@@ -127,7 +131,7 @@ def run_prediction(request: Request, job: Job, which: str, kind: str, payload: b
     answer = reply["ok"]
     return {"predictions": answer["predictions"], "task": answer["task"],
             "checkpoint": {"id": row.id, "step": row.step, "epoch": row.epoch,
-                           "sha256": row.sha256, "best": is_best, "cached": answer["cached"]}}
+                           "sha256": row.sha256, "cached": answer["cached"]}}
 
 
 @router.post(
