@@ -8,6 +8,7 @@ loop only forwards bytes, from a worker thread."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,11 +18,13 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from api.auth import Principal, PrincipalDep
 from api.deps import JobDep, SessionDep, SettingsDep
 from api.predict_schemas import PREDICT_BODY, PredictInputsOut, PredictOut
 from core import datasets
 from core.repo import checkpoints as checkpoint_repo
 from core.repo import datasets as dataset_repo
+from core.repo import jobs as job_repo
 from core.settings import Settings
 from core.specs.dataset import DatasetSpec
 from core.tables import Job
@@ -102,14 +105,22 @@ async def read_inputs(request: Request, max_files: int) -> tuple[str, bytes,
     return kinds.pop(), b"".join(parts), files
 
 
-def run_prediction(request: Request, job: Job, which: str, kind: str, payload: bytes,
-                   files: list[dict[str, Any]] | None) -> dict[str, Any]:
+def run_prediction(request: Request, principal: Principal, job_id: uuid.UUID, which: str,
+                   kind: str, payload: bytes, files: list[dict[str, Any]] | None
+                   ) -> dict[str, Any]:
+    """One thread for the whole request: the job (404 for another owner's, as JobDep), its
+    checkpoint and dataset from one session that is closed before the prediction server is
+    asked, then the server's answer. A second thread hop and session cost as much as the model
+    itself on the single-row path (bench/predict_latency.py)."""
     settings: Settings = request.app.state.settings
     try:
         with request.app.state.sessionmaker() as session:
+            job = job_repo.get_job(session, job_id)
+            if job is None or not principal.may_see(job.owner):
+                raise HTTPException(404, f"no job with id {job_id}")
             row = job_bundle.pick_checkpoint(session, job, job_bundle.parse_choice(which))
             info = job_dataset(request, session, job)
-            session.expunge(row)  # read; closing the session ends its transaction
+            session.expunge_all()  # read; closing the session ends its transaction
         path = Path(row.path).resolve()
         if not path.is_relative_to(settings.checkpoint_dir.resolve()):
             raise job_bundle.FileGone(f"checkpoint at step {row.step}'s file is no longer on "
@@ -117,7 +128,7 @@ def run_prediction(request: Request, job: Job, which: str, kind: str, payload: b
     except job_bundle.BundleError as exc:
         raise HTTPException(exc.status, f"{exc.field}: {exc.message}" if exc.field
                             else exc.message) from None
-    located = job_bundle.Located(job_id=str(job.id), checkpoint_id=row.id, path=str(path),
+    located = job_bundle.Located(job_id=str(job_id), checkpoint_id=row.id, path=str(path),
                                  sha256=row.sha256, step=row.step,
                                  metrics=dict(row.metrics or {}), info=info)
     header = {"located": located.as_dict(), "kind": kind, "files": files}
@@ -141,16 +152,17 @@ def run_prediction(request: Request, job: Job, which: str, kind: str, payload: b
                415: {"description": "neither JSON nor a multipart form"},
                422: {"description": "inputs the model cannot take; detail names the field"}},
 )
-async def predict(job: JobDep, request: Request, settings: SettingsDep,
-                  checkpoint: CheckpointQuery = "best") -> JSONResponse:
+async def predict(job_id: uuid.UUID, request: Request, settings: SettingsDep,
+                  principal: PrincipalDep, checkpoint: CheckpointQuery = "best"
+                  ) -> JSONResponse:
     """Predictions of the job's checkpoint for the rows sent. JSON: `{"inputs": [[...],
     ...]}` (each row flat or in the input shape) or `{"rows": [{"feature": value, ...}]}`
     (tabular datasets with feature names). Or multipart/form-data with `file`: a CSV whose
     header names the features, an .npz holding `x`, or PNG/JPEG images (image datasets;
     resized and made grayscale or RGB as an image upload is). Needs only the read scope."""
     kind, payload, files = await read_inputs(request, settings.predict_max_rows)
-    answer = await run_in_threadpool(run_prediction, request, job, checkpoint, kind, payload,
-                                     files)
+    answer = await run_in_threadpool(run_prediction, request, principal, job_id, checkpoint,
+                                     kind, payload, files)
     return JSONResponse(answer)
 
 
