@@ -26,6 +26,7 @@ from api.routes import (
     dashboard,
     datasets,
     events,
+    exports,
     gradcheck,
     health,
     job_delete,
@@ -87,8 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(DatabaseGate, watch=app.state.database_watch)
     # Every /v1 route needs an API key (api/auth.py); /healthz, /metrics, /docs and the
     # dashboard's pages and files do not (the pages ask for a key themselves).
-    for module in (jobs, gradcheck, metrics, events, checkpoints, datasets, workers, logs,
-                   job_delete, webhooks, keys, usage, sweeps, predict):
+    for module in (jobs, gradcheck, metrics, events, checkpoints, exports, predict, datasets,
+                   workers, logs, job_delete, webhooks, keys, usage, sweeps):
         app.include_router(module.router, dependencies=[Depends(authenticate)],
                            responses=AUTH_RESPONSES)
     for module in (health, dashboard, signin):

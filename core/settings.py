@@ -139,6 +139,21 @@ class Settings(BaseSettings):
         600.0, gt=0, le=86_400,
         description="wall-clock seconds the parsing child of one upload or import may take",
     )
+    export_deadline_s: float = Field(
+        300.0, gt=0, le=86_400,
+        description="wall-clock seconds the child process that exports one checkpoint "
+        "(GET /v1/jobs/{id}/export) may take; past it the request gets a 503",
+    )
+    export_idle_s: float = Field(
+        120.0, gt=0, le=86_400,
+        description="seconds an export child process is kept after its last export, so that "
+        "the next one does not pay for starting it; then it exits and frees its memory",
+    )
+    export_concurrency: int = Field(
+        1, ge=1, le=64,
+        description="export children one API process runs at once; further exports wait "
+        "their turn",
+    )
     max_parsed_bytes: int = Field(
         1024**3, ge=1024, le=1024**4,
         description="the most the float32 arrays parsed from one upload may take (images "

@@ -162,10 +162,10 @@ def load_located(located: Located) -> Bundle:
     return load_bundle(payload, located.info, located.metrics)
 
 
-def job_bundle(session: Session, job_id: uuid.UUID, choice: str | int, checkpoint_dir: Path,
+def job_bundle(session: Session, job_id: uuid.UUID | str, choice: str | int, checkpoint_dir: Path,
                dataset_dir: Path) -> Bundle:
     """The bundle of job `job_id`'s checkpoint `choice` ("best", "last" or a step)."""
-    job = session.get(Job, job_id)
+    job = session.get(Job, uuid.UUID(str(job_id)))
     if job is None:
         raise UnknownCheckpoint(f"no job {job_id}", field=None)
     return load_located(locate(session, job, parse_choice(choice), checkpoint_dir, dataset_dir))
