@@ -68,6 +68,13 @@ def jobs(api_url: str) -> dict[str, str]:
     return {"digits": digits, "table": table_id}
 
 
+def message(response: httpx.Response) -> str:
+    """A 413/415/422's one problem's message (detail is a list, as every route's)."""
+    [problem] = response.json()["detail"]
+    assert problem["message"].startswith(f"{problem['field']}: ")
+    return problem["message"]
+
+
 def reference_probabilities(client: httpx.Client, job_id: str, x: np.ndarray,
                             checkpoint: str = "best") -> np.ndarray:
     """The checkpoint file, downloaded and run with plain PyTorch: the answer to compare."""
@@ -166,7 +173,7 @@ def test_files_npz_csv_and_images(client, jobs):
 def test_inputs_the_model_cannot_take_are_named(client, jobs, body, status, field, words):
     response = client.post(f"/v1/jobs/{jobs['digits']}/predict", json=body)
     assert response.status_code == status, response.text
-    detail = response.json()["detail"]
+    detail = message(response)
     assert detail.startswith(f"{field}: ") and words in detail, detail
 
 
@@ -176,21 +183,21 @@ def test_nan_infinity_and_broken_bodies(client, jobs):
         body = '{"inputs": [[' + ", ".join(["0"] * 10 + [literal] + ["0"] * 53) + "]]}"
         response = client.post(url, content=body, headers={"content-type": "application/json"})
         assert response.status_code == 422, response.text
-        assert response.json()["detail"].startswith("inputs[0]: is NaN or infinite (value 10)")
+        assert message(response).startswith("inputs[0]: is NaN or infinite (value 10)")
     broken = client.post(url, content=b'{"inputs": [[1,', headers={"content-type":
                                                                      "application/json"})
-    assert broken.status_code == 422 and "not valid JSON" in broken.json()["detail"]
+    assert broken.status_code == 422 and "not valid JSON" in message(broken)
     text = client.post(url, content=b"1,2", headers={"content-type": "text/csv"})
-    assert text.status_code == 415 and "multipart/form-data" in text.json()["detail"]
+    assert text.status_code == 415 and "multipart/form-data" in message(text)
     named = client.post(url, files={"file": ("x.parquet", b"1")})
-    assert named.status_code == 422 and named.json()["detail"].startswith("file: ")
+    assert named.status_code == 422 and message(named).startswith("file: ")
     not_png = client.post(url, files={"file": ("x.png", b"not an image")})
-    assert not_png.status_code == 422 and "x.png" in not_png.json()["detail"]
+    assert not_png.status_code == 422 and "x.png" in message(not_png)
     npz = io.BytesIO()
     np.savez(npz, x=np.zeros((2, 7)))
     wrong = client.post(url, files={"file": ("x.npz", npz.getvalue())})
     assert wrong.status_code == 422
-    assert "x has shape 2x7; the model takes rows of 64 (1x8x8)" in wrong.json()["detail"]
+    assert "x has shape 2x7; the model takes rows of 64 (1x8x8)" in message(wrong)
     for which, status, words in (("worst", 422, "checkpoint"),
                                  ("999999", 404, "no checkpoint at step 999999")):
         response = client.post(f"{url}?checkpoint={which}", json={"inputs": [[0.0] * 64]})
@@ -208,7 +215,7 @@ def test_a_table_job_takes_rows_of_named_features_or_arrays(client, jobs):
     assert sum(by_arrays.json()["predictions"][0]["probabilities"].values()) == \
         pytest.approx(1, abs=1e-5)
     image = client.post(url, files={"file": ("a.png", b"\x89PNG")})
-    assert image.status_code == 422 and "not an image" in image.json()["detail"]
+    assert image.status_code == 422 and "not an image" in message(image)
     if inputs["feature_names"] is None:
         pytest.skip("feature names of CSV uploads arrive with the evaluation branch")
     assert inputs["feature_names"] == ["height", "weight"]
@@ -217,13 +224,13 @@ def test_a_table_job_takes_rows_of_named_features_or_arrays(client, jobs):
     assert by_rows.json()["predictions"] == by_arrays.json()["predictions"]
     unknown = client.post(url, json={"rows": [{"height": 1, "weight": 2, "age": 3}]})
     assert unknown.status_code == 422
-    assert unknown.json()["detail"].startswith("rows[0]: unknown feature(s) 'age'")
+    assert message(unknown).startswith("rows[0]: unknown feature(s) 'age'")
     missing = client.post(url, json={"rows": [{"height": 1}]})
     assert missing.status_code == 422 and "lacks feature(s) 'weight'" in missing.text
     csv = client.post(url, files={"file": ("t.csv", b"weight,height\n0.1,0\n-0.3,4\n")})
     assert csv.json()["predictions"] == by_arrays.json()["predictions"]
     wrong = client.post(url, files={"file": ("t.csv", b"height,size\n1,2\n")})
-    assert wrong.status_code == 422 and "'size'" in wrong.json()["detail"]
+    assert wrong.status_code == 422 and "'size'" in message(wrong)
 
 
 def test_a_digits_job_describes_its_inputs_as_an_image(client, jobs):
@@ -334,8 +341,26 @@ def test_the_server_survives_bad_requests_and_comes_back_when_killed(jobs, small
         assert restarted.pid != server.pid
 
 
+def test_the_python_client_predicts_from_arrays_rows_and_files(api_url, jobs, tmp_path):
+    from traindock import Client
+    from traindock.errors import Invalid
+
+    x = digits_test_rows(3)
+    with Client(api_url) as td:
+        answer = td.predict(jobs["digits"], x)  # a numpy array, sent as lists
+        assert answer.task == "classification" and len(answer.classes) == 3
+        np.savez(tmp_path / "x.npz", x=x)
+        by_file = td.predict(jobs["digits"], files=tmp_path / "x.npz", checkpoint="last")
+        assert len(by_file.predictions) == 3 and by_file.checkpoint["step"] >= 1
+        with pytest.raises(Invalid, match=r"inputs\[0\]: has 2 values"):
+            td.predict(jobs["digits"], [[1.0, 2.0]])
+        table = td.predict(jobs["table"], [[0.0, 0.1]])
+        assert table.classes == ["ant"]
+
+
 def test_the_openapi_document_describes_predict(client):
-    paths = client.get("/openapi.json").json()["paths"]
-    post = paths["/v1/jobs/{job_id}/predict"]["post"]
+    document = client.get("/openapi.json").json()
+    post = document["paths"]["/v1/jobs/{job_id}/predict"]["post"]
     assert set(post["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
-    assert json.dumps(post["responses"]["200"]).count("predictions") >= 1
+    assert "PredictOut" in json.dumps(post["responses"]["200"])
+    assert "predictions" in document["components"]["schemas"]["PredictOut"]["properties"]

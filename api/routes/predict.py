@@ -21,6 +21,7 @@ from starlette.datastructures import UploadFile
 from api.auth import Principal, PrincipalDep
 from api.deps import JobDep, SessionDep, SettingsDep
 from api.predict_schemas import PREDICT_BODY, PredictInputsOut, PredictOut
+from api.schemas import ValidationErrorOut
 from core import datasets
 from core.repo import checkpoints as checkpoint_repo
 from core.repo import datasets as dataset_repo
@@ -33,6 +34,13 @@ from inference.client import PredictionServer, ServerError
 from inference.inputs import DEFAULT_IMAGE_VALUE_MAX, IMAGE_VALUE_MAX
 
 router = APIRouter(prefix="/v1/jobs", tags=["predict"])
+
+
+def input_error(status: int, field: str, message: str) -> HTTPException:
+    """A 413, 415 or 422 shaped as every route's: one {field, type, message} per problem,
+    the message starting with the field."""
+    return HTTPException(status, [{"field": field, "type": "predict_input",
+                                   "message": f"{field}: {message}"}])
 
 FILE_KINDS = {".csv": "csv", ".npz": "npz", ".png": "image", ".jpg": "image",
               ".jpeg": "image"}
@@ -82,24 +90,24 @@ async def read_inputs(request: Request, max_files: int) -> tuple[str, bytes,
     if kind in ("", "application/json"):
         return "json", await request.body(), None
     if kind != "multipart/form-data":
-        raise HTTPException(415, f"content-type {kind!r} is not taken; send application/json "
-                            "({\"inputs\": ...} or {\"rows\": ...}) or multipart/form-data "
-                            "with a file field")
+        raise input_error(415, "body", f"content-type {kind!r} is not taken; send "
+                          "application/json ({\"inputs\": ...} or {\"rows\": ...}) or "
+                          "multipart/form-data with a file field")
     form = await request.form(max_files=max_files, max_fields=16)
     uploads = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
     if not uploads:
-        raise HTTPException(422, "file: the form has no file field; send the inputs as a "
-                            "file named file (.csv, .npz, .png or .jpg)")
+        raise input_error(422, "file", "the form has no file field; send the inputs as a "
+                          "file named file (.csv, .npz, .png or .jpg)")
     kinds = set()
     for upload in uploads:
         suffix = Path(upload.filename or "").suffix.lower()
         if suffix not in FILE_KINDS:
-            raise HTTPException(422, f"file: cannot tell what {upload.filename!r} holds from "
-                                "its name; send a .csv, .npz, .png, .jpg or .jpeg file")
+            raise input_error(422, "file", f"cannot tell what {upload.filename!r} holds from "
+                              "its name; send a .csv, .npz, .png, .jpg or .jpeg file")
         kinds.add(FILE_KINDS[suffix])
     if len(kinds) > 1 or (len(uploads) > 1 and kinds != {"image"}):
-        raise HTTPException(422, "file: send one .csv or .npz file, or one or more images, "
-                            "not a mix")
+        raise input_error(422, "file", "send one .csv or .npz file, or one or more images, "
+                          "not a mix")
     parts = [await upload.read() for upload in uploads]
     files = [{"name": u.filename, "size": len(p)} for u, p in zip(uploads, parts, strict=True)]
     return kinds.pop(), b"".join(parts), files
@@ -125,7 +133,7 @@ def run_prediction(request: Request, principal: Principal, job_id: uuid.UUID, wh
         if not path.is_relative_to(settings.checkpoint_dir.resolve()):
             raise job_bundle.FileGone(f"checkpoint at step {row.step}'s file is no longer on "
                                       "disk; ask for another checkpoint")
-    except job_bundle.BundleError as exc:
+    except job_bundle.BundleError as exc:  # 404, 409, 410: a sentence, as other routes'
         raise HTTPException(exc.status, f"{exc.field}: {exc.message}" if exc.field
                             else exc.message) from None
     located = job_bundle.Located(job_id=str(job_id), checkpoint_id=row.id, path=str(path),
@@ -138,6 +146,8 @@ def run_prediction(request: Request, principal: Principal, job_id: uuid.UUID, wh
         raise HTTPException(exc.status, str(exc)) from None
     if "error" in reply:
         error = reply["error"]
+        if int(error["status"]) in (413, 422):
+            raise input_error(int(error["status"]), error["field"], error["message"])
         raise HTTPException(int(error["status"]), f"{error['field']}: {error['message']}")
     answer = reply["ok"]
     return {"predictions": answer["predictions"], "task": answer["task"],
@@ -148,9 +158,12 @@ def run_prediction(request: Request, principal: Principal, job_id: uuid.UUID, wh
 @router.post(
     "/{job_id}/predict", response_model=PredictOut, openapi_extra=PREDICT_BODY,
     responses={409: {"description": "the job has no checkpoint yet"},
-               413: {"description": "too many rows, or too large a body"},
-               415: {"description": "neither JSON nor a multipart form"},
-               422: {"description": "inputs the model cannot take; detail names the field"}},
+               413: {"model": ValidationErrorOut,
+                     "description": "too many rows (TRAINDOCK_PREDICT_MAX_ROWS)"},
+               415: {"model": ValidationErrorOut,
+                     "description": "neither JSON nor a multipart form"},
+               422: {"model": ValidationErrorOut,
+                     "description": "inputs the model cannot take; each names its field"}},
 )
 async def predict(job_id: uuid.UUID, request: Request, settings: SettingsDep,
                   principal: PrincipalDep, checkpoint: CheckpointQuery = "best"
