@@ -8,6 +8,7 @@ loop only forwards bytes, from a worker thread."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -121,6 +122,7 @@ def run_prediction(request: Request, principal: Principal, job_id: uuid.UUID, wh
     asked, then the server's answer. A second thread hop and session cost as much as the model
     itself on the single-row path (bench/predict_latency.py)."""
     settings: Settings = request.app.state.settings
+    started = time.perf_counter()
     try:
         with request.app.state.sessionmaker() as session:
             job = job_repo.get_job(session, job_id)
@@ -140,6 +142,7 @@ def run_prediction(request: Request, principal: Principal, job_id: uuid.UUID, wh
                                  sha256=row.sha256, step=row.step,
                                  metrics=dict(row.metrics or {}), info=info)
     header = {"located": located.as_dict(), "kind": kind, "files": files}
+    asked = time.perf_counter()
     try:
         reply = prediction_server(request).request(header, payload)
     except ServerError as exc:
@@ -150,9 +153,12 @@ def run_prediction(request: Request, principal: Principal, job_id: uuid.UUID, wh
             raise input_error(int(error["status"]), error["field"], error["message"])
         raise HTTPException(int(error["status"]), f"{error['field']}: {error['message']}")
     answer = reply["ok"]
+    timing = {"db": asked - started, "server": time.perf_counter() - asked,
+              "model": answer["seconds"]}
     return {"predictions": answer["predictions"], "task": answer["task"],
             "checkpoint": {"id": row.id, "step": row.step, "epoch": row.epoch,
-                           "sha256": row.sha256, "cached": answer["cached"]}}
+                           "sha256": row.sha256, "cached": answer["cached"]},
+            "_timing": timing}
 
 
 @router.post(
@@ -176,7 +182,11 @@ async def predict(job_id: uuid.UUID, request: Request, settings: SettingsDep,
     kind, payload, files = await read_inputs(request, settings.predict_max_rows)
     answer = await run_in_threadpool(run_prediction, request, principal, job_id, checkpoint,
                                      kind, payload, files)
-    return JSONResponse(answer)
+    # Where the time went (the browser's devtools and bench/predict_latency.py read it): the
+    # rows read, the prediction server's round trip, and inside it parsing and the model.
+    timing = answer.pop("_timing")
+    return JSONResponse(answer, headers={"Server-Timing": ", ".join(
+        f"{name};dur={seconds * 1000:.3f}" for name, seconds in timing.items())})
 
 
 @router.get("/{job_id}/predict", response_model=PredictInputsOut)
