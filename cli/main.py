@@ -16,7 +16,7 @@ CLIENT_VERBS = {"validate": "client", "gradcheck": "client", "submit": "client",
                 "metrics": "metrics", "download": "download", "upload": "datasets",
                 "datasets": "datasets", "rm-dataset": "datasets", "logs": "logs",
                 "rm": "rm", "lr-find": "lr_find", "sweep": "sweeps", "sweeps": "sweeps",
-                "best": "sweeps"}
+                "best": "sweeps", "export": "export"}
 # core.tables.JOB_STATES, repeated: the client does not import the server's code
 JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
 JOB_HELP = "a job id, or at least its first 6 characters"
@@ -146,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("-o", "--output", metavar="PATH", help="file or folder to save to "
                           "(default: <job name>-<id8>-step-<n>.pt)")
     download.add_argument("--force", action="store_true", help="replace an existing file")
+    export = client_verb("export", "save a checkpoint as ONNX, a torch.export program or "
+                                   "safetensors + model.json, runnable without traindock "
+                                   "(docs/models.md)")
+    export.add_argument("job", help=JOB_HELP)
+    export.add_argument("--format", required=True, choices=["onnx", "pt2", "safetensors"])
+    export.add_argument("--checkpoint", default="best", metavar="best|last|STEP",
+                        help="which checkpoint (default: best, else the last)")
+    export.add_argument("-o", "--output", metavar="PATH", help="file or folder to save to "
+                        "(default: <job name>-<id8>-step-<n>.<format>)")
+    export.add_argument("--force", action="store_true", help="replace an existing file")
     upload = client_verb("upload", "upload a dataset (npz, csv, MNIST IDX zip, image folders "
                                    "zip); print its id")
     upload.add_argument("file", help="the file to upload")

@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
-SHIPPED = ("api", "worker", "core", "models", "cli", "migrations", "traindock")
+SHIPPED = ("api", "worker", "core", "models", "cli", "migrations", "traindock", "inference")
 
 # Requirements that no import statement names: the module imported pulls them in at run time,
 # and the distribution that provides it does not always depend on them.

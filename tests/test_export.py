@@ -10,6 +10,7 @@ import io
 import json
 import subprocess
 import sys
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from sqlalchemy.orm import Session
 from core import datasets
 from core.db import make_engine
 from core.specs.dataset import DatasetSpec
-from inference.job_bundle import job_bundle
+from inference.bundle import class_names_of
+from inference.job_bundle import FileGone, dataset_info, job_bundle
 from tests.conftest import wait_for_state
 
 TOLERANCE = 1e-5
@@ -195,3 +197,78 @@ def test_export_errors_name_what_to_change(trained, api_url: str) -> None:
     missing = httpx.get(f"{api_url}/v1/jobs/00000000-0000-0000-0000-000000000000/export",
                         params={"format": "onnx"})
     assert missing.status_code == 404
+
+
+def test_python_client_and_cli_save_checked_files(trained, api_url: str,
+                                                  tmp_path: Path) -> None:
+    from traindock import Client
+
+    job = trained["cnn"]
+    with Client(api_url) as td:
+        path = td.export(job["id"][:8], "onnx", path=f"{tmp_path}/models/")
+    assert path.parent == tmp_path / "models" and path.name.endswith(".onnx")
+    session = onnxruntime.InferenceSession(str(path))
+    (out,) = session.run(None, {"input": job["x_test"][:5]})
+    _assert_same(out, _reference(job)[:5], "cnn (client)")
+
+    target = tmp_path / "cnn.safetensors.zip"
+    cli = [sys.executable, "-m", "cli.main", "export", job["id"], "--format", "safetensors",
+           "--checkpoint", str(job["bundle"].step), "-o", str(target), "--url", api_url]
+    run = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == str(target) and zipfile.is_zipfile(target)
+    again = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert again.returncode != 0 and "--force" in again.stderr
+
+
+def test_a_job_without_a_checkpoint_is_a_409_saying_what_to_wait_for(trained, api_url: str
+                                                                     ) -> None:
+    spec = {"name": "export-early", "dataset": {"name": "digits"},
+            "model": {"layers": JOBS["mlp"][1]},
+            "training": {"epochs": 500, "checkpoint_every_epochs": 0}}
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        job_id = client.post("/v1/jobs", json=spec).json()["id"]
+        try:
+            response = client.get(f"/v1/jobs/{job_id}/export", params={"format": "onnx"})
+            assert response.status_code == 409, response.text
+            (problem,) = response.json()["detail"]
+            assert problem["field"] == "checkpoint" and "wait for" in problem["message"]
+        finally:
+            client.post(f"/v1/jobs/{job_id}/cancel")
+            wait_for_state(client, job_id, {"cancelled", "succeeded", "failed"}, 60)
+
+
+def test_another_owners_job_is_a_404(trained, auth_api_url: str, settings) -> None:
+    from tests.conftest import make_api_key
+
+    token = make_api_key(settings, "read", owner="export-stranger")
+    response = httpx.get(f"{auth_api_url}/v1/jobs/{trained['mlp']['id']}/export",
+                         params={"format": "onnx"},
+                         headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 404, response.text
+
+
+def test_an_uploaded_csv_gives_its_class_names_from_the_row_or_the_stored_folder(
+        api_url: str, settings) -> None:
+    csv = "width,height,kind\n" + "".join(
+        f"{i % 7},{i % 5},{'cat' if i % 2 else 'dog'}\n" for i in range(40))
+    name = f"export-pets-{uuid.uuid4().hex[:8]}"
+    response = httpx.post(f"{api_url}/v1/datasets", data={"name": name},
+                          files={"file": ("pets.csv", csv.encode())}, timeout=60)
+    assert response.status_code == 201, response.text
+    row = response.json()
+    spec = {"dataset": {"name": name, "id": row["id"], "sha256": row["sha256"]}}
+    engine = make_engine(settings, pool_size=1)
+    try:
+        with Session(engine) as session:
+            info = dataset_info(session, spec, settings.dataset_dir)
+            assert class_names_of(info) == ["cat", "dog"] and info.input_shape == (2,)
+            # The row gone (or holding another version): the version's own folder answers.
+            other = {"dataset": {**spec["dataset"], "id": str(uuid.uuid4())}}
+            stored = dataset_info(session, other, settings.dataset_dir)
+            assert class_names_of(stored) == ["cat", "dog"]
+            gone = {"dataset": {**spec["dataset"], "id": None, "sha256": "0" * 64}}
+            with pytest.raises(FileGone):
+                dataset_info(session, gone, settings.dataset_dir)
+    finally:
+        engine.dispose()

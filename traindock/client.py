@@ -3,6 +3,7 @@
     with Client() as td:                      # $TRAINDOCK_URL, $TRAINDOCK_API_KEY
         job = td.wait(td.submit(spec))
         path = td.download_checkpoint(job, "best", dest="models/")
+        model = td.export(job, "onnx", path="models/")  # runs in onnxruntime, raw inputs
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from traindock.errors import (
     Unavailable,
     WaitTimeout,
 )
+from traindock.exports import save_export
 from traindock.results import (
     ApiKey,
     Checkpoint,
@@ -218,6 +220,16 @@ class Client:
                                 target, checkpoint.sha256,
                                 what=f"checkpoint {checkpoint.id} of job {job_id}")
         return target
+
+    def export(self, job: JobRef, format: str, checkpoint: str | int = "best",
+               path: str | os.PathLike[str] | None = None) -> Path:
+        """Save a checkpoint as a file that runs without traindock and return its path:
+        `format` "onnx", "pt2" (torch.export.load) or "safetensors" (a zip of the weights and
+        model.json); `checkpoint` "best", "last" or a step. The input normalisation is in the
+        graph: feed raw inputs. `path` None saves under the server's file name in the current
+        folder; a folder (one given with a trailing "/" is made) keeps that name; else the
+        file path. Checked against the server's X-Checksum-Sha256 before it is kept."""
+        return save_export(self.transport, self.resolve(job), format, checkpoint, path)
 
     def predict(self, job: JobRef, inputs: Any = None, *,
                 rows: Sequence[Mapping[str, float]] | None = None,

@@ -5,6 +5,7 @@ file to download. Made once per checkpoint and format by a child process
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 from typing import Annotated, Literal
@@ -90,10 +91,20 @@ async def export_checkpoint(
         await run_in_threadpool(prune, settings.checkpoint_dir, job.id, kept)
         await _export(settings, located, format, path)
     name = download_name(job, located.step).removesuffix(".pt") + SUFFIXES[format]
+    digest = await run_in_threadpool(sha256_of, path)
     return FileResponse(path, media_type=MEDIA_TYPES[format], filename=name, headers={
+        "X-Checksum-Sha256": digest,
         "X-Traindock-Step": str(located.step),
         "X-Traindock-Checkpoint-Sha256": located.sha256,
     })
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 async def _export(settings, located: Located, fmt: str, path: Path) -> None:
