@@ -358,6 +358,32 @@ def test_the_python_client_predicts_from_arrays_rows_and_files(api_url, jobs, tm
         assert table.classes == ["ant"]
 
 
+def test_the_cli_predicts_a_file_and_json_on_standard_input(api_url, jobs, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINDOCK_")}
+    env |= {"TRAINDOCK_URL": api_url, "PYTHONPATH": str(ROOT)}
+
+    def traindock(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cli.main", "predict", *args], cwd=ROOT,
+                              env=env, input=stdin, capture_output=True, text=True, timeout=60)
+
+    x = digits_test_rows(2)
+    np.savez(tmp_path / "x.npz", x=x)
+    by_file = traindock(jobs["digits"][:8], str(tmp_path / "x.npz"))
+    assert by_file.returncode == 0, by_file.stderr
+    lines = by_file.stdout.splitlines()
+    assert len(lines) == 2 and all(line.split("\t")[0] in "0123456789" for line in lines)
+    by_stdin = traindock(jobs["digits"], "-", stdin=json.dumps(x.reshape(2, -1).tolist()))
+    assert by_stdin.returncode == 0 and by_stdin.stdout == by_file.stdout, by_stdin.stderr
+    bad = traindock(jobs["digits"], "-", stdin="[[1, 2]]")
+    assert bad.returncode != 0 and "inputs[0]: has 2 values" in bad.stderr
+
+
 def test_the_openapi_document_describes_predict(client):
     document = client.get("/openapi.json").json()
     post = document["paths"]["/v1/jobs/{job_id}/predict"]["post"]
