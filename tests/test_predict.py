@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -390,3 +392,21 @@ def test_the_openapi_document_describes_predict(client):
     assert set(post["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
     assert "PredictOut" in json.dumps(post["responses"]["200"])
     assert "predictions" in document["components"]["schemas"]["PredictOut"]["properties"]
+
+
+def test_the_server_dies_with_its_api_process(jobs, small_cache_api):
+    """Last in this module: it kills the small-cache API (SIGKILL, no clean-up of its own),
+    and the kernel takes the prediction server with it (core/processes.py die_with_parent)."""
+    url, api_pid = small_cache_api
+    with httpx.Client(base_url=url, timeout=60) as http:
+        assert http.post(f"/v1/jobs/{jobs['digits']}/predict",
+                         json={"inputs": [[0.0] * 64]}).status_code == 200
+    [server] = prediction_servers(api_pid)
+    os.kill(api_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not server.is_running() or server.status() == psutil.STATUS_ZOMBIE:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"prediction server {server.pid} outlived its API process")
