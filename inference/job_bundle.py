@@ -104,12 +104,15 @@ def pick_checkpoint(session: Session, job: Job, choice: str | int) -> Checkpoint
     checkpoint list marks it, or the last when no checkpoint recorded that metric."""
     rows = checkpoint_repo.list_checkpoints(session, job.id)
     if not rows:
-        waiting = ("the job to start and finish its first checkpoint" if job.state == "queued"
-                   else "its first checkpoint (written every "
-                   "training.checkpoint_every_epochs epochs)" if job.state == "running"
-                   else "nothing: it ended without one; train it again")
-        raise NoCheckpoint(f"job {job.id} ({job.state}) has no checkpoint yet; wait for "
-                           f"{waiting}")
+        every = ("every training.checkpoint_every_epochs epochs and at the end"
+                 if (job.spec.get("training") or {}).get("checkpoint_every_epochs", 1)
+                 else "at the end: training.checkpoint_every_epochs is 0")
+        if job.state in ("queued", "running"):
+            raise NoCheckpoint(f"job {job.id} is {job.state} and has no checkpoint yet; wait "
+                               f"for its first one (written {every}), or for the job to "
+                               "succeed")
+        raise NoCheckpoint(f"job {job.id} ended ({job.state}) without a checkpoint; submit "
+                           "it again to have one")
     if choice == "last":
         return rows[-1]
     if choice == "best":

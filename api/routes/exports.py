@@ -84,8 +84,9 @@ async def export_checkpoint(
     try:
         job, located, kept = await run_in_threadpool(prepare)
     except BundleError as exc:
-        raise _problem(exc.status, exc.field if exc.status != 404 else None,
-                       exc.message) from None
+        # 409s name the field to change, as 422s do; 404s and 410s are a message
+        field = exc.field if exc.status == 409 else None
+        raise _problem(exc.status, field, exc.message) from None
     path = cached_path(settings.checkpoint_dir, job.id, located.sha256, format)
     if not path.is_file():
         await run_in_threadpool(prune, settings.checkpoint_dir, job.id, kept)
