@@ -87,17 +87,19 @@ def parse_body(kind: str, payload: bytes, spec: InputSpec,
                files: list[dict[str, Any]] | None = None) -> np.ndarray:
     """The rows of one request. `kind`: json (the body), csv, npz or image (files, whose
     sizes `files` lists in the order their bytes follow each other in `payload`)."""
-    if kind == "json":
-        x = parse_json(payload, spec)
-    elif kind == "csv":
-        x = parse_csv(payload, spec)
-    elif kind == "npz":
-        x = parse_npz(payload, spec)
-    elif kind == "image":
-        x = parse_images(payload, files or [], spec)
-    else:
-        raise InputError("file", f"unknown kind {kind!r}")
-    return x
+    try:
+        if kind == "json":
+            return parse_json(payload, spec)
+        if kind == "csv":
+            return parse_csv(payload, spec)
+        if kind == "npz":
+            return parse_npz(payload, spec)
+        if kind == "image":
+            return parse_images(payload, files or [], spec)
+    except RecursionError:  # JSON nested thousands of levels deep
+        raise InputError("body", "is nested too deep; send rows of numbers, each flat or "
+                         f"in the input shape {shape_text(spec.input_shape)}") from None
+    raise InputError("file", f"unknown kind {kind!r}")
 
 
 def _check_rows(field: str, n: int, spec: InputSpec) -> None:

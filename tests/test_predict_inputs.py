@@ -74,3 +74,10 @@ def test_digits_rows_may_be_flat_or_shaped_but_not_otherwise():
         parse_body("json", body({"inputs": [np.zeros((2, 32)).tolist()]}), DIGITS)
     with pytest.raises(InputError, match="no feature names"):
         parse_body("json", body({"rows": [{"a": 1}]}), DIGITS)
+
+
+def test_json_nested_thousands_deep_is_a_422_not_a_crash():
+    deep = b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(InputError, match="nested too deep") as caught:
+        parse_body("json", deep, DIGITS)
+    assert caught.value.field == "body" and caught.value.status == 422

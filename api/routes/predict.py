@@ -8,6 +8,7 @@ loop only forwards bytes, from a worker thread."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -53,16 +54,21 @@ CheckpointQuery = Annotated[str, Query(
     "last, or a step number")]
 
 
+_making_server = threading.Lock()
+
+
 def prediction_server(request: Request) -> PredictionServer:
     """This API process's prediction server, made on first use (its process starts then)."""
     state = request.app.state
-    server = getattr(state, "prediction_server", None)
-    if server is None:
-        settings: Settings = state.settings
-        server = PredictionServer(int(settings.predict_cache_mb * 2**20),
-                                  settings.predict_max_rows, settings.predict_threads,
-                                  settings.predict_timeout_s)
-        state.prediction_server = server
+    with _making_server:  # two first requests at once must not start two servers
+        return getattr(state, "prediction_server", None) or _new_server(state)
+
+
+def _new_server(state: Any) -> PredictionServer:
+    settings: Settings = state.settings
+    server = PredictionServer(int(settings.predict_cache_mb * 2**20), settings.predict_max_rows,
+                              settings.predict_threads, settings.predict_timeout_s)
+    state.prediction_server = server
     return server
 
 
