@@ -47,10 +47,6 @@ class Server:
         return self.cache.get(located.sha256, load)
 
     def answer(self, request: dict[str, Any], payload: bytes) -> dict[str, Any]:
-        if request.get("op") == "stats":
-            return {"ok": {"cached": self.cache.keys(), "used_bytes": self.cache.used_bytes,
-                           "loads": self.cache.loads, "evictions": self.cache.evictions,
-                           "pid": os.getpid()}}
         started = time.perf_counter()
         bundle, cached = self.bundle(request)
         names = bundle.feature_names
