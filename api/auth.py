@@ -85,8 +85,16 @@ async def identify(request: Request, token: str | None) -> Principal | None:
     return Principal(row.owner, frozenset(row.scopes), row.name)
 
 
-def needed_scope(method: str) -> str:
-    return "read" if method in READ_METHODS else "submit"
+# POSTs that change nothing: a prediction sends its inputs in a body, but only reads the job.
+READ_POST_SUFFIXES = ("/predict",)
+
+
+def needed_scope(method: str, path: str = "") -> str:
+    if method in READ_METHODS:
+        return "read"
+    if method == "POST" and path.rstrip("/").endswith(READ_POST_SUFFIXES):
+        return "read"
+    return "submit"
 
 
 async def authenticate(
@@ -112,7 +120,7 @@ async def authenticate(
                                 "current one (`traindock keys list` shows them)",
                                 headers=CHALLENGE)
         principal = found
-    scope = needed_scope(request.method)
+    scope = needed_scope(request.method, request.url.path)
     if scope not in principal.scopes and not principal.is_admin:
         raise HTTPException(403, f"this API key lacks the {scope!r} scope that "
                             f"{request.method} needs; use a key created with --scopes "

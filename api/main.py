@@ -35,6 +35,7 @@ from api.routes import (
     keys,
     logs,
     metrics,
+    predict,
     signin,
     sweeps,
     usage,
@@ -78,14 +79,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_input_errors(app)
     app.add_middleware(InputRules, routes=app.router.routes, max_body_bytes=settings.max_spec_bytes)
     # Dataset uploads are streamed to disk and capped by TRAINDOCK_MAX_UPLOAD_BYTES instead.
+    # Predictions may send files (images, CSV, .npz): their own, larger limit.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_spec_bytes,
-                       exempt=frozenset({("POST", "/v1/datasets")}))
+                       exempt=frozenset({("POST", "/v1/datasets")}),
+                       larger={"/predict": (settings.predict_max_body_bytes,
+                                            "send fewer rows at once (setting "
+                                            "TRAINDOCK_PREDICT_MAX_BODY_BYTES)")})
     app.state.database_watch = DatabaseWatch(settings)
     app.add_middleware(DatabaseGate, watch=app.state.database_watch)
     # Every /v1 route needs an API key (api/auth.py); /healthz, /metrics, /docs and the
     # dashboard's pages and files do not (the pages ask for a key themselves).
-    for module in (jobs, gradcheck, metrics, events, checkpoints, exports, datasets, workers,
-                   logs, job_delete, webhooks, keys, usage, sweeps, compare):
+    for module in (jobs, gradcheck, metrics, events, checkpoints, exports, predict, datasets,
+                   workers, logs, job_delete, webhooks, keys, usage, sweeps, compare):
         app.include_router(module.router, dependencies=[Depends(authenticate)],
                            responses=AUTH_RESPONSES)
     for module in (health, dashboard, signin):

@@ -16,7 +16,7 @@ CLIENT_VERBS = {"validate": "client", "gradcheck": "client", "submit": "client",
                 "metrics": "metrics", "download": "download", "upload": "datasets",
                 "datasets": "datasets", "rm-dataset": "datasets", "logs": "logs",
                 "rm": "rm", "lr-find": "lr_find", "sweep": "sweeps", "sweeps": "sweeps",
-                "best": "sweeps", "export": "export"}
+                "best": "sweeps", "export": "export", "predict": "predict"}
 # core.tables.JOB_STATES, repeated: the client does not import the server's code
 JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled", "pruned"]
 JOB_HELP = "a job id, or at least its first 6 characters"
@@ -156,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", metavar="PATH", help="file or folder to save to "
                         "(default: <job name>-<id8>-step-<n>.<format>)")
     export.add_argument("--force", action="store_true", help="replace an existing file")
+    predict = client_verb("predict", "print a job's predictions for a file's rows (.csv, "
+                                     ".npz, .png/.jpg) or JSON rows on standard input, one "
+                                     "line per row: class and probability, or values")
+    predict.add_argument("job", help=JOB_HELP)
+    predict.add_argument("input", metavar="FILE|-", help="a .csv, .npz, .png or .jpg file, a "
+                         ".json file, or - for JSON on standard input")
+    predict.add_argument("--checkpoint", default="best", metavar="best|last|STEP",
+                         help="which checkpoint (default: best, else the last)")
+    predict.add_argument("--json", action="store_true", help="print the whole answer as JSON")
     upload = client_verb("upload", "upload a dataset (npz, csv, MNIST IDX zip, image folders "
                                    "zip); print its id")
     upload.add_argument("file", help="the file to upload")

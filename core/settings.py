@@ -206,6 +206,28 @@ class Settings(BaseSettings):
         "admin of owner `local`: only for a single user on a loopback address",
     )
 
+    # Predictions (inference/server.py, api/routes/predict.py)
+    predict_cache_mb: float = Field(
+        512.0, gt=0, le=1024 * 1024,
+        description="parameters and buffers of the models the prediction server keeps loaded; "
+        "past it the least recently used model is dropped (and loaded again when asked for)",
+    )
+    predict_max_rows: int = Field(
+        1024, ge=1, le=1_000_000,
+        description="rows (or images) one POST /v1/jobs/{id}/predict may send; more is a 413",
+    )
+    predict_max_body_bytes: int = Field(
+        16 * 1024**2, ge=1024, le=1024**3,
+        description="the largest body POST /v1/jobs/{id}/predict accepts (JSON or files)",
+    )
+    predict_timeout_s: float = Field(
+        30.0, gt=0, le=3600,
+        description="a prediction not answered within this is a 504; the prediction server "
+        "is killed and started again",
+    )
+    predict_threads: int = Field(
+        1, ge=1, le=256, description="the prediction server's torch threads")
+
     # Webhooks (worker/webhooks.py)
     webhook_allow_private: bool = Field(
         False, description="send webhooks to loopback and private addresses too (a server "

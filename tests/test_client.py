@@ -155,12 +155,12 @@ def test_the_client_knows_every_field_the_api_documents(td: Client):
     facing a newer server ignores it; that is test_client_answers.py's)."""
     import dataclasses
 
-    from traindock.results import Delivery, Sweep, Validation
+    from traindock.results import Delivery, Predictions, Sweep, Validation
 
     schemas = td.transport.get("/openapi.json")["components"]["schemas"]
     pairs = {"JobOut": Job, "JobListItem": Job, "CheckpointOut": Checkpoint,
              "DeliveryOut": Delivery, "SeriesOut": Series, "ValidationOut": Validation,
-             "SweepOut": Sweep, "SweepDetail": Sweep}
+             "SweepOut": Sweep, "SweepDetail": Sweep, "PredictOut": Predictions}
     for schema, cls in pairs.items():
         fields = {f.name for f in dataclasses.fields(cls)}
         missing = set(schemas[schema]["properties"]) - fields

@@ -34,6 +34,7 @@ from traindock.results import (
     Delivery,
     Job,
     LogStream,
+    Predictions,
     Series,
     Sweep,
     Usage,
@@ -230,6 +231,35 @@ class Client:
         folder; a folder (one given with a trailing "/" is made) keeps that name; else the
         file path. Checked against the server's X-Checksum-Sha256 before it is kept."""
         return save_export(self.transport, self.resolve(job), format, checkpoint, path)
+
+    def predict(self, job: JobRef, inputs: Any = None, *,
+                rows: Sequence[Mapping[str, float]] | None = None,
+                files: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] | None = None,
+                checkpoint: str | int = "best") -> Predictions:
+        """The job's predictions for one of: `inputs`, rows of numbers (lists, or anything
+        with `.tolist()` such as a numpy array), each flat or in the input shape; `rows`,
+        dicts of feature name to number (tabular datasets); `files`, a .csv with a header, an
+        .npz holding `x`, or .png/.jpg images. `checkpoint`: "best", "last" or a step.
+        A bad input is `Invalid` naming the field (e.g. "inputs[0] has 63 values, the model
+        takes 64 (1x8x8)")."""
+        given = [x is not None for x in (inputs, rows, files)]
+        if sum(given) != 1:
+            raise TraindockError("predict: give exactly one of inputs, rows or files")
+        path = f"/v1/jobs/{self.resolve(job)}/predict"
+        params = {"checkpoint": str(checkpoint)}
+        if files is None:
+            if inputs is not None:
+                body = {"inputs": inputs.tolist() if hasattr(inputs, "tolist") else inputs}
+            else:
+                body = {"rows": list(rows or [])}
+            return Predictions.from_json(self.transport.post(path, body, params=params))
+        paths = [Path(files)] if isinstance(files, str | os.PathLike) else [Path(f) for f in files]
+        try:
+            parts = [("file", (p.name, p.read_bytes())) for p in paths]
+        except OSError as exc:
+            raise TraindockError(f"cannot read {exc.filename}: {exc.strerror}") from None
+        return Predictions.from_json(
+            self.transport.request("POST", path, params, files=parts).json())
 
     def logs(self, job: JobRef, attempt: int | None = None, tail: int | None = None,
              max_bytes: int | None = None) -> str:

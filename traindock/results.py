@@ -144,6 +144,27 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
+class Predictions:
+    """POST /v1/jobs/{id}/predict's answer: one entry per row sent. Classification:
+    {"class", "index", "probabilities"}; multi-label: {"labels", "probabilities"};
+    regression: {"values"}. `checkpoint`: the one that answered ({id, step, sha256, ...})."""
+
+    task: str
+    predictions: list[dict[str, Any]]
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def classes(self) -> list[str | None]:
+        """Each row's predicted class name (None for regression and multi-label rows)."""
+        return [p.get("class") for p in self.predictions]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Predictions:
+        return build(cls, data)
+
+
+@dataclass(frozen=True)
 class MetricPoint:
     step: int
     value: float
