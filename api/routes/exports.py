@@ -58,7 +58,7 @@ async def export_checkpoint(
     request: Request,
     format: Annotated[ExportFormat, Query(
         description="onnx: an ONNX graph (dynamic batch); pt2: a torch.export program for "
-        "torch.export.load; safetensors: a zip of model.safetensors and model.json")],
+        "torch.export.load; safetensors: a zip of model.safetensors and model.json")] = "onnx",
     checkpoint: Annotated[str, Query(
         max_length=40, description="'best' (the checkpoint list's best, else the last), "
         "'last', or a checkpoint's step")] = "best",
