@@ -47,6 +47,7 @@ def redis_url() -> str:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    _drop_template()
     SERVICES.stop()
 
 
@@ -77,11 +78,40 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# The migrated database every other one of this session is copied from (CREATE DATABASE ...
+# TEMPLATE): running the migrations costs about a second, a copy a tenth of that, and tests
+# take a migrated database of their own about fifty times a run. Made on first use, dropped
+# at the session's end; nothing connects to it but its copies' CREATE DATABASE.
+_template: list[str] = []
+
+
+def _migrated_template() -> str:
+    if not _template:
+        name = f"traindock_template_{uuid.uuid4().hex[:8]}"
+        upgrade(Settings(database_url=create_database(name)).sqlalchemy_url)
+        _template.append(name)
+    return _template[0]
+
+
+def create_migrated_database(name: str) -> str:
+    """A new database at the head migration, as `upgrade` leaves it, copied from the session's
+    migrated template."""
+    template = _migrated_template()
+    with psycopg.connect(pg_admin_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return database_url_for(name)
+
+
+def _drop_template() -> None:
+    if _template:
+        drop_database(_template.pop())
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     name = f"traindock_test_{uuid.uuid4().hex[:8]}"
-    url = create_database(name)
-    upgrade(Settings(database_url=url).sqlalchemy_url)
+    url = create_migrated_database(name)
     yield url
     drop_database(name)
 
@@ -90,8 +120,7 @@ def database_url() -> Iterator[str]:
 def fresh_database() -> Iterator[str]:
     """A migrated database of the test's own, which no session-wide worker or reaper sees."""
     name = f"traindock_own_{uuid.uuid4().hex[:8]}"
-    url = create_database(name)
-    upgrade(Settings(database_url=url).sqlalchemy_url)
+    url = create_migrated_database(name)
     yield url
     drop_database(name)
 

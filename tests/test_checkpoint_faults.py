@@ -153,7 +153,8 @@ BIG_SPEC = {
 def test_a_cancel_writes_no_checkpoint_leaves_no_file_and_the_job_can_be_deleted(
     stack, services
 ):
-    services.append(stack.worker("only"))
+    worker = stack.worker("only")
+    services.append(worker)
     with stack.client() as client:
         job_id = _submit(client, BIG_SPEC)
         deadline = time.monotonic() + 120
@@ -167,7 +168,8 @@ def test_a_cancel_writes_no_checkpoint_leaves_no_file_and_the_job_can_be_deleted
 
         assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 202
         job = wait_for_state(client, job_id, {"cancelled"}, timeout=60)
-        time.sleep(2)  # whatever the child was doing when stopped is over by now
+        # The worker's last line of the attempt: its child has exited and it has tidied.
+        worker.wait_for_log(f"job {job_id} attempt 1: cancelled (", timeout=60)
         log = (_data(stack) / "logs" / job_id / "attempt-1.log").read_text()
         assert "stopped on cancel, without a checkpoint" in log
         assert client.get(f"/v1/jobs/{job_id}/checkpoints").json() == []

@@ -19,11 +19,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from core.db import make_engine
-from core.migrate import upgrade
 from core.repo import jobs as job_repo
 from core.repo import metrics as metric_repo
 from core.settings import Settings
-from tests.conftest import create_database, drop_database, load_example
+from tests.conftest import create_migrated_database, drop_database, load_example
 from tests.test_rollups import check_against_reference, check_rollups, expected_width
 
 N = 1_000_000
@@ -117,8 +116,7 @@ def million() -> Iterator[Series]:
     """As `fresh_database` (a database no worker or reaper sees), but shared by the module:
     the data takes seconds to write."""
     name = f"traindock_own_{uuid.uuid4().hex[:8]}"
-    url = create_database(name)
-    upgrade(Settings(database_url=url).sqlalchemy_url)
+    url = create_migrated_database(name)
     engine = make_engine(Settings(database_url=url))
     try:
         yield write_million(engine)

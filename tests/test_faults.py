@@ -8,6 +8,7 @@ workers it needs, with short leases so that recovery takes seconds.
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -89,18 +90,30 @@ class Stack:
     api_url: str = ""
     api: Service | None = None
 
+    api_ready: bool = False
+
     def client(self) -> httpx.Client:
+        self.wait_for_api()
         return httpx.Client(base_url=self.api_url, timeout=30)
 
-    def start_api(self) -> None:
+    def start_api(self, wait: bool = True) -> None:
+        """Start the API; with wait=False, the first client() (or wait_for_api()) waits for
+        it to answer, so that a worker can start meanwhile."""
         port = free_port()
         self.api = Service([sys.executable, "-m", "cli.main", "api", "--port", str(port)],
                            self.env, self.logs / "api.log")
         self.api_url = f"http://127.0.0.1:{port}"
+        self.api_ready = False
+        if wait:
+            self.wait_for_api()
+
+    def wait_for_api(self) -> None:
+        assert self.api is not None, "start_api() first"
         deadline = time.monotonic() + 60
-        while True:
+        while not self.api_ready:
             try:
                 if httpx.get(f"{self.api_url}/healthz", timeout=2).status_code in (200, 503):
+                    self.api_ready = True
                     return
             except httpx.HTTPError:
                 pass
@@ -111,13 +124,22 @@ class Stack:
         return start_worker(self.env, self.logs, name=name)
 
 
+def start_api_and_worker(stack: Stack, services: list[Service], name: str) -> Service:
+    """The stack's API and a worker `name`, started side by side (each takes seconds, mostly
+    imports, and neither needs the other), both stopped by the `services` fixture."""
+    stack.start_api(wait=False)
+    services.append(stack.api)
+    worker = stack.worker(name)
+    services.append(worker)
+    stack.wait_for_api()
+    return worker
+
+
 def started_stack(env: dict[str, str], logs: Path, services: list[Service]) -> Stack:
     """A stack of its own with its API and one worker ("only") running, both stopped by the
     `services` fixture."""
     stack = Stack(env, logs)
-    stack.start_api()
-    services.append(stack.api)
-    services.append(stack.worker("only"))
+    start_api_and_worker(stack, services, "only")
     return stack
 
 
@@ -147,8 +169,10 @@ def services():
 
 @pytest.fixture
 def stack(fresh_database, redis_server, tmp_path, services):
+    """A stack of its own with its API started (the first client() waits for it to answer:
+    the test's workers start meanwhile)."""
     built = Stack(_stack_env(fresh_database, redis_server.url, tmp_path / "data"), tmp_path)
-    built.start_api()
+    built.start_api(wait=False)
     services.append(built.api)
     return built
 
@@ -177,17 +201,33 @@ def _series(client: httpx.Client, job_id: str) -> dict[str, dict[str, list]]:
     return client.get(f"/v1/jobs/{job_id}/metrics").json()["series"]
 
 
+# An uninterrupted run's final weights and metric series, by spec: the same spec trains to
+# the same bits on any stack (that is what these tests prove of resumed runs), so the tests
+# that compare against FAULT_SPEC's reference (here and in test_checkpoint_faults.py) train
+# it once per session instead of once each.
+_REFERENCES: dict[str, tuple[dict[str, torch.Tensor], dict[str, dict[str, list]]]] = {}
+
+
+def _reference(client: httpx.Client, spec: dict
+               ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, list]]]:
+    key = json.dumps(spec, sort_keys=True)
+    if key not in _REFERENCES:
+        reference = _submit(client, spec | {"name": "fault-reference"})
+        assert wait_for_state(client, reference, {"succeeded", "failed"})["state"] == "succeeded"
+        _REFERENCES[key] = _final_weights(client, reference), _series(client, reference)
+    return _REFERENCES[key]
+
+
 def _assert_same_as_uninterrupted(client: httpx.Client, resumed: str,
                                   spec: dict = FAULT_SPEC) -> None:
-    """Train the spec again without interruption; bit for bit, the resumed job's weights and
-    metrics must equal that run's."""
-    reference = _submit(client, spec | {"name": "fault-reference"})
-    assert wait_for_state(client, reference, {"succeeded", "failed"})["state"] == "succeeded"
-    got, want = _final_weights(client, resumed), _final_weights(client, reference)
+    """Train the spec again without interruption (once a session per spec); bit for bit, the
+    resumed job's weights and metrics must equal that run's."""
+    want, want_series = _reference(client, spec)
+    got = _final_weights(client, resumed)
     assert got.keys() == want.keys()
     for name in want:
         assert torch.equal(got[name], want[name]), f"{name} differs after resume"
-    got_series, want_series = _series(client, resumed), _series(client, reference)
+    got_series = _series(client, resumed)
     assert got_series.keys() == want_series.keys()
     for name, points in want_series.items():
         steps = got_series[name]["step"]
@@ -317,6 +357,8 @@ def test_postgres_restarting_loses_no_metric_point(own_postgres, redis_server, t
 
 def test_duplicate_submissions_in_a_storm_make_exactly_one_job_each(stack):
     spec = load_example("digits-mlp")
+
+    stack.wait_for_api()
 
     def submit(i: int) -> tuple[int, str]:
         with httpx.Client(base_url=stack.api_url, timeout=60) as client:

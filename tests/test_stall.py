@@ -25,6 +25,7 @@ from tests.test_faults import (  # noqa: F401 - fixtures
     _wait_for_epoch,
     redis_server,
     services,
+    start_api_and_worker,
 )
 from worker.stall import StallWatch
 
@@ -38,10 +39,7 @@ def _training_pid(worker_log: str, job_id: str, attempt: int) -> int:
 def _stack(fresh_database, redis_server, tmp_path, services, **extra: str):  # noqa: F811
     stack = Stack(_stack_env(fresh_database, redis_server.url, tmp_path / "data", **extra),
                   tmp_path)
-    stack.start_api()
-    services.append(stack.api)
-    worker = stack.worker("only")
-    services.append(worker)
+    worker = start_api_and_worker(stack, services, "only")
     return stack, worker
 
 

@@ -15,6 +15,7 @@ from tests.test_faults import (  # noqa: F401 - the fixtures, by name
     _stack_env,
     redis_server,
     services,
+    start_api_and_worker,
 )
 from tests.test_sweeps import tiny_base, wait_for_sweep
 
@@ -29,8 +30,7 @@ def test_a_sweep_survives_a_restart_of_the_api_and_the_worker(
     fresh_database, redis_server, tmp_path, services  # noqa: F811
 ):
     stack = Stack(_stack_env(fresh_database, redis_server.url, tmp_path / "data"), tmp_path)
-    stack.start_api()
-    worker = stack.worker("before")
+    worker = start_api_and_worker(stack, services, "before")
     body = {"base": tiny_base(max_steps=20), "method": "grid", "parallelism": 1,
             "parameters": {"optimizer.lr": {"values": [0.01, 0.1]}}}
     with stack.client() as http:
@@ -45,9 +45,7 @@ def test_a_sweep_survives_a_restart_of_the_api_and_the_worker(
     _kill(worker)
     _kill(stack.api)
 
-    stack.start_api()
-    services.append(stack.api)
-    services.append(stack.worker("after"))
+    start_api_and_worker(stack, services, "after")
     with stack.client() as http:
         sweep = wait_for_sweep(http, sweep_id, {"succeeded", "failed"}, timeout=240)
     assert sweep["state"] == "succeeded", sweep
