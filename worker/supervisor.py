@@ -40,7 +40,7 @@ from worker.outcome import (
     Succeed,
     decide,
 )
-from worker.spawn import WARM, start_attempt
+from worker.spawn import WARM, Attempt, start_attempt
 from worker.stall import StallWatch
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ LOCK_WAIT_MS = 1000  # the longest the supervisor waits for the job row's lock
 CANCEL_GRACE_S = 10.0  # to flush the last points: a cancelled child writes no checkpoint
 
 
-def stop_child(proc: subprocess.Popen) -> None:
+def stop_child(proc: Attempt) -> None:
     if proc.poll() is not None:
         return
     proc.terminate()
@@ -61,7 +61,7 @@ def stop_child(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def stop_cancelled_child(proc: subprocess.Popen) -> None:
+def stop_cancelled_child(proc: Attempt) -> None:
     """Stop the child of a cancelled job. SIGUSR1, not SIGTERM: SIGTERM asks for a checkpoint
     (a preemption), and the SIGKILL that follows a slow one used to land mid-write and leave
     its file behind. On SIGUSR1 the child flushes its points and progress and exits without
@@ -107,8 +107,8 @@ def supervise_job(
         outcome = _watch(db, proc, job_id, attempt, settings, shutting_down)
     finally:
         CURRENT_JOB.clear()
-        if proc.poll() is not None and not shutting_down():  # the next job's, once this exited
-            WARM.prepare(settings)
+        if proc.poll() is not None:  # the next job's child, once this one's attempt ended
+            WARM.after(proc, settings, stopping=shutting_down())
     return _finish(db, job_id, attempt, outcome, log_path, publisher, settings)
 
 
@@ -128,7 +128,7 @@ class CurrentJob:
 CURRENT_JOB = CurrentJob()
 
 
-def _watch(db: Database, proc: subprocess.Popen, job_id: uuid.UUID, attempt: int,
+def _watch(db: Database, proc: Attempt, job_id: uuid.UUID, attempt: int,
            settings: Settings, shutting_down: Callable[[], bool]) -> Outcome:
     """Wait for the child while renewing the lease and watching for cancel and shutdown."""
     renew_every = settings.lease_ttl_s / 3
@@ -204,7 +204,7 @@ def _watch(db: Database, proc: subprocess.Popen, job_id: uuid.UUID, attempt: int
             return Cancelled()
 
 
-def _over_memory_limit(proc: subprocess.Popen, limit_mb: int) -> str | None:
+def _over_memory_limit(proc: Attempt, limit_mb: int) -> str | None:
     """Why the child must die for its memory use, or None."""
     if not limit_mb:
         return None
@@ -219,7 +219,7 @@ def _over_memory_limit(proc: subprocess.Popen, limit_mb: int) -> str | None:
             "(TRAINDOCK_MAX_CHILD_MEMORY_MB); use a smaller network or batch, or raise the limit")
 
 
-def _stalled(proc: subprocess.Popen, stall: StallWatch | None) -> float | None:
+def _stalled(proc: Attempt, stall: StallWatch | None) -> float | None:
     """Seconds the child has made no progress, once that reaches the stall timeout."""
     if stall is None:
         return None
