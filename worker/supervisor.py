@@ -21,7 +21,7 @@ from core.db import Database, retry_database
 from core.queue import Publisher
 from core.repo import jobs as job_repo
 from core.settings import Settings
-from core.sweeps.driver import advance_sweep_of
+from core.sweeps.driver import advance_sweep_of, warm_up_in_background
 from worker.checkpoint_cleanup import tidy_ended_job
 from worker.log_setup import note_attempt
 from worker.outcome import (
@@ -101,6 +101,7 @@ def supervise_job(
 
     log_path = attempt_log_path(settings.log_dir, job_id, attempt)
     proc = start_attempt(job_id, attempt, log_path)
+    warm_up_in_background(db, job_id, settings)  # a trial's end advances its sweep
     CURRENT_JOB.set(job_id)
     log.info("job %s attempt %d: training child pid %d", job_id, attempt, proc.pid)
     try:
