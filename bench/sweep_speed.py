@@ -48,7 +48,7 @@ LR = "optimizer.lr"
 WIDTH = "model.layers[1].out_features"
 
 
-def base_spec(epochs: int, batch_size: int) -> dict:
+def base_spec(epochs: int, batch_size: int, checkpoint_every: int = 1) -> dict:
     return {
         "name": "bench-sweep-digits",
         "dataset": {"name": "digits", "val_fraction": 0.1},
@@ -57,15 +57,17 @@ def base_spec(epochs: int, batch_size: int) -> dict:
             {"type": "linear", "out_features": 10}]},
         "loss": {"type": "cross_entropy"},
         "optimizer": {"type": "adam", "lr": 0.001},
-        "training": {"epochs": epochs, "batch_size": batch_size, "seed": 0},
+        "training": {"epochs": epochs, "batch_size": batch_size, "seed": 0,
+                     "checkpoint_every_epochs": checkpoint_every},
         "resources": {"device": "cpu"},
     }
 
 
-def sweep_spec(trials: int, parallelism: int, epochs: int, batch_size: int) -> dict:
+def sweep_spec(trials: int, parallelism: int, epochs: int, batch_size: int,
+               checkpoint_every: int = 1) -> dict:
     return {
         "name": "bench-sweep",
-        "base": base_spec(epochs, batch_size),
+        "base": base_spec(epochs, batch_size, checkpoint_every),
         "parameters": {LR: {"low": 0.0001, "high": 0.1, "log": True},
                        WIDTH: {"low": 16, "high": 256, "type": "int"}},
         "method": "tpe",
@@ -161,7 +163,7 @@ def through_traindock(args: argparse.Namespace) -> dict:
         warm_children_ready(stack, args.workers)
         with httpx.Client(base_url=stack.api_url or "", timeout=60) as client:
             body = sweep_spec(args.trials, args.parallelism or args.workers, args.epochs,
-                              args.batch_size)
+                              args.batch_size, args.checkpoint_every)
             posted, sweep = run_sweep(client, body, timeout=args.timeout)
             if sweep["state"] != "succeeded":
                 raise RuntimeError(f"sweep {sweep['state']}: {sweep.get('error')}")
@@ -242,6 +244,9 @@ def main() -> None:
                         help="the sweep's parallelism (default: --workers)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--checkpoint-every", type=int, default=1,
+                        help="the trials' training.checkpoint_every_epochs (1, the default: "
+                        "every epoch; 0: only the final checkpoint)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of the one-process run (default 1, as each of "
                         "traindock's training processes on 2 cores; 2 is slower on a shared "
@@ -290,7 +295,8 @@ def main() -> None:
     print(f"\nOne in-process trial (median): {bare['trial_s']:.3f} s. Every traindock trial "
           "succeeded with its metric points and a checkpoint. Spec: digits MLP "
           f"(flatten, linear width, relu, linear 10), adam, {args.epochs} epochs, batch "
-          f"{args.batch_size}, TPE over {LR} (1e-4..0.1, log) and {WIDTH} (16..256); "
+          f"{args.batch_size}, checkpoint_every_epochs {args.checkpoint_every}, "
+          f"TPE over {LR} (1e-4..0.1, log) and {WIDTH} (16..256); "
           f"parallelism {args.parallelism or args.workers}, TRAINDOCK_WARM_CHILD_JOBS="
           f"{args.warm_child_jobs}. Traindock wall: the client's clock "
           "before POST /v1/sweeps to the last trial's finished_at; one process: the study's "
