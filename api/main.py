@@ -46,15 +46,20 @@ from core.dataset_store import sweep_stale
 from core.db import make_async_engine, make_engine
 from core.queue import BackgroundPublisher, Publisher
 from core.settings import Settings, get_settings
+from models.build import warm_up_shapes
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     watching = asyncio.create_task(app.state.database_watch.run(), name="database-watch")
+    # In a thread, not before serving: the first POST /v1/jobs or /v1/sweeps would otherwise
+    # wait for torch's decompositions to import (docs/benchmarks.md, "Small sweep trials").
+    warming = asyncio.create_task(asyncio.to_thread(warm_up_shapes), name="warm-up-shapes")
     try:
         yield
     finally:
         watching.cancel()
+        warming.cancel()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -10,9 +10,9 @@ Stable API (other benchmarks import these; keep the signatures):
 
     free_port() -> int
         A TCP port on 127.0.0.1 that was free a moment ago.
-    create_database(prefix="bench") -> tuple[str, str]
+    create_database(prefix="bench", admin_url=None) -> tuple[str, str]
         CREATE DATABASE <prefix>_<random>, migrate it; returns (name, url).
-    drop_database(name) -> None
+    drop_database(name, admin_url=None) -> None
         DROP DATABASE ... WITH (FORCE); safe to call twice.
     start_redis(data_dir) -> Process
         A private redis-server (no persistence); its URL is `process.url`.
@@ -22,7 +22,7 @@ Stable API (other benchmarks import these; keep the signatures):
         A child process with its output in a log file: .pid, .proc (Popen), .url (or None),
         .log() -> str, .wait_for_log(text, timeout), .stop(timeout=15) (SIGTERM to its
         process group, then SIGKILL; reaps leftovers).
-    Stack(broker="redis", extra_env=None, keep=False)
+    Stack(broker="redis", extra_env=None, keep=False, pg_admin_url=None, redis_url=None)
         A context manager owning a database, a broker and a DATA_DIR:
           .database_url, .broker_url, .data_dir, .env (TRAINDOCK_* for children)
           .start_api(port=None, workers=1) -> Process  (waits for /healthz; .url is set)
@@ -32,10 +32,13 @@ Stable API (other benchmarks import these; keep the signatures):
           DATA_DIR (unless keep=True). It runs on normal exit, on an exception, on Ctrl-C
           and on SIGTERM (SIGTERM is turned into SystemExit while a Stack is open).
         broker: "redis" (private redis-server) or "filesystem" (the embedded broker,
-        filesystem:// under DATA_DIR/broker, as `traindock up` uses).
+        filesystem:// under DATA_DIR/broker, as `traindock up` uses). redis_url: use that
+        Redis (a database of it no test uses) instead of starting one.
 
-Environment: TRAINDOCK_BENCH_PG (admin URL, default postgresql://postgres@127.0.0.1:5432/
-postgres). Children inherit os.environ minus any TRAINDOCK_* variables, plus `extra_env`.
+Where PostgreSQL and Redis are: `pg_admin_url` / `admin_url` arguments, else the environment,
+TRAINDOCK_BENCH_PG (admin URL, default postgresql://postgres@127.0.0.1:5432/postgres) and
+TRAINDOCK_BENCH_REDIS (default: a private redis-server on a free port). Children inherit
+os.environ minus any TRAINDOCK_* variables, plus `extra_env`.
 bench/report.py holds the shared table and machine-description helpers.
 """
 
@@ -70,30 +73,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _database_url(name: str) -> str:
-    base, _, _ = PG_ADMIN_URL.rpartition("/")
+def _database_url(name: str, admin_url: str | None = None) -> str:
+    base, _, _ = (admin_url or PG_ADMIN_URL).rpartition("/")
     return f"{base}/{name}"
 
 
-def create_database(prefix: str = "bench") -> tuple[str, str]:
+def create_database(prefix: str = "bench", admin_url: str | None = None) -> tuple[str, str]:
     # Imported here so that `import bench.stack` stays cheap for scripts that only need ports.
     from core.migrate import upgrade
     from core.settings import Settings
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(admin_url or PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = _database_url(name)
+    url = _database_url(name, admin_url)
     try:
         upgrade(Settings(database_url=url).sqlalchemy_url)
     except BaseException:
-        drop_database(name)
+        drop_database(name, admin_url)
         raise
     return name, url
 
 
-def drop_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+def drop_database(name: str, admin_url: str | None = None) -> None:
+    with psycopg.connect(admin_url or PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -182,20 +185,25 @@ class Stack:
     """A database, a broker, a DATA_DIR and the processes started on them; see the module doc."""
 
     def __init__(self, broker: str = "redis", extra_env: dict[str, str] | None = None,
-                 keep: bool = False) -> None:
+                 keep: bool = False, pg_admin_url: str | None = None,
+                 redis_url: str | None = None) -> None:
         if broker not in ("redis", "filesystem"):
             raise ValueError("broker must be 'redis' or 'filesystem'")
         self.keep = keep
         self.processes: list[Process] = []
         self.api_url: str | None = None
         self._db_name: str | None = None
+        self._pg_admin_url = pg_admin_url or PG_ADMIN_URL
+        redis_url = redis_url or os.environ.get("TRAINDOCK_BENCH_REDIS")
         self._old_sigterm = signal.signal(signal.SIGTERM, _raise_system_exit)
         self.data_dir = Path(tempfile.mkdtemp(prefix="traindock-bench-"))
         self.log_dir = self.data_dir / "logs"
         self.log_dir.mkdir()
         try:
-            self._db_name, self.database_url = create_database()
-            if broker == "redis":
+            self._db_name, self.database_url = create_database(admin_url=self._pg_admin_url)
+            if broker == "redis" and redis_url:
+                self.broker_url = redis_url
+            elif broker == "redis":
                 redis = start_redis(self.data_dir)
                 self.processes.append(redis)
                 self.broker_url = redis.url or ""
@@ -244,7 +252,7 @@ class Stack:
         self.processes.clear()
         if self._db_name:
             try:
-                drop_database(self._db_name)
+                drop_database(self._db_name, self._pg_admin_url)
             except Exception as exc:
                 print(f"[stack] dropping {self._db_name}: {exc}", file=sys.stderr)
             self._db_name = None

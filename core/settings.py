@@ -81,6 +81,14 @@ class Settings(BaseSettings):
         "next job (saves seconds per job; costs about 300 MB while the worker is idle); "
         "false starts a fresh one for each job",
     )
+    warm_child_jobs: int = Field(
+        1, ge=1, le=1000,
+        description="jobs one warm training process may train, one after another, before it "
+        "exits and a fresh one is started (1: a process per job). A process that touched a "
+        "GPU, or whose job did not end normally (crash, cancel, preemption, lost database), "
+        "exits after it whatever this says; reuse saves each CPU job the hand-over to a "
+        "new interpreter (small sweep trials: docs/benchmarks.md)",
+    )
     cpu_threads: int = Field(
         0, ge=0, le=1024,
         description="torch's intra-op threads in a training child (0: OMP_NUM_THREADS when "

@@ -343,6 +343,13 @@ def build_model(spec: ModelSpec, input_shape: Shape, shape_device: str = "meta"
     return Network(_build_layers(plans, spec.init, spec.bias_init)), summary
 
 
+def warm_up_shapes() -> None:
+    """Pay a process's first meta-device pass (torch importing its decompositions: 2-6 s on
+    2 cores) now, not in the first request or trial that validates a network."""
+    _walk(ModelSpec.model_validate({"layers": [{"type": "linear", "out_features": 2}]}), (4,),
+          "model.layers", "meta")
+
+
 def _build_layers(
     plans: list[_Planned], model_init: InitSpec, model_bias: BiasInitSpec | None
 ) -> list[nn.Module]:

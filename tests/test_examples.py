@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
@@ -83,3 +84,31 @@ def test_the_example_trains_to_its_result(name: str) -> None:
         printed = claims[name][1]
         measured = as_printed(final[metric], printed, percent=metric.endswith("accuracy"))
         assert measured == printed, f"README.md says {printed} for {name}; it measures {measured}"
+
+
+SWEEPS = sorted(path.stem for path in (ROOT / "examples" / "sweeps").glob("*.json"))
+
+
+def test_the_sweep_examples_cover_the_documented_studies() -> None:
+    """docs/sweeps.md's three: a learning-rate search, optimizers compared over seeds, and one
+    network over seeds only."""
+    assert {"lr-digits", "optimizers-repeats", "cnn-seeds"} <= set(SWEEPS)
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_the_sweep_example_is_accepted_by_the_api(name: str, client) -> None:
+    """POST /v1/sweeps takes it as it is (every trial spec it can produce checked), plans the
+    trials its method says; then it is cancelled and deleted, so that nothing trains."""
+    body = json.loads((ROOT / "examples" / "sweeps" / f"{name}.json").read_text())
+    created = client.post("/v1/sweeps", json=body)
+    assert created.status_code == 201, created.text
+    sweep = created.json()
+    assert sweep["name"] == body["name"] and sweep["repeats"] == body.get("repeats", 1)
+    expected = body["budget"]["trials"] if "budget" in body else None
+    assert expected is None or sweep["trials_planned"] == expected
+    client.post(f"/v1/sweeps/{sweep['id']}/cancel")
+    deadline = time.monotonic() + 30
+    while (deleted := client.delete(f"/v1/sweeps/{sweep['id']}")).status_code == 409:
+        assert time.monotonic() < deadline, deleted.text  # a trial a worker took is ending
+        time.sleep(0.2)
+    assert deleted.status_code == 204, deleted.text

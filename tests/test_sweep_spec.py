@@ -94,7 +94,8 @@ def test_repeats_aggregate_as_mean_and_sample_std_and_the_best_follows_the_mode(
     assert best_trial([a, running], "min") is a
 
 
-@pytest.mark.parametrize("name", ["lr-digits", "optimizers-repeats"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "examples" / "sweeps")
+                                          .glob("*.json")))
 def test_the_examples_pass_the_check(name):
     spec = SweepSpec.model_validate_json((ROOT / "examples" / "sweeps" / f"{name}.json")
                                          .read_text())

@@ -16,7 +16,8 @@ def _warm_children(worker_pid: int) -> list[psutil.Process]:
     found = []
     for proc in psutil.Process(worker_pid).children():
         try:
-            if proc.cmdline()[-2:] == ["worker.child", "--wait"]:
+            cmdline = proc.cmdline()
+            if "worker.child" in cmdline and "--wait" in cmdline:
                 found.append(proc)
         except psutil.Error:
             continue
@@ -80,3 +81,49 @@ def test_the_warm_child_trains_the_next_job_and_a_new_one_waits_after_it(
     while third.is_running() and third.status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "the warm child outlived its worker"
         time.sleep(0.1)
+
+
+def _trained_by(data_dir, job_id: str) -> int:
+    """The pid of the warm process that took the job, from its attempt's log."""
+    log = (data_dir / "logs" / job_id / "attempt-1.log").read_text()
+    assert log.count("took the job") == 1, log  # each job's log is its own
+    return int(log.split("warm training process ", 1)[1].split()[0])
+
+
+def test_a_warm_child_trains_jobs_in_a_row_up_to_the_limit_with_a_fresh_process_s_results(
+        fresh_database, tmp_path):
+    """TRAINDOCK_WARM_CHILD_JOBS=2: the second job is trained by the process that trained the
+    first, to the very same numbers (nothing of the first job leaks into it), and the third by
+    a new process."""
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINDOCK_")}
+    env.update(TRAINDOCK_DATABASE_URL=fresh_database, TRAINDOCK_BROKER_URL="filesystem://",
+               TRAINDOCK_DATA_DIR=str(tmp_path / "data"), TRAINDOCK_WARM_CHILD="true",
+               TRAINDOCK_WARM_CHILD_JOBS="2", TRAINDOCK_AUTH="off", PYTHONUNBUFFERED="1")
+    api, url = start_api(env, tmp_path)
+    worker = start_worker(env, tmp_path)
+    spec = load_example("digits-mlp") | {"training": {"epochs": 1, "batch_size": 64}}
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            jobs = []
+            for _ in range(3):
+                job_id = client.post("/v1/jobs", json=spec).json()["id"]
+                job = wait_for_state(client, job_id, {"succeeded", "failed"}, timeout=120)
+                assert job["state"] == "succeeded", job["error"]
+                jobs.append(job)
+            pids = [_trained_by(tmp_path / "data", job["id"]) for job in jobs]
+            assert pids[0] == pids[1] != pids[2], pids
+            assert jobs[1]["startup"]["warm"] and jobs[1]["startup"]["imports_s"] < 0.5
+            def results(job: dict) -> dict:
+                return {k: v for k, v in job["summary"]["latest"].items() if k != "samples_per_s"}
+
+            assert results(jobs[0]) == results(jobs[1])
+            assert [client.get(f"/v1/jobs/{j['id']}/checkpoints").json() != [] for j in jobs] \
+                == [True] * 3
+            assert not psutil.pid_exists(pids[0]) or psutil.Process(pids[0]).status() == \
+                psutil.STATUS_ZOMBIE  # past its limit, it was ended
+            assert _one_warm_child(worker.proc.pid).pid == pids[2]  # waiting for a 4th
+    finally:
+        worker.stop()
+        api.stop()

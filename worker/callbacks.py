@@ -4,6 +4,7 @@ the sink raises LeaseLost and the child stops."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -121,7 +122,8 @@ class MetricSink:
         self.progress = progress
         self.key_ids: dict[str, int] = {}
         self.last_flush = time.monotonic()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the buffer, the summary, the progress
+        self.write_lock = threading.Lock()  # one flush at a time
 
     def on_points(self, state: LoopState, points: list[Point]) -> None:
         now = datetime.now(UTC)
@@ -130,7 +132,8 @@ class MetricSink:
                 self.buffer.append(p.stamped(now))
                 self.summary.add(p)
             self._note_progress(state)
-        if time.monotonic() - self.last_flush >= self.flush_s:
+        # Due, and not being written by the checkpoint thread (these points go with the next)
+        if time.monotonic() - self.last_flush >= self.flush_s and not self.write_lock.locked():
             self.flush()
 
     def _note_progress(self, state: LoopState) -> None:
@@ -176,28 +179,29 @@ class MetricSink:
                         str(exc).splitlines()[0])
 
     def _write(self) -> None:
-        with self.lock:
-            self._write_locked()
-
-    def _write_locked(self) -> None:
-        self.last_flush = time.monotonic()
-        points, self.buffer = self.buffer, []
-        try:
-            with self.db.transaction() as session:
-                conn = session.connection()
-                missing = {p.name for p in points} - self.key_ids.keys()
-                if missing:
-                    self.key_ids.update(metric_repo.metric_key_ids(conn, sorted(missing)))
-                if points:
-                    metric_repo.write_points(conn, self.job_id, self.attempt, points,
-                                             self.key_ids)
-                owned = job_repo.record_progress(
-                    session, self.job_id, self.attempt, self.progress,
-                    self.summary.as_dict(),
-                )
-        except BaseException:
-            self.buffer = points + self.buffer  # nothing was committed: keep every point
-            raise
+        # The buffer is swapped under `lock`, and written under `write_lock` only: a flush by
+        # the checkpoint thread never holds up the loop's next points while it waits for
+        # the database, and flushes still commit one at a time, in order.
+        with self.write_lock:
+            with self.lock:
+                self.last_flush = time.monotonic()
+                points, self.buffer = self.buffer, []
+                progress, summary = self.progress, copy.deepcopy(self.summary.as_dict())
+            try:
+                with self.db.transaction() as session:
+                    conn = session.connection()
+                    missing = {p.name for p in points} - self.key_ids.keys()
+                    if missing:
+                        self.key_ids.update(metric_repo.metric_key_ids(conn, sorted(missing)))
+                    if points:
+                        metric_repo.write_points(conn, self.job_id, self.attempt, points,
+                                                 self.key_ids)
+                    owned = job_repo.record_progress(session, self.job_id, self.attempt,
+                                                     progress, summary)
+            except BaseException:
+                with self.lock:  # nothing was committed: keep every point
+                    self.buffer = points + self.buffer
+                raise
         if not owned:
             raise LeaseLost(f"attempt {self.attempt} no longer owns job {self.job_id}")
 

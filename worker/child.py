@@ -39,7 +39,7 @@ from models.build import build_model
 from models.losses import build_loss
 from worker.callbacks import CheckpointSink, DatabaseGone, LeaseLost, MetricSink, Summary
 from worker.checkpoints import load_checkpoint, restore_loop_state, sha256_of
-from worker.child_logs import log_attempt, start_logging
+from worker.child_logs import end_attempt_logging, log_attempt, start_logging
 from worker.data import prepare_data
 from worker.diagnosis import DiagnosisCallback
 from worker.disk_full import DiskFull
@@ -426,16 +426,16 @@ def _warm_up(settings: Settings) -> Database:
     return db
 
 
-def wait_for_job() -> tuple[uuid.UUID, int, float, Database]:
-    """A warm child (worker/spawn.py): warm up, then read "JOB_ID ATTEMPT HANDED_AT LOG_PATH"
-    from stdin and send this process's output to the attempt's log from then on. HANDED_AT
-    is the worker's time.time() when it wrote the line: the job's start-up counts from it."""
-    db = _warm_up(get_settings())
+def wait_for_job(db: Database) -> tuple[uuid.UUID, int, float] | None:
+    """A warm child (worker/spawn.py): read "JOB_ID ATTEMPT HANDED_AT LOG_PATH" from stdin
+    and send this process's output to the attempt's log from then on. HANDED_AT is the
+    worker's time.time() when it wrote the line: the job's start-up counts from it. None: the
+    worker went away (stdin closed) without handing one over."""
     log.info("warm training process %d ready for a job, %.1f s after it started", os.getpid(),
              seconds_since_start())
     line = sys.stdin.readline().rstrip("\n").split(" ", 3)
     if len(line) != 4:
-        raise SystemExit(EXIT_LEASE_LOST)  # the worker went away without handing one over
+        return None
     job_id, attempt, handed_at = uuid.UUID(line[0]), int(line[1]), float(line[2])
     log_path = Path(line[3])
     sys.stdout.flush()
@@ -444,18 +444,52 @@ def wait_for_job() -> tuple[uuid.UUID, int, float, Database]:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    return job_id, attempt, handed_at, db
+    return job_id, attempt, handed_at
+
+
+# Exit codes after which the process may train another job: the job ended as jobs end. After
+# a crash, a lost database, a full disk, a preemption or a cancel it exits, as one that is
+# stopping or whose state is in doubt should.
+REUSABLE_AFTER = (EXIT_OK, EXIT_TRAINING_ERROR)
+
+
+def serve_jobs(results_fd: int | None) -> int:
+    """A warm child's life: warm up, then train the jobs handed over on stdin. With a results
+    pipe (TRAINDOCK_WARM_CHILD_JOBS above 1), after a job that ended normally on the CPU it
+    writes "done CODE" there, puts its output back in the warm log and its signals back to
+    their defaults, and waits for the next one; otherwise it returns the job's exit code (the
+    worker decides how many jobs it trains, and kills it when it has trained enough)."""
+    waited = time.monotonic()
+    db = _warm_up(get_settings())
+    warm_log = os.dup(1)
+    while True:
+        handed = wait_for_job(db)
+        if handed is None:
+            return EXIT_LEASE_LOST  # the worker went away without handing one over
+        job_id, attempt, handed_at = handed
+        log_attempt(job_id, attempt)
+        log.info("warm training process %d took the job after %.1f s", os.getpid(),
+                 time.monotonic() - waited)
+        code = run(job_id, attempt, handed_at, db)
+        if results_fd is None or code not in REUSABLE_AFTER or torch.cuda.is_initialized():
+            return code  # a GPU's memory goes back with the process
+        end_attempt_logging()
+        for signum in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(warm_log, 1)
+        os.dup2(warm_log, 2)
+        os.write(results_fd, f"done {code}\n".encode())
+        waited = time.monotonic()
 
 
 def main(argv: list[str]) -> int:
     start_logging()
-    if argv == ["--wait"]:
-        waited = time.monotonic()
-        job_id, attempt, handed_at, db = wait_for_job()
-        log_attempt(job_id, attempt)
-        log.info("warm training process %d took the job after %.1f s", os.getpid(),
-                 time.monotonic() - waited)
-        return run(job_id, attempt, handed_at, db)
+    if argv[:1] == ["--wait"]:
+        results_fd = int(argv[2]) if argv[1:2] == ["--results-fd"] else None
+        return serve_jobs(results_fd)
     job_id, attempt = uuid.UUID(argv[0]), int(argv[1])
     log_attempt(job_id, attempt)
     return run(job_id, attempt)

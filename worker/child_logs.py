@@ -58,3 +58,15 @@ def log_attempt(job_id: uuid.UUID, attempt: int) -> None:
     handler.setFormatter(JsonFormatter())
     handler.addFilter(fields)
     root.addHandler(handler)
+
+
+def end_attempt_logging() -> None:
+    """Undo log_attempt: a warm process that trains another job names that one instead."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        for stale in [f for f in handler.filters if isinstance(f, JobFields)]:
+            handler.removeFilter(stale)
+        if isinstance(handler, logging.FileHandler) and isinstance(handler.formatter,
+                                                                   JsonFormatter):
+            root.removeHandler(handler)
+            handler.close()

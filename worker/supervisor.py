@@ -21,7 +21,7 @@ from core.db import Database, retry_database
 from core.queue import Publisher
 from core.repo import jobs as job_repo
 from core.settings import Settings
-from core.sweeps.driver import advance_sweep_of
+from core.sweeps.driver import advance_sweep_of, warm_up_in_background
 from worker.checkpoint_cleanup import tidy_ended_job
 from worker.log_setup import note_attempt
 from worker.outcome import (
@@ -41,7 +41,7 @@ from worker.outcome import (
     Succeed,
     decide,
 )
-from worker.spawn import WARM, start_attempt
+from worker.spawn import WARM, Attempt, start_attempt
 from worker.stall import StallWatch
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ LOCK_WAIT_MS = 1000  # the longest the supervisor waits for the job row's lock
 CANCEL_GRACE_S = 10.0  # to flush the last points: a cancelled child writes no checkpoint
 
 
-def stop_child(proc: subprocess.Popen) -> None:
+def stop_child(proc: Attempt) -> None:
     if proc.poll() is not None:
         return
     proc.terminate()
@@ -62,7 +62,7 @@ def stop_child(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def stop_cancelled_child(proc: subprocess.Popen) -> None:
+def stop_cancelled_child(proc: Attempt) -> None:
     """Stop the child of a cancelled job. SIGUSR1, not SIGTERM: SIGTERM asks for a checkpoint
     (a preemption), and the SIGKILL that follows a slow one used to land mid-write and leave
     its file behind. On SIGUSR1 the child flushes its points and progress and exits without
@@ -102,14 +102,15 @@ def supervise_job(
 
     log_path = attempt_log_path(settings.log_dir, job_id, attempt)
     proc = start_attempt(job_id, attempt, log_path)
+    warm_up_in_background(db, job_id, settings)  # a trial's end advances its sweep
     CURRENT_JOB.set(job_id)
     log.info("job %s attempt %d: training child pid %d", job_id, attempt, proc.pid)
     try:
         outcome = _watch(db, proc, job_id, attempt, settings, shutting_down)
     finally:
         CURRENT_JOB.clear()
-        if proc.poll() is not None and not shutting_down():  # the next job's, once this exited
-            WARM.prepare(settings)
+        if proc.poll() is not None:  # the next job's child, once this one's attempt ended
+            WARM.after(proc, settings, stopping=shutting_down())
     return _finish(db, job_id, attempt, outcome, log_path, publisher, settings)
 
 
@@ -129,7 +130,7 @@ class CurrentJob:
 CURRENT_JOB = CurrentJob()
 
 
-def _watch(db: Database, proc: subprocess.Popen, job_id: uuid.UUID, attempt: int,
+def _watch(db: Database, proc: Attempt, job_id: uuid.UUID, attempt: int,
            settings: Settings, shutting_down: Callable[[], bool]) -> Outcome:
     """Wait for the child while renewing the lease and watching for cancel and shutdown."""
     renew_every = settings.lease_ttl_s / 3
@@ -205,7 +206,7 @@ def _watch(db: Database, proc: subprocess.Popen, job_id: uuid.UUID, attempt: int
             return Cancelled()
 
 
-def _over_memory_limit(proc: subprocess.Popen, limit_mb: int) -> str | None:
+def _over_memory_limit(proc: Attempt, limit_mb: int) -> str | None:
     """Why the child must die for its memory use, or None."""
     if not limit_mb:
         return None
@@ -220,7 +221,7 @@ def _over_memory_limit(proc: subprocess.Popen, limit_mb: int) -> str | None:
             "(TRAINDOCK_MAX_CHILD_MEMORY_MB); use a smaller network or batch, or raise the limit")
 
 
-def _stalled(proc: subprocess.Popen, stall: StallWatch | None) -> float | None:
+def _stalled(proc: Attempt, stall: StallWatch | None) -> float | None:
     """Seconds the child has made no progress, once that reaches the stall timeout."""
     if stall is None:
         return None

@@ -29,9 +29,12 @@ class CheckedSweep:
 
 def check_sweep(spec: SweepSpec, settings: Settings,
                 lookup: DatasetLookup | None = None) -> CheckedSweep:
-    if not spec.parameters:
+    if not spec.parameters and not (spec.method == "grid" and spec.repeats > 1):
+        # No parameters is one configuration: a study of seeds, which needs repeats.
         raise SpecError("parameters", "give at least one spec path to vary, e.g. "
-                        "{\"optimizer.lr\": {\"low\": 0.0001, \"high\": 0.1, \"log\": true}}")
+                        "{\"optimizer.lr\": {\"low\": 0.0001, \"high\": 0.1, \"log\": true}}"
+                        ", or, to run one configuration over seeds, none with \"method\": "
+                        "\"grid\" and \"repeats\" above 1")
     try:
         base = validate_job(spec.base, settings, lookup)
     except SpecError as error:

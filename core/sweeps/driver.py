@@ -15,6 +15,8 @@ message is lost is published again by the reaper.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -180,12 +182,49 @@ def advance_sweep_of(db: Database, job_id: uuid.UUID, settings: Settings,
     """After a job ended: advance its sweep, if it is a trial. Never raises: the reaper's
     next pass advances the sweep if this fails."""
     try:
+        began = time.monotonic()
         with db.read() as session:
             sweep_id = session.scalar(select(Job.sweep_id).where(Job.id == job_id))
         if sweep_id is not None:
             advance(db, sweep_id, settings, publish)
+            log.info("sweep %s advanced in %.3f s after trial job %s ended", sweep_id,
+                     time.monotonic() - began, job_id)
     except Exception:
         log.exception("advancing the sweep of job %s failed; the reaper will", job_id)
+
+
+_warming = threading.Lock()
+_warmed: list[bool] = []
+
+
+def warm_up_in_background(db: Database, job_id: uuid.UUID, settings: Settings) -> None:
+    """When a worker starts a trial, get what `advance` needs on its first call ready in a
+    thread, while the trial trains: the job validation's imports (torch, the layer catalogue)
+    and its first network built for shapes, seconds on 2 cores that the next trial would
+    otherwise wait for (docs/benchmarks.md, "Small trials"). Once per process, and only in a
+    process that runs trials."""
+    if _warmed or not _warming.acquire(blocking=False):
+        return
+
+    def warm() -> None:
+        try:
+            with db.read() as session:
+                spec = session.scalar(select(Sweep.spec).join(Job, Job.sweep_id == Sweep.id)
+                                      .where(Job.id == job_id))
+            if spec is None:
+                return
+            _warmed.append(True)
+            from core.sweeps import check
+
+            sweep = SweepSpec.model_validate(spec)
+            check.check_trial(sweep, sweep.base.model_dump(mode="json"), {}, settings, None)
+        except Exception as exc:  # the first advance pays for it instead
+            log.info("warming the sweep driver up failed: %s", exc)
+        finally:
+            _warming.release()
+
+    threading.Thread(target=warm, name="sweep-warm-up", daemon=True).start()
+
 
 
 def advance_active(db: Database, settings: Settings, publish: Publish) -> int:
