@@ -185,7 +185,7 @@ def test_the_sampler_is_told_a_pruned_trial_as_optuna_records_one():
         "pruner": {"type": "median"}})
     done = Trial(0, {"optimizer.lr": 0.01}, [TrialJob("a", 0, "succeeded", 0.4, 0, 9.0)])
     pruned = Trial(1, {"optimizer.lr": 0.0001}, [TrialJob(
-        "b", 0, "pruned", 2.3, 0, 2.0, {"step": 30, "value": 2.3, "reason": "..."})])
+        "b", 0, "pruned", 2.3, 0, 2.0, pruned={"step": 30, "value": 2.3, "reason": "..."})])
     assert (pruned.state, pruned.value, pruned.values) == ("pruned", None, [2.3])
     study = _study(spec, [done, pruned], None, space.distributions(spec), with_unfinished=True)
     frozen = study.get_trials(deepcopy=False)
