@@ -35,10 +35,18 @@ class ExportChild:
         self.settings = settings
         self.proc: asyncio.subprocess.Process | None = None
         self.idle: asyncio.TimerHandle | None = None
+        self.busy = False  # between a request written and its answer read
 
     async def ask(self, request: dict[str, Any]) -> dict[str, Any]:
         if self.idle is not None:
             self.idle.cancel()
+        self.busy = True  # before any await: an idle close that already fired leaves it be
+        try:
+            return await self._ask(request)
+        finally:
+            self.busy = False
+
+    async def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         if self.proc is None or self.proc.returncode is not None:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "inference.export_child",
@@ -73,7 +81,11 @@ class ExportChild:
         return answer["ok"]
 
     async def close(self) -> None:
-        """End of input: the child exits when it has answered."""
+        """End of input: the child exits when it has answered. Not while it is exporting: the
+        idle timer can fire just as a new request comes, and closing then would kill an
+        export that takes longer than the wait below."""
+        if self.busy:
+            return
         proc, self.proc = self.proc, None
         if proc is not None and proc.returncode is None:
             proc.stdin.close()
