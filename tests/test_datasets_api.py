@@ -24,7 +24,7 @@ import pytest
 from api.main import create_app
 from core.dataset_store import load_arrays
 from core.settings import Settings
-from tests.conftest import free_port, start_api
+from tests.conftest import free_port, load_example, start_api
 
 SMALL_CAP = 200_000
 
@@ -490,6 +490,10 @@ def memory_api(service_env, tmp_path_factory) -> Iterator[tuple[str, int, float]
     it idles at about 320 MB: the budget is what an upload adds on top of that."""
     service, url = start_api(service_env, tmp_path_factory.mktemp("api-memory"))
     httpx.get(f"{url}/v1/datasets", timeout=30)  # warm: the first request imports the routes
+    # and the network check: the API warms it in a thread at start (torch's decompositions,
+    # ~50 MB), which must not land inside an upload's measurement. A validation waits for it.
+    httpx.post(f"{url}/v1/jobs/validate", json=load_example("digits-mlp"),
+               timeout=120).raise_for_status()
     yield url, service.proc.pid, _peak_rss_mb(service.proc.pid)
     service.stop()
 
