@@ -9,6 +9,7 @@ that no row names: remove_unrecorded finds and removes both.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import uuid
@@ -16,6 +17,15 @@ from collections.abc import Iterable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+
+def sha256_of(path: Path) -> str:
+    """A file's SHA-256, read in 1 MiB chunks (checkpoints, exports)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def job_checkpoint_folder(checkpoint_dir: Path, job_id: uuid.UUID | str) -> Path:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -125,18 +126,18 @@ class Client:
         """Jobs newest first, page after page (keyset cursor: none repeated or skipped while
         others are submitted), up to `limit` of them. `state` and `id_prefix` are filtered by
         the API; `name` here (the API has no name filter, so every page is still read)."""
+        items = self._pages("/v1/jobs", page_size, state=state, id_prefix=id_prefix)
+        named = (item for item in items if name is None or item["name"] == name)
+        for item in itertools.islice(named, limit):
+            yield Job.from_json(item)
+
+    def _pages(self, path: str, page_size: int, **params: Any) -> Iterator[dict]:
+        """Every item of a keyset-paged list (GET /v1/jobs, /v1/sweeps), a page fetched only
+        when the caller wants more."""
         cursor: str | None = None
-        given = 0
-        while limit is None or given < limit:
-            page = self.transport.get("/v1/jobs", state=state, id_prefix=id_prefix,
-                                      limit=page_size, cursor=cursor)
-            for item in page["items"]:
-                if name is not None and item["name"] != name:
-                    continue
-                yield Job.from_json(item)
-                given += 1
-                if limit is not None and given >= limit:
-                    return
+        while True:
+            page = self.transport.get(path, limit=page_size, cursor=cursor, **params)
+            yield from page["items"]
             cursor = page.get("next_cursor")
             if not cursor:
                 return
@@ -311,18 +312,8 @@ class Client:
     def sweeps(self, limit: int | None = None, page_size: int = PAGE_SIZE) -> Iterator[Sweep]:
         """The caller's sweeps newest first, page after page (keyset cursor, as `jobs`), up to
         `limit` of them."""
-        cursor: str | None = None
-        given = 0
-        while limit is None or given < limit:
-            page = self.transport.get("/v1/sweeps", limit=page_size, cursor=cursor)
-            for item in page["items"]:
-                yield Sweep.from_json(item)
-                given += 1
-                if limit is not None and given >= limit:
-                    return
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return
+        for item in itertools.islice(self._pages("/v1/sweeps", page_size), limit):
+            yield Sweep.from_json(item)
 
     def resolve_sweep(self, sweep: str | Sweep) -> str:
         if isinstance(sweep, Sweep):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.checkpoint_files import sha256_of
 from worker.disk_full import disk_full
 from worker.schedules import Scheduler
 from worker.state import EpochProgress, LoopState
@@ -86,14 +86,6 @@ def write_atomically(payload: dict[str, Any], path: Path) -> tuple[str, int]:
     finally:
         os.close(folder)
     return digest, size
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -5,7 +5,6 @@ file to download. Made once per checkpoint and format by a child process
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,6 +19,7 @@ from api.export_runner import ExportFailed, export_in_child
 from api.routes.checkpoints import download_name
 from api.routes.logs import MessageOut
 from api.schemas import ValidationErrorOut
+from core.checkpoint_files import sha256_of
 from core.repo import checkpoints as checkpoint_repo
 from inference.export_cache import MEDIA_TYPES, SUFFIXES, cached_path, prune
 from inference.job_bundle import BundleError, Located, locate, parse_choice
@@ -98,14 +98,6 @@ async def export_checkpoint(
         "X-Traindock-Step": str(located.step),
         "X-Traindock-Checkpoint-Sha256": located.sha256,
     })
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 async def _export(settings, located: Located, fmt: str, path: Path) -> None:

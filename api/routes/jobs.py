@@ -21,6 +21,7 @@ from api.deps import (
     SettingsDep,
     async_connection,
 )
+from api.pagination import decode_cursor
 from api.schemas import (
     EXAMPLE_SPEC,
     NOT_JSON,
@@ -184,15 +185,7 @@ def list_jobs(
     """The caller's jobs (an admin's: everyone's), newest first. Pass `next_cursor` back as
     `cursor` for the next page. Each item has a
     `spec_digest` and the spec fields it `differs` in from the page's jobs of its name."""
-    after = None
-    if cursor:
-        try:
-            after = job_repo.Cursor.decode(cursor)
-        except ValueError:
-            raise HTTPException(422, [{
-                "field": "cursor", "type": "value_error",
-                "message": "cursor: not a cursor returned by this API; pass next_cursor as is",
-            }]) from None
+    after = decode_cursor(cursor)
     if id_prefix is not None and id_range(id_prefix) is None:
         raise HTTPException(422, [{
             "field": "id_prefix", "type": "value_error",

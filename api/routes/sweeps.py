@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import PrincipalDep
 from api.deps import DatasetLookupDep, PublisherDep, SessionDep, SettingsDep
+from api.pagination import decode_cursor
 from api.schemas import NOT_JSON, JobOut, ValidationErrorOut
 from api.sweep_schemas import PromoteBody, SweepDetail, SweepOut, SweepPage, TrialOut
 from core.checkpoint_files import remove_job_files
@@ -110,15 +111,7 @@ def list_sweeps(
     """The caller's sweeps (an admin's: everyone's), newest first, as GET /v1/jobs pages:
     pass `next_cursor` back as `cursor` for the next page. Each carries what a list shows
     (state, best so far, trials ended of planned), so a list costs one request."""
-    after = None
-    if cursor:
-        try:
-            after = job_repo.Cursor.decode(cursor)
-        except ValueError:
-            raise HTTPException(422, [{
-                "field": "cursor", "type": "value_error",
-                "message": "cursor: not a cursor returned by this API; pass next_cursor as is",
-            }]) from None
+    after = decode_cursor(cursor)
     rows, following = sweep_repo.list_sweeps(session, limit=limit, after=after,
                                              owner=principal.owner_filter)
     ended = sweep_repo.trials_ended(session, [s.id for s in rows])
