@@ -4,16 +4,14 @@ the target, checked against the X-Checksum-Sha256 header, renamed into place. Sh
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import httpx
 
-from traindock.errors import ChecksumMismatch, TraindockError
-from traindock.transport import TIMEOUT_S, Transport
+from traindock.errors import TraindockError
+from traindock.transport import TIMEOUT_S, Transport, save_verified
 
 FORMATS = ("onnx", "pt2", "safetensors")
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "safetensors": ".safetensors.zip"}
@@ -60,27 +58,5 @@ def save_export(transport: Transport, job_id: str, fmt: str, checkpoint: str | i
         if target.exists() and not force:
             raise TraindockError(f"{target} already exists; nothing was saved. Pass --force "
                                  "to replace it, or -o PATH to save elsewhere")
-        expected = response.headers.get("x-checksum-sha256")
-        try:
-            handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                               suffix=".part")
-        except OSError as exc:
-            raise TraindockError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        try:
-            digest = hashlib.sha256()
-            with os.fdopen(handle, "wb") as out:
-                for chunk in response.iter_bytes():
-                    digest.update(chunk)
-                    out.write(chunk)
-            actual = digest.hexdigest()
-            if expected is not None and actual != expected:
-                raise ChecksumMismatch(
-                    f"the export's sha256 {actual} is not the X-Checksum-Sha256 header's "
-                    f"{expected} (a broken transfer?); nothing was saved, try again",
-                    actual, None, expected)
-            os.replace(partial, target)
-        except OSError as exc:
-            raise TraindockError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        finally:
-            Path(partial).unlink(missing_ok=True)
+        save_verified(response, target, what="the export")
     return target

@@ -161,37 +161,10 @@ class Transport:
 
     def download(self, path: str, target: Path, sha256: str | None = None,
                  what: str | None = None) -> str:
-        """Save the body of GET `path` as the file `target` and return its SHA-256. It is
-        streamed to a temporary file beside `target` and renamed into place only once its
-        SHA-256 is `sha256` (when given) and the X-Checksum-Sha256 header's (when sent);
-        otherwise `ChecksumMismatch`, and nothing is left. `what` names it in messages."""
-        what = what or path
-        try:
-            handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                               suffix=".part")
-        except OSError as exc:
-            raise TraindockError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        digest = hashlib.sha256()
-        try:
-            with os.fdopen(handle, "wb") as out, self.stream(path) as response:
-                header = response.headers.get("x-checksum-sha256")
-                for chunk in response.iter_bytes():
-                    digest.update(chunk)
-                    out.write(chunk)
-            actual = digest.hexdigest()
-            for source, expected in (("the X-Checksum-Sha256 header", header),
-                                     ("the listing", sha256)):
-                if expected is not None and actual != expected:
-                    raise ChecksumMismatch(
-                        f"{what}: the download's sha256 {actual} is not {source}'s {expected} "
-                        "(a broken transfer?); nothing was saved, try again",
-                        actual, sha256, header)
-            os.replace(partial, target)
-        except OSError as exc:
-            raise TraindockError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        finally:
-            Path(partial).unlink(missing_ok=True)
-        return actual
+        """Save the body of GET `path` as the file `target` and return its SHA-256, checked
+        as `save_verified` says. `what` names it in messages."""
+        with self.stream(path) as response:
+            return save_verified(response, target, sha256, what or path)
 
     @contextmanager
     def translated(self) -> Iterator[None]:
@@ -219,3 +192,37 @@ def _present(params: dict[str, Any] | None) -> dict[str, Any] | None:
     if not params:
         return None
     return {k: v for k, v in params.items() if v is not None} or None
+
+
+def save_verified(response: httpx.Response, target: Path, sha256: str | None = None,
+                  what: str = "the download") -> str:
+    """Stream a response's body to a temporary file beside `target`, rename it into place
+    only once its SHA-256 is `sha256` (when given) and the X-Checksum-Sha256 header's (when
+    sent), and return it; otherwise `ChecksumMismatch`, and nothing is left. Shared by
+    downloads (checkpoints) and exports."""
+    header = response.headers.get("x-checksum-sha256")
+    try:
+        handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                           suffix=".part")
+    except OSError as exc:
+        raise TraindockError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for chunk in response.iter_bytes():
+                digest.update(chunk)
+                out.write(chunk)
+        actual = digest.hexdigest()
+        for source, expected in (("the X-Checksum-Sha256 header", header),
+                                 ("the listing", sha256)):
+            if expected is not None and actual != expected:
+                raise ChecksumMismatch(
+                    f"{what}: the download's sha256 {actual} is not {source}'s {expected} "
+                    "(a broken transfer?); nothing was saved, try again",
+                    actual, sha256, header)
+        os.replace(partial, target)
+    except OSError as exc:
+        raise TraindockError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    finally:
+        Path(partial).unlink(missing_ok=True)
+    return actual
