@@ -114,8 +114,11 @@ def test_schemathesis_finds_no_failure_with_keys_on(auth_api, tmp_path: Path, wi
     if with_key:
         token = make_api_key(Settings(database_url=database), "read,submit,admin")
         header = ["--header", f"Authorization: Bearer {token}"]
+    # One worker, as the coverage phase above: with two threads CPython 3.11's ast.parse
+    # (hypothesis describing a filter) failed here too with "AST constructor recursion depth
+    # mismatch", a runtime error of the tool's own, not of the API.
     returncode, output = schemathesis(url, tmp_path, "--phases", "examples,fuzzing",
-                                      "--workers", "2", *header, examples=examples)
+                                      "--workers", "1", *header, examples=examples)
     print(output[-2500:])
     assert returncode == 0, output[-12000:]
     assert "Traceback" not in service.log(), service.log()[-5000:]
